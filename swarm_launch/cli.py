@@ -1,0 +1,174 @@
+"""The `swarm-launch` command line: parse, route to a command module, map errors to exit codes.
+
+Command modules are imported only when their command runs, so `swarm-launch
+--help` and `validate` never pay for libtmux or asyncio.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from swarm_launch import errors
+
+
+@dataclass(frozen=True)
+class Globals:
+    """Options given before the subcommand, like tmux's own -L / -S."""
+
+    socket_name: str | None
+    socket_path: str | None
+
+
+def _run(ctx: click.Context, /, command: str, **kwargs: Any) -> None:
+    module = importlib.import_module(f"swarm_launch.commands.{command}")
+    code: int = module.run(ctx.find_object(Globals), **kwargs)
+    ctx.exit(code)
+
+
+spec_argument = click.argument("spec", type=click.Path(dir_okay=True, path_type=str))
+json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON document.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="swarm-launch")
+@click.option("-L", "--socket-name", help="tmux server socket name (overrides the spec).")
+@click.option("-S", "--socket-path", help="tmux server socket path (overrides the spec).")
+@click.pass_context
+def cli(ctx: click.Context, /, socket_name: str | None, socket_path: str | None) -> None:
+    """Declarative launcher for swarms of AI agents in tmux."""
+    if socket_name and socket_path:
+        raise click.UsageError("give -L/--socket-name or -S/--socket-path, not both")
+    ctx.obj = Globals(socket_name=socket_name, socket_path=socket_path)
+
+
+@cli.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.pass_context
+def validate(ctx: click.Context, /, specs: tuple[str, ...]) -> None:
+    """Check spec files; report every error as FILE:LINE:COL: $.path: message."""
+    _run(ctx, "validate", specs=specs)
+
+
+@cli.command()
+@click.pass_context
+def schema(ctx: click.Context) -> None:
+    """Print the JSON Schema of swarm specs."""
+    _run(ctx, "schema")
+
+
+@cli.command()
+@spec_argument
+@json_option
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 0 when in sync, 2 when changes are pending, 1 on error.")
+@click.option("--no-prune", is_flag=True, help="Keep agents that are no longer in the spec.")
+@click.pass_context
+def plan(ctx: click.Context, /, **kwargs: Any) -> None:
+    """Show what `up` would do, with reasons; change nothing."""
+    _run(ctx, "plan", **kwargs)
+
+
+@cli.command()
+@spec_argument
+@click.option("--no-prune", is_flag=True, help="Keep agents that are no longer in the spec.")
+@click.option("--dry-run", is_flag=True, help="Show the plan; change nothing.")
+@json_option
+@click.option("--wait", is_flag=True, help="Return once every agent is ready.")
+@click.option("--timeout", type=float, default=None, help="Seconds --wait may take.")
+@click.option("--watch", is_flag=True, help="Stay in the foreground; re-apply on each spec change.")
+@click.pass_context
+def up(ctx: click.Context, /, **kwargs: Any) -> None:
+    """Make tmux match the spec: create, replace and remove agents."""
+    _run(ctx, "up", **kwargs)
+
+
+@cli.command()
+@click.argument("spec", required=False, type=click.Path(path_type=str))
+@click.option("--name", help="The swarm's name, instead of a spec file.")
+@click.pass_context
+def down(ctx: click.Context, /, **kwargs: Any) -> None:
+    """Stop every agent of the swarm, then its session if nothing foreign is left."""
+    _run(ctx, "down", **kwargs)
+
+
+@cli.command()
+@click.argument("spec", required=False, type=click.Path(path_type=str))
+@click.option("--name", help="The swarm's name, instead of a spec file.")
+@json_option
+@click.pass_context
+def status(ctx: click.Context, /, **kwargs: Any) -> None:
+    """Per agent: pane, pid, status, exit code, uptime, and sync with the spec."""
+    _run(ctx, "status", **kwargs)
+
+
+@cli.command(name="ls")
+@json_option
+@click.pass_context
+def ls_(ctx: click.Context, /, **kwargs: Any) -> None:
+    """List the swarms known to AI_SWARM_DIR and the tmux server."""
+    _run(ctx, "ls", **kwargs)
+
+
+@cli.command()
+@spec_argument
+@click.argument("agents", nargs=-1)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new output until Ctrl-C.")
+@click.option("--tail", type=click.IntRange(min=0), default=None, help="Only the last N lines.")
+@click.option("--since", default=None, help="Only output after TIME (e.g. 10m, 2h, an ISO date).")
+@click.option("--raw", is_flag=True, help="Keep ANSI escapes and terminal control bytes.")
+@click.pass_context
+def logs(ctx: click.Context, /, **kwargs: Any) -> None:
+    """Print the output of one, several or all agents."""
+    _run(ctx, "logs", **kwargs)
+
+
+@cli.command()
+@spec_argument
+@click.argument("agent")
+@click.option("--lines", type=click.IntRange(min=1), default=None, help="Only the last N lines.")
+@click.option("--ansi", is_flag=True, help="Keep colours and attributes.")
+@click.pass_context
+def capture(ctx: click.Context, /, **kwargs: Any) -> None:
+    """Print an agent's screen with its scrollback."""
+    _run(ctx, "capture", **kwargs)
+
+
+@cli.command()
+@spec_argument
+@click.argument("agent")
+@click.argument("text", required=False)
+@click.pass_context
+def send(ctx: click.Context, /, **kwargs: Any) -> None:
+    """Send TEXT (or stdin) to an agent and submit it."""
+    _run(ctx, "send", **kwargs)
+
+
+@cli.command()
+@spec_argument
+@click.argument("text", required=False)
+@click.option("--only", default=None, help="Comma-separated agent ids to send to.")
+@click.pass_context
+def broadcast(ctx: click.Context, /, **kwargs: Any) -> None:
+    """Send TEXT (or stdin) to every agent (or --only some) and submit it."""
+    _run(ctx, "broadcast", **kwargs)
+
+
+@cli.command()
+@spec_argument
+@click.argument("agent", required=False)
+@click.pass_context
+def attach(ctx: click.Context, /, **kwargs: Any) -> None:
+    """Attach to the swarm's session, at AGENT's window."""
+    _run(ctx, "attach", **kwargs)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point: run the CLI and turn every outcome into an exit code."""
+    code = errors.run_with_exit_codes(lambda: cli.main(args=argv, standalone_mode=False))
+    sys.exit(code)

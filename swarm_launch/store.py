@@ -1,0 +1,202 @@
+"""AI_SWARM_DIR: its safe creation, atomic files, the per-swarm lock, the run history.
+
+Everything swarm-launch writes to disk goes through here, so the rules hold in
+one place: directories 0700, files 0600, writes atomic (temp file, fsync,
+rename), a refused directory when someone else could tamper with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import stat
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from swarm_launch.exceptions import LockTimeoutError, StoreError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DIR = "/tmp/ai_swarm/"
+SESSIONS_FILE = "swarm_sessions.json"
+STATE_FILE = "state.json"
+RUNS_FILE = "runs.jsonl"
+LOCK_FILE = "lock"
+DEFAULT_LOCK_TIMEOUT_S = 60.0
+
+
+def data_dir(environ: dict[str, str] | None = None) -> str:
+    """AI_SWARM_DIR, created 0700 if missing, refused if anyone else could write to it."""
+    env = os.environ if environ is None else environ
+    path = os.path.abspath(env.get("AI_SWARM_DIR") or DEFAULT_DIR)
+    return ensure_private_dir(path)
+
+
+def swarm_dir(name: str, base: str | None = None) -> str:
+    """The directory holding one swarm's records: AI_SWARM_DIR/<name>/."""
+    return ensure_private_dir(os.path.join(base or data_dir(), name))
+
+
+def ensure_private_dir(path: str) -> str:
+    """Create `path` 0700 (parents too) or check an existing one is ours alone."""
+    path = os.path.normpath(path)
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except FileExistsError as exc:
+        raise StoreError(
+            f"{path} exists and is not a directory; remove it or set AI_SWARM_DIR"
+        ) from exc
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create {path}: {exc.strerror}; set AI_SWARM_DIR to a writable place"
+        ) from exc
+    check_private_dir(path)
+    return path
+
+
+def check_private_dir(path: str) -> None:
+    """Refuse a symlink, a directory of another user, or one writable by group or others."""
+    info = os.lstat(path)
+    hint = "; set AI_SWARM_DIR to a directory of your own with mode 0700"
+    if stat.S_ISLNK(info.st_mode):
+        raise StoreError(f"{path} is a symlink, which someone could redirect{hint}")
+    if not stat.S_ISDIR(info.st_mode):
+        raise StoreError(f"{path} is not a directory{hint}")
+    if info.st_uid != os.getuid():
+        raise StoreError(
+            f"{path} is owned by uid {info.st_uid}, not by you (uid {os.getuid()}){hint}"
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        mode = stat.S_IMODE(info.st_mode)
+        raise StoreError(f"{path} is writable by others (mode {mode:04o}){hint}")
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Replace `path` with `text` so a reader sees the old or the new file, never a mix."""
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+def atomic_write_json(path: str, document: Any) -> None:
+    atomic_write_text(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str) -> Any | None:
+    """The JSON document at `path`, or None when missing or unreadable (tmux is the truth)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable %s (%s); it will be rewritten", path, exc)
+        return None
+
+
+def append_jsonl(path: str, record: dict[str, Any]) -> None:
+    """Append one JSON line with a single write, so a killed writer leaves whole lines."""
+    line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        _repair_torn_tail(fd, path)
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_jsonl(path: str) -> list[dict[str, Any]]:
+    """Every whole JSON line of `path`; a torn or garbage line is skipped, not fatal."""
+    records: list[dict[str, Any]] = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                with contextlib.suppress(ValueError):
+                    value = json.loads(line)
+                    if isinstance(value, dict):
+                        records.append(value)
+    except FileNotFoundError:
+        pass
+    return records
+
+
+def _repair_torn_tail(fd: int, path: str) -> None:
+    # A disk-full write can leave a partial last line; start ours on a fresh line.
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        log.warning("%s ended in a partial line; starting a new one", path)
+        os.write(fd, b"\n")
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def locked(directory: str, *, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+           what: str = "this swarm") -> Iterator[None]:
+    """Hold `directory`/lock exclusively; the kernel frees it if the holder dies."""
+    import filelock  # deferred: only commands that mutate need it
+
+    lock_path = os.path.join(directory, LOCK_FILE)
+    lock = filelock.FileLock(lock_path, mode=0o600)
+    try:
+        lock.acquire(timeout=timeout_s)
+    except filelock.Timeout as exc:
+        holder = _describe_holder(lock_path)
+        raise LockTimeoutError(
+            f"another swarm-launch run holds the lock of {what} ({holder}) and did not "
+            f"finish within {timeout_s:g}s; wait for it, or stop it and run again"
+        ) from exc
+    try:
+        _write_holder(lock_path)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock_path + ".holder")
+        lock.release()
+
+
+def _write_holder(lock_path: str) -> None:
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+    atomic_write_json(lock_path + ".holder", holder)
+
+
+def _describe_holder(lock_path: str) -> str:
+    holder = read_json(lock_path + ".holder")
+    if not isinstance(holder, dict):
+        return "holder unknown"
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(holder.get("started", 0))))
+    return f"pid {holder.get('pid')} on {holder.get('host')}, since {started}"
+
+
+def update_json(path: str, change: Callable[[Any | None], Any], *,
+                timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Any:
+    """Read-modify-write a shared JSON file under its own lock (safe across processes)."""
+    import filelock
+
+    with filelock.FileLock(path + ".lock", mode=0o600, timeout=timeout_s):
+        document = change(read_json(path))
+        atomic_write_json(path, document)
+        return document
