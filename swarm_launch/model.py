@@ -81,6 +81,9 @@ class AgentSpec:
     workdir: str
     env: Mapping[str, str] = field(default_factory=dict)
     replicas: int = 1
+    # True when the spec declares `replicas`: ids are then `{id}-{i}` even for 1, so
+    # scaling 3 -> 1 keeps `{id}-0` running instead of replacing every replica.
+    replicated: bool = False
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     ready: Readiness | None = None
     depends_on: tuple[str, ...] = ()

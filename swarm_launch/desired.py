@@ -1,0 +1,92 @@
+"""Desired state: a loaded spec expanded into the agents that should run (pure).
+
+Each agent carries a config hash over a canonical, versioned projection of what
+needs a respawn when it changes. What can change without disturbing a running
+agent (replica count, order in the file, readiness, ordering, prompt, send and
+stop settings) is deliberately left out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from swarm_launch.model import AgentSpec, SwarmSpec
+
+# Bump when the projection below changes meaning: every agent is then replaced once.
+HASH_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DesiredAgent:
+    """One agent that should run: a spec entry, or one replica of it."""
+
+    agent_id: str
+    spec: AgentSpec
+    replica: int | None
+    env: Mapping[str, str]
+    config_hash: str
+    field_hashes: Mapping[str, str]
+
+    @property
+    def command(self) -> str | tuple[str, ...]:
+        return self.spec.command
+
+    @property
+    def workdir(self) -> str:
+        return self.spec.workdir
+
+
+def expand(spec: SwarmSpec) -> dict[str, DesiredAgent]:
+    """Every agent of `spec`, replicas expanded, in file order."""
+    agents: dict[str, DesiredAgent] = {}
+    for agent in spec.agents.values():
+        for agent_id, replica in replica_ids(agent):
+            agents[agent_id] = _desired(spec.name, agent, agent_id, replica)
+    return agents
+
+
+def replica_ids(agent: AgentSpec) -> list[tuple[str, int | None]]:
+    """`(id, None)` for a plain agent; `(id-i, i)` for each replica of a replicated one."""
+    if not agent.replicated and agent.replicas == 1:
+        return [(agent.id, None)]
+    return [(f"{agent.id}-{i}", i) for i in range(agent.replicas)]
+
+
+def _desired(swarm: str, agent: AgentSpec, agent_id: str, replica: int | None) -> DesiredAgent:
+    env = {**agent.env, "SWARM_AGENT_ID": agent_id, "SWARM_NAME": swarm}
+    if replica is not None:
+        env["SWARM_REPLICA"] = str(replica)
+    fields = field_hashes(agent, env)
+    return DesiredAgent(
+        agent_id=agent_id,
+        spec=agent,
+        replica=replica,
+        env=env,
+        config_hash=_digest({"v": HASH_VERSION, **fields})[:16],
+        field_hashes=fields,
+    )
+
+
+def field_hashes(agent: AgentSpec, env: Mapping[str, str]) -> dict[str, str]:
+    """A hash per respawn-relevant field, so a plan can say *what* changed.
+
+    Hashes only: env values may be secrets and must never reach a record.
+    """
+    restart = agent.restart
+    return {
+        "command": _digest(list(agent.command) if isinstance(agent.command, tuple)
+                           else agent.command),
+        "workdir": _digest(agent.workdir),
+        "env": _digest(sorted(env.items())),
+        "restart": _digest([restart.mode, restart.max_restarts, restart.reset_after_s,
+                            restart.backoff.initial_s, restart.backoff.max_s,
+                            restart.backoff.factor]),
+    }
+
+
+def _digest(value: object) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

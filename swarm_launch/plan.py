@@ -1,0 +1,124 @@
+"""The reconciler's brain: (desired, observed) -> ordered actions with reasons (pure).
+
+Removals come first (they free names and resources), then replacements, then
+creations in file order; agents in sync are kept, and said so.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from swarm_launch.desired import DesiredAgent
+from swarm_launch.observed import PaneState, duplicates, owned_by
+
+
+class Kind(enum.Enum):
+    CREATE = "create"
+    REPLACE = "replace"
+    REMOVE = "remove"
+    KEEP = "keep"
+
+
+@dataclass(frozen=True)
+class Action:
+    """One step of a plan: what happens to which agent, and why."""
+
+    kind: Kind
+    agent_id: str
+    reason: str
+    desired: DesiredAgent | None = None
+    observed: PaneState | None = None
+
+    @property
+    def changes(self) -> bool:
+        return self.kind is not Kind.KEEP
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+
+    @property
+    def changes(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.changes)
+
+    @property
+    def in_sync(self) -> bool:
+        return not self.changes
+
+    def of_kind(self, kind: Kind) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.kind is kind)
+
+    def summary(self) -> str:
+        """`3 created, 1 replaced, 1 removed, 4 unchanged`."""
+        counts = [(len(self.of_kind(k)), word) for k, word in _SUMMARY_WORDS]
+        return ", ".join(f"{n} {word}" for n, word in counts)
+
+
+_SUMMARY_WORDS = ((Kind.CREATE, "created"), (Kind.REPLACE, "replaced"),
+                  (Kind.REMOVE, "removed"), (Kind.KEEP, "unchanged"))
+
+
+def plan(
+    desired: Mapping[str, DesiredAgent],
+    panes: Iterable[PaneState],
+    *,
+    cluster: str,
+    prune: bool = True,
+    recorded: Mapping[str, Mapping[str, str]] | None = None,
+) -> Plan:
+    """What `up` must do so that tmux runs exactly `desired`.
+
+    `panes` may include foreign panes: only those tagged with `cluster` count.
+    `recorded` (per-agent field hashes from the last applied state) only
+    sharpens the reasons; the decision rests on tmux's tags alone.
+    """
+    pane_list = list(panes)
+    observed = owned_by(pane_list, cluster)
+    removals = [Action(Kind.REMOVE, p.agent_id, "duplicate pane of this agent", observed=p)
+                for p in duplicates(pane_list, cluster)]
+    removals += [_undesired(observed[a], prune) for a in sorted(observed.keys() - desired.keys())]
+    others = [_desired_action(d, observed.get(i), (recorded or {}).get(i))
+              for i, d in desired.items()]
+    replaces = [a for a in others if a.kind is Kind.REPLACE]
+    rest = [a for a in others if a.kind is not Kind.REPLACE]
+    return Plan((*removals, *replaces, *rest))
+
+
+def _undesired(pane: PaneState, prune: bool) -> Action:
+    if prune:
+        return Action(Kind.REMOVE, pane.agent_id, "not in the spec", observed=pane)
+    return Action(Kind.KEEP, pane.agent_id, "not in the spec; kept (--no-prune)", observed=pane)
+
+
+def _desired_action(
+    agent: DesiredAgent, pane: PaneState | None, recorded: Mapping[str, str] | None
+) -> Action:
+    def act(kind: Kind, reason: str) -> Action:
+        return Action(kind, agent.agent_id, reason, desired=agent, observed=pane)
+
+    if pane is None:
+        return act(Kind.CREATE, "missing")
+    if pane.config_hash != agent.config_hash:
+        return act(Kind.REPLACE, _what_changed(agent, recorded))
+    if pane.dead and pane.next_restart_at is not None and not pane.gave_up:
+        return act(Kind.KEEP, "restart pending (restart policy)")
+    if pane.dead:
+        return act(Kind.REPLACE, f"dead ({_exit_text(pane)})")
+    return act(Kind.KEEP, "in sync")
+
+
+def _what_changed(agent: DesiredAgent, recorded: Mapping[str, str] | None) -> str:
+    if not recorded:
+        return "spec changed"
+    changed = [name for name, digest in agent.field_hashes.items()
+               if recorded.get(name) != digest]
+    return f"spec changed: {', '.join(changed)}" if changed else "spec changed"
+
+
+def _exit_text(pane: PaneState) -> str:
+    if pane.exit_signal is not None:
+        return f"killed by signal {pane.exit_signal}"
+    return f"exit {pane.exit_status}" if pane.exit_status is not None else "exit status unknown"

@@ -1,0 +1,161 @@
+"""The planner as data: (desired, observed) -> actions, without tmux."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from swarm_launch.desired import DesiredAgent, expand, replica_ids
+from swarm_launch.model import AgentSpec, SwarmSpec
+from swarm_launch.observed import PaneState
+from swarm_launch.plan import Kind, plan
+
+CLUSTER = "team"
+
+
+def agent(agent_id: str, command: str = "cat", **fields: object) -> AgentSpec:
+    return AgentSpec(id=agent_id, command=command, workdir="/w", **fields)  # type: ignore[arg-type]
+
+
+def swarm(*agents: AgentSpec) -> SwarmSpec:
+    return SwarmSpec(name=CLUSTER, path="/w/s.yaml", spec_hash="x", workdir="/w",
+                     agents={a.id: a for a in agents})
+
+
+def desired(*agents: AgentSpec) -> dict[str, DesiredAgent]:
+    return expand(swarm(*agents))
+
+
+def pane(agent_id: str, config_hash: str, *, number: int = 1, cluster: str = CLUSTER,
+         dead: bool = False, status: int | None = None, next_restart: float | None = None,
+         gave_up: bool = False) -> PaneState:
+    return PaneState(
+        pane_id=f"%{number}", window_id=f"@{number}", window_index=number, session_id="$1",
+        pid=None if dead else 1000 + number, dead=dead, exit_status=status, exit_signal=None,
+        cluster=cluster, agent_id=agent_id, config_hash=config_hash, started_at=None,
+        restarts=0, next_restart_at=next_restart, gave_up=gave_up,
+    )
+
+
+def hash_of(spec: AgentSpec, agent_id: str | None = None) -> str:
+    return desired(spec)[agent_id or spec.id].config_hash
+
+
+A, B = agent("a"), agent("b")
+
+
+@pytest.mark.parametrize(
+    ("agents", "panes", "expected"),
+    [
+        pytest.param([A, B], [], [("create", "a", "missing"), ("create", "b", "missing")],
+                     id="nothing-running-creates-all"),
+        pytest.param([A], [pane("a", hash_of(A))], [("keep", "a", "in sync")],
+                     id="in-sync-keeps"),
+        pytest.param([A], [pane("a", "stale")], [("replace", "a", "spec changed")],
+                     id="changed-hash-replaces"),
+        pytest.param([A], [pane("a", hash_of(A), dead=True, status=1)],
+                     [("replace", "a", "dead (exit 1)")], id="dead-replaces"),
+        pytest.param([A], [pane("a", hash_of(A), dead=True, status=1, next_restart=5.0)],
+                     [("keep", "a", "restart pending (restart policy)")],
+                     id="pending-restart-is-left-to-tmux"),
+        pytest.param([A], [pane("a", hash_of(A)), pane("gone", "h", number=2)],
+                     [("remove", "gone", "not in the spec"), ("keep", "a", "in sync")],
+                     id="undesired-removed-first"),
+        pytest.param([], [pane("a", "h", cluster="other"), pane("", "", number=3)], [],
+                     id="foreign-and-untagged-panes-are-invisible"),
+        pytest.param([A], [pane("a", hash_of(A), number=1), pane("a", hash_of(A), number=7)],
+                     [("remove", "a", "duplicate pane of this agent"), ("keep", "a", "in sync")],
+                     id="duplicate-pane-removed-newest-kept"),
+        pytest.param([A, B], [pane("b", "stale", number=2)],
+                     [("replace", "b", "spec changed"), ("create", "a", "missing")],
+                     id="replacements-before-creations"),
+    ],
+)
+def test_plan(agents: list[AgentSpec], panes: list[PaneState],
+              expected: list[tuple[str, str, str]]) -> None:
+    result = plan(desired(*agents), panes, cluster=CLUSTER)
+    assert [(a.kind.value, a.agent_id, a.reason) for a in result.actions] == expected
+
+
+def test_no_prune_keeps_undesired_agents() -> None:
+    result = plan({}, [pane("old", "h")], cluster=CLUSTER, prune=False)
+    assert [(a.kind, a.reason) for a in result.actions] == [
+        (Kind.KEEP, "not in the spec; kept (--no-prune)")]
+    assert result.in_sync
+
+
+def test_recorded_field_hashes_name_what_changed() -> None:
+    before = desired(agent("a", env={"ROLE": "x"}))["a"]
+    after = desired(agent("a", env={"ROLE": "y"}))["a"]
+    result = plan({"a": after}, [pane("a", before.config_hash)], cluster=CLUSTER,
+                  recorded={"a": before.field_hashes})
+    assert result.actions[0].reason == "spec changed: env"
+
+
+def test_summary_counts_every_kind() -> None:
+    result = plan(desired(A, B, agent("c")),
+                  [pane("a", hash_of(A)), pane("b", "old", number=2), pane("z", "h", number=3)],
+                  cluster=CLUSTER)
+    assert result.summary() == "1 created, 1 replaced, 1 removed, 1 unchanged"
+
+
+@pytest.mark.parametrize(
+    ("spec", "ids"),
+    [
+        pytest.param(agent("w"), ["w"], id="plain"),
+        pytest.param(agent("w", replicas=3, replicated=True), ["w-0", "w-1", "w-2"], id="three"),
+        pytest.param(agent("w", replicas=1, replicated=True), ["w-0"], id="declared-one"),
+        pytest.param(agent("w", replicas=0, replicated=True), [], id="zero"),
+    ],
+)
+def test_replica_ids(spec: AgentSpec, ids: list[str]) -> None:
+    assert [i for i, _ in replica_ids(spec)] == ids
+
+
+def test_replica_env_and_stable_hash_across_scaling() -> None:
+    three = desired(agent("w", replicas=3, replicated=True))
+    one = desired(agent("w", replicas=1, replicated=True))
+    assert three["w-1"].env["SWARM_REPLICA"] == "1"
+    assert three["w-1"].env["SWARM_AGENT_ID"] == "w-1"
+    assert three["w-1"].env["SWARM_NAME"] == CLUSTER
+    assert one["w-0"].config_hash == three["w-0"].config_hash
+
+
+def test_scaling_three_to_one_removes_two() -> None:
+    three = desired(agent("w", replicas=3, replicated=True))
+    panes = [pane(i, d.config_hash, number=n) for n, (i, d) in enumerate(three.items())]
+    result = plan(desired(agent("w", replicas=1, replicated=True)), panes, cluster=CLUSTER)
+    assert [(a.kind, a.agent_id) for a in result.changes] == [
+        (Kind.REMOVE, "w-1"), (Kind.REMOVE, "w-2")]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"command": "cat -u"}, id="command"),
+        pytest.param({"workdir": "/elsewhere"}, id="workdir"),
+        pytest.param({"env": {"K": "v2"}}, id="env-value"),
+        pytest.param({"command": ("cat",)}, id="string-to-argv"),
+    ],
+)
+def test_respawn_relevant_fields_change_the_hash(change: dict[str, object]) -> None:
+    base = agent("a", env={"K": "v1"})
+    assert hash_of(base) != hash_of(dataclasses.replace(base, **change))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"prompt": "hello"}, id="prompt"),
+        pytest.param({"depends_on": ("b",)}, id="depends_on"),
+    ],
+)
+def test_orchestration_fields_do_not_change_the_hash(change: dict[str, object]) -> None:
+    base = agent("a")
+    assert hash_of(base) == hash_of(dataclasses.replace(base, **change))  # type: ignore[arg-type]
+
+
+def test_order_in_file_does_not_change_hashes() -> None:
+    one, two = desired(A, B), desired(B, A)
+    assert {k: v.config_hash for k, v in one.items()} == {k: v.config_hash for k, v in two.items()}
