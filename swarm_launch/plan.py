@@ -51,14 +51,16 @@ class Plan:
     def of_kind(self, kind: Kind) -> tuple[Action, ...]:
         return tuple(a for a in self.actions if a.kind is kind)
 
-    def summary(self) -> str:
-        """`3 created, 1 replaced, 1 removed, 4 unchanged`."""
-        counts = [(len(self.of_kind(k)), word) for k, word in _SUMMARY_WORDS]
-        return ", ".join(f"{n} {word}" for n, word in counts)
+    def summary(self, *, pending: bool = False) -> str:
+        """`3 created, 1 replaced, 1 removed, 4 unchanged` (or `3 to create, ...`)."""
+        words = _PENDING_WORDS if pending else _DONE_WORDS
+        return ", ".join(f"{len(self.of_kind(kind))} {word}" for kind, word in words)
 
 
-_SUMMARY_WORDS = ((Kind.CREATE, "created"), (Kind.REPLACE, "replaced"),
-                  (Kind.REMOVE, "removed"), (Kind.KEEP, "unchanged"))
+_DONE_WORDS = ((Kind.CREATE, "created"), (Kind.REPLACE, "replaced"),
+               (Kind.REMOVE, "removed"), (Kind.KEEP, "unchanged"))
+_PENDING_WORDS = ((Kind.CREATE, "to create"), (Kind.REPLACE, "to replace"),
+                  (Kind.REMOVE, "to remove"), (Kind.KEEP, "unchanged"))
 
 
 def plan(

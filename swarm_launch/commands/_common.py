@@ -1,0 +1,45 @@
+"""What several commands share: finding the swarm a command is about."""
+
+from __future__ import annotations
+
+import re
+
+from swarm_launch import records
+from swarm_launch.cli import Globals
+from swarm_launch.exceptions import UserError
+from swarm_launch.model import ID_PATTERN, SwarmSpec
+from swarm_launch.records import SwarmTarget
+
+
+def load(globals_: Globals, spec_path: str) -> tuple[SwarmSpec, SwarmTarget]:
+    """Load and validate a spec; its tmux server is the spec's unless -L/-S say otherwise."""
+    from swarm_launch.spec import load_spec
+
+    spec = load_spec(spec_path)
+    socket_name, socket_path = spec.tmux.socket_name, spec.tmux.socket_path
+    if globals_.socket_name or globals_.socket_path:
+        socket_name, socket_path = globals_.socket_name, globals_.socket_path
+    target = SwarmTarget(name=spec.name, socket_name=socket_name, socket_path=socket_path,
+                         spec_path=spec.path, base_dir=spec.workdir)
+    return spec, target
+
+
+def by_name(globals_: Globals, name: str) -> SwarmTarget:
+    """A swarm known only by name: its server is the one its records name, or -L/-S."""
+    if not re.match(ID_PATTERN, name):
+        raise UserError(f"{name!r} is not a swarm name (expected {ID_PATTERN})")
+    tmux = records.load_state(name).get("tmux") or {}
+    socket_name, socket_path = tmux.get("socket_name"), tmux.get("socket_path")
+    if globals_.socket_name or globals_.socket_path:
+        socket_name, socket_path = globals_.socket_name, globals_.socket_path
+    return SwarmTarget(name=name, socket_name=socket_name, socket_path=socket_path)
+
+
+def spec_or_name(globals_: Globals, spec_path: str | None,
+                 name: str | None) -> tuple[SwarmSpec | None, SwarmTarget]:
+    if bool(spec_path) == bool(name):
+        raise UserError("give a spec file or --name NAME (one of them)")
+    if spec_path:
+        return load(globals_, spec_path)
+    assert name is not None
+    return None, by_name(globals_, name)

@@ -1,0 +1,36 @@
+"""`swarm-launch plan`: what `up` would do, with reasons; changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from swarm_launch import reconcile, render
+from swarm_launch.cli import Globals
+from swarm_launch.commands._common import load
+from swarm_launch.plan import Plan
+
+EXIT_CHANGES_PENDING = 2
+
+
+def run(globals_: Globals, *, spec: str, as_json: bool, detailed_exitcode: bool,
+        no_prune: bool) -> int:
+    swarm, target = load(globals_, spec)
+    manager = reconcile.manager_for(target)
+    result = asyncio.run(reconcile.compute_plan(manager, swarm, prune=not no_prune))
+    if as_json:
+        render.echo_json(render.plan_document(swarm.name, target.session, result))
+    else:
+        show(result, f"swarm {swarm.name} (session {target.session})")
+    if detailed_exitcode and not result.in_sync:
+        return EXIT_CHANGES_PENDING
+    return 0
+
+
+def show(result: Plan, title: str) -> None:
+    width = render.id_width(result)
+    click.echo(f"Plan for {title}:")
+    for action in result.actions:
+        click.echo(render.action_line(action, width=width))
+    click.echo(result.summary(pending=True))

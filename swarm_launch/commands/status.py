@@ -1,0 +1,56 @@
+"""`swarm-launch status`: per agent, its pane, pid, status, exit code, uptime and sync."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import click
+
+from swarm_launch import reconcile, records, render, status_view
+from swarm_launch.cli import Globals
+from swarm_launch.commands._common import spec_or_name
+from swarm_launch.desired import expand
+
+_COLOURS = {"running": "green", "failed": "red", "stopped": "yellow", "pending": "cyan"}
+
+
+def run(globals_: Globals, *, spec: str | None, name: str | None, as_json: bool) -> int:
+    swarm, target = spec_or_name(globals_, spec, name)
+    if swarm is not None:
+        wanted = {i: d.config_hash for i, d in expand(swarm).items()}
+    else:
+        agents = records.load_state(target.name).get("agents", {})
+        wanted = {i: str(a.get("config_hash", "")) for i, a in agents.items()}
+    panes = asyncio.run(reconcile.manager_for(target).observe())
+    now = time.time()
+    rows = status_view.rows(wanted, panes, cluster=target.name, now=now)
+    if as_json:
+        render.echo_json({"name": target.name, "session": target.session,
+                          "agents": [r.document() for r in rows]})
+    else:
+        _table(rows, now)
+    return 0
+
+
+def _table(rows: list[status_view.AgentRow], now: float) -> None:
+    header = ("AGENT", "PANE", "PID", "STATUS", "EXIT", "UPTIME", "RESTARTS", "SYNC")
+    table = [header] + [
+        (r.id, r.pane_id or "-", str(r.pid or "-"), r.status,
+         "-" if r.exit_code is None else str(r.exit_code), status_view.duration(r.uptime_s),
+         _restarts(r, now), r.sync)
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for index, row in enumerate(table):
+        line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        colour = _COLOURS.get(row[3]) if index else None
+        click.echo(click.style(line, fg=colour) if colour else line)
+    if not rows:
+        click.echo("no agents")
+
+
+def _restarts(row: status_view.AgentRow, now: float) -> str:
+    if row.next_restart_at is None:
+        return str(row.restarts)
+    return f"{row.restarts} (next in {status_view.duration(max(0.0, row.next_restart_at - now))})"

@@ -1,0 +1,177 @@
+"""Observe, plan, apply, record: the shell around the pure planner.
+
+`up` plans without the lock first, so a no-op `up` costs one tmux query and
+no mutation; only when something must change does it take the swarm's lock,
+re-observe (another run may have done the work) and apply.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import groupby
+
+from swarm_launch import records, store
+from swarm_launch.desired import DesiredAgent, expand
+from swarm_launch.exceptions import SessionCreationError, TmuxSwarmError
+from swarm_launch.model import StopSettings, SwarmSpec
+from swarm_launch.observed import PaneState, owned_by
+from swarm_launch.plan import Action, Kind, Plan, plan
+from swarm_launch.records import SwarmTarget
+from swarm_launch.tmux_manager import AgentLaunch, TmuxSwarmManager
+
+Report = Callable[[Action, str | None], None]
+
+
+@dataclass
+class Applied:
+    """What an `up` or `down` did: each changing action with its error (None: done)."""
+
+    plan: Plan
+    outcomes: list[tuple[Action, str | None]] = field(default_factory=list)
+    unconverged: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(error is None for _, error in self.outcomes) and not self.unconverged
+
+
+def manager_for(target: SwarmTarget) -> TmuxSwarmManager:
+    return TmuxSwarmManager(target.name, base_dir=target.base_dir,
+                            socket_name=target.socket_name, socket_path=target.socket_path)
+
+
+async def compute_plan(manager: TmuxSwarmManager, spec: SwarmSpec, *, prune: bool) -> Plan:
+    panes = await manager.observe()
+    state = records.load_state(spec.name)
+    return plan(expand(spec), panes, cluster=spec.name, prune=prune,
+                recorded=records.recorded_field_hashes(state))
+
+
+async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool,
+             report: Report | None = None) -> Applied:
+    """Make tmux run exactly what `spec` says; record the run."""
+    started = time.time()
+    manager = manager_for(target)
+    first = await compute_plan(manager, spec, prune=prune)
+    desired = expand(spec)
+    if first.in_sync and _records_current(spec):
+        _record(target, spec, "up", started, applied=Applied(first), desired=desired,
+                panes=None)
+        return Applied(first)
+    with store.locked(records.swarm_dir(spec.name), what=f"swarm {spec.name!r}"):
+        current = await compute_plan(manager, spec, prune=prune)
+        applied = Applied(current)
+        await _apply(manager, current, applied, report)
+        after = await manager.observe()
+        applied.unconverged = _unconverged(desired, after, spec.name)
+        _record(target, spec, "up", started, applied=applied, desired=desired,
+                panes=after)
+    return applied
+
+
+async def down(target: SwarmTarget, spec: SwarmSpec | None = None, *,
+               report: Report | None = None) -> Applied:
+    """Stop every agent of the swarm, then its session if nothing foreign is left."""
+    started = time.time()
+    manager = manager_for(target)
+    desired = expand(spec) if spec else {}
+    with store.locked(records.swarm_dir(target.name), what=f"swarm {target.name!r}"):
+        panes = await manager.observe()
+        ours = sorted(owned_by(panes, target.name).values(), key=lambda p: p.agent_id)
+        removal = Plan(tuple(Action(Kind.REMOVE, p.agent_id, "down", observed=p,
+                                    desired=desired.get(p.agent_id)) for p in ours))
+        applied = Applied(removal)
+        await _apply(manager, removal, applied, report)
+        await manager.shutdown(graceful=True)
+        records.write_state(target, spec_hash=None, desired={}, panes=())
+        records.append_run(target, command="down", spec_hash=None, started=started,
+                           outcomes=applied.outcomes, ok=applied.ok)
+    return applied
+
+
+async def _apply(manager: TmuxSwarmManager, current: Plan, applied: Applied,
+                 report: Report | None) -> None:
+    """Kill what leaves (batched per stop setting), then spawn what arrives (one batch)."""
+    leaving = [a for a in current.actions if a.kind in (Kind.REMOVE, Kind.REPLACE)]
+    kill_errors: dict[str, str] = {}
+    for stop, group in groupby(sorted(leaving, key=_stop_key), key=_stop_key):
+        actions = list(group)
+        error = await _kill(manager, actions, StopSettings(*stop))
+        kill_errors.update({a.agent_id: error for a in actions if error})
+    for action in (a for a in leaving if a.kind is Kind.REMOVE):
+        _done(applied, report, action, kill_errors.get(action.agent_id))
+    arriving = [a for a in current.actions if a.kind in (Kind.CREATE, Kind.REPLACE)]
+    # An old pane we failed to stop is left alone: a new one beside it would duplicate it.
+    spawn_errors = await _spawn(manager, [a for a in arriving if a.agent_id not in kill_errors])
+    for action in arriving:
+        error = kill_errors.get(action.agent_id) or spawn_errors.get(action.agent_id)
+        _done(applied, report, action, error)
+
+
+async def _kill(manager: TmuxSwarmManager, actions: Sequence[Action],
+                stop: StopSettings) -> str | None:
+    pane_ids = [a.observed.pane_id for a in actions if a.observed is not None]
+    if not pane_ids:
+        return None
+    try:
+        await manager.kill_panes(pane_ids, graceful=True, signal=stop.signal,
+                                 timeout_s=stop.timeout_s)
+    except TmuxSwarmError as exc:
+        return str(exc)
+    return None
+
+
+async def _spawn(manager: TmuxSwarmManager, actions: Sequence[Action]) -> dict[str, str]:
+    """Create all `actions` in one tmux invocation; the failures by agent id."""
+    launches = [launch_for(a.desired) for a in actions if a.desired is not None]
+    if not launches:
+        return {}
+    try:
+        await manager.spawn_agents(launches)
+    except SessionCreationError as exc:
+        failures: dict[str, str] | None = getattr(exc, "failures", None)
+        return failures or {launch.agent_id: str(exc) for launch in launches}
+    return {}
+
+
+def _done(applied: Applied, report: Report | None, action: Action, error: str | None) -> None:
+    applied.outcomes.append((action, error))
+    if report is not None:
+        report(action, error)
+
+
+def launch_for(agent: DesiredAgent) -> AgentLaunch:
+    spec = agent.spec
+    return AgentLaunch(agent_id=agent.agent_id, command=spec.command, env=agent.env,
+                       workdir=spec.workdir, config_hash=agent.config_hash,
+                       logs=spec.logs, send=spec.send)
+
+
+def _stop_key(action: Action) -> tuple[str, float]:
+    stop = action.desired.spec.stop if action.desired else StopSettings()
+    return (stop.signal, stop.timeout_s)
+
+
+def _unconverged(desired: dict[str, DesiredAgent], panes: Iterable[PaneState],
+                 cluster: str) -> list[str]:
+    observed = owned_by(panes, cluster)
+    return [agent_id for agent_id, agent in desired.items()
+            if (pane := observed.get(agent_id)) is None
+            or pane.config_hash != agent.config_hash]
+
+
+def _records_current(spec: SwarmSpec) -> bool:
+    state = records.load_state(spec.name)
+    return bool(state) and state.get("spec_hash") == spec.spec_hash
+
+
+def _record(target: SwarmTarget, spec: SwarmSpec, command: str, started: float, *,
+            applied: Applied, desired: dict[str, DesiredAgent],
+            panes: Iterable[PaneState] | None) -> None:
+    if panes is not None:
+        ours = owned_by(panes, spec.name).values()
+        records.write_state(target, spec_hash=spec.spec_hash, desired=desired, panes=ours)
+    records.append_run(target, command=command, spec_hash=spec.spec_hash, started=started,
+                       outcomes=applied.outcomes, ok=applied.ok)

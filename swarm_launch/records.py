@@ -1,0 +1,104 @@
+"""A swarm's records in AI_SWARM_DIR/<name>/: state.json (last applied) and runs.jsonl.
+
+Records say what we did; tmux says what is. Both files hold env keys and
+hashes, never an env value.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from swarm_launch import store
+from swarm_launch.desired import DesiredAgent
+from swarm_launch.observed import PaneState
+from swarm_launch.plan import Action
+
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SwarmTarget:
+    """Where a swarm lives: its name, its tmux server, its spec (when known)."""
+
+    name: str
+    socket_name: str | None = None
+    socket_path: str | None = None
+    spec_path: str | None = None
+    base_dir: str | None = None
+
+    @property
+    def session(self) -> str:
+        return f"swarm-{self.name}"
+
+    def socket_document(self) -> dict[str, str | None]:
+        return {"socket_name": self.socket_name, "socket_path": self.socket_path}
+
+
+def swarm_dir(name: str) -> str:
+    return store.swarm_dir(name)
+
+
+def load_state(name: str) -> dict[str, Any]:
+    """The last applied state, or an empty one when missing or unreadable."""
+    state = store.read_json(os.path.join(swarm_dir(name), store.STATE_FILE))
+    return state if isinstance(state, dict) and isinstance(state.get("agents"), dict) else {}
+
+
+def recorded_field_hashes(state: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    agents = state.get("agents", {})
+    return {agent_id: dict(entry.get("field_hashes", {}))
+            for agent_id, entry in agents.items() if isinstance(entry, dict)}
+
+
+def write_state(target: SwarmTarget, *, spec_hash: str | None,
+                desired: Mapping[str, DesiredAgent], panes: Iterable[PaneState]) -> None:
+    """Record what runs now: for each of our panes its agent, hashes and pane id."""
+    agents: dict[str, Any] = {}
+    for pane in panes:
+        want = desired.get(pane.agent_id)
+        agents[pane.agent_id] = {
+            "pane_id": pane.pane_id,
+            "config_hash": pane.config_hash,
+            "field_hashes": dict(want.field_hashes) if want else {},
+            "env_keys": sorted(want.env) if want else [],
+        }
+    document = {
+        "version": STATE_VERSION,
+        "name": target.name,
+        "session": target.session,
+        "spec_path": target.spec_path,
+        "spec_hash": spec_hash,
+        "tmux": target.socket_document(),
+        "updated_at": time.time(),
+        "agents": agents,
+    }
+    store.atomic_write_json(os.path.join(swarm_dir(target.name), store.STATE_FILE), document)
+
+
+def append_run(target: SwarmTarget, *, command: str, spec_hash: str | None, started: float,
+               outcomes: Iterable[tuple[Action, str | None]], ok: bool) -> None:
+    """One line of history per `up`/`down`: what was done, why, and how it went."""
+    record = {
+        "time": started,
+        "command": command,
+        "spec_hash": spec_hash,
+        "duration_s": round(time.time() - started, 4),
+        "ok": ok,
+        "actions": [
+            {"action": action.kind.value, "agent": action.agent_id, "reason": action.reason,
+             "result": "ok" if error is None else "failed", "error": error}
+            for action, error in outcomes
+        ],
+    }
+    store.append_jsonl(os.path.join(swarm_dir(target.name), store.RUNS_FILE), record)
+
+
+def known_swarms() -> list[str]:
+    """Names of swarms with a record directory in AI_SWARM_DIR."""
+    base = store.data_dir()
+    return sorted(entry for entry in os.listdir(base)
+                  if os.path.isfile(os.path.join(base, entry, store.STATE_FILE)))

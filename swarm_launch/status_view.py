@@ -1,0 +1,75 @@
+"""Status rows: each agent's pane, process, health and sync with the spec (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from swarm_launch.observed import AgentStatus, PaneState, owned_by
+
+
+@dataclass(frozen=True)
+class AgentRow:
+    id: str
+    pane_id: str | None
+    pid: int | None
+    status: str
+    exit_code: int | None
+    uptime_s: float | None
+    restarts: int
+    next_restart_at: float | None
+    sync: str
+
+    def document(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rows(wanted: Mapping[str, str], panes: Iterable[PaneState], *, cluster: str,
+         now: float) -> list[AgentRow]:
+    """One row per wanted agent (id -> config hash), in order, then the orphans."""
+    observed = owned_by(panes, cluster)
+    result = [_row(agent_id, observed.get(agent_id), config_hash, now)
+              for agent_id, config_hash in wanted.items()]
+    result += [_row(p.agent_id, p, None, now) for a, p in sorted(observed.items())
+               if a not in wanted]
+    return result
+
+
+def _row(agent_id: str, pane: PaneState | None, config_hash: str | None,
+         now: float) -> AgentRow:
+    if pane is None:
+        return AgentRow(agent_id, None, None, AgentStatus.PENDING.value, None, None, 0, None,
+                        "missing")
+    alive = not pane.dead and pane.started_at is not None
+    return AgentRow(
+        id=agent_id,
+        pane_id=pane.pane_id,
+        pid=pane.pid,
+        status=pane.status.value,
+        exit_code=pane.exit_code,
+        uptime_s=round(now - pane.started_at, 1) if alive and pane.started_at else None,
+        restarts=pane.restarts,
+        next_restart_at=pane.next_restart_at,
+        sync=_sync(pane, config_hash),
+    )
+
+
+def _sync(pane: PaneState, config_hash: str | None) -> str:
+    if config_hash is None:
+        return "orphan"
+    return "in-sync" if pane.config_hash == config_hash else "drifted"
+
+
+def duration(seconds: float | None) -> str:
+    """`42s`, `5m03s`, `2h07m`, `3d04h`: short and sortable by eye."""
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
