@@ -1,0 +1,131 @@
+"""Benchmark `swarm-launch up` against raw tmux and tmuxp, side by side, same machine, same run.
+
+Run: .venv/bin/python benchmarks/bench_up.py [--repeat 5]
+Every measurement uses its own tmux server (own socket under a private
+TMUX_TMPDIR) and `sleep 1000` as the agent. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLI = [sys.executable, "-m", "swarm_launch"]
+
+
+def tmux(sock: str, *args: str, stdin: str | None = None) -> None:
+    subprocess.run(["tmux", "-L", sock, "-f", "/dev/null", *args], input=stdin, text=True,
+                   check=True, capture_output=True)
+
+
+def kill(sock: str) -> None:
+    subprocess.run(["tmux", "-L", sock, "kill-server"], capture_output=True, check=False)
+
+
+def raw_chained(sock: str, n: int) -> None:
+    """The floor for 50: one tmux client invocation chaining every new-window."""
+    args = ["new-session", "-d", "-s", "raw", "sleep 1000"]
+    for i in range(n):
+        args += [";", "new-window", "-d", "-t", "=raw:", "-n", f"agent-{i}", "sleep 1000"]
+    tmux(sock, *args)
+
+
+def raw_source_file(sock: str, n: int) -> None:
+    """The floor for 500: one tmux invocation reading the commands from stdin."""
+    lines = ["new-session -d -s raw 'sleep 1000'"]
+    lines += [f"new-window -d -t '=raw:' -n agent-{i} 'sleep 1000'" for i in range(n)]
+    tmux(sock, "source-file", "-", stdin="\n".join(lines) + "\n")
+
+
+def write_spec(directory: str, n: int) -> str:
+    path = os.path.join(directory, f"bench{n}.yaml")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(f"version: 1\nname: bench{n}\nagents:\n")
+        for i in range(n):
+            handle.write(f"  a{i}:\n    command: sleep 1000\n")
+    return path
+
+
+def swarm_up(sock: str, spec: str) -> None:
+    subprocess.run([*CLI, "-L", sock, "up", spec], check=True, capture_output=True)
+
+
+def write_tmuxp(directory: str, n: int) -> str:
+    path = os.path.join(directory, f"tmuxp{n}.yaml")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("session_name: tmuxp\nwindows:\n")
+        for i in range(n):
+            handle.write(f"  - window_name: agent-{i}\n    panes:\n      - sleep 1000\n")
+    return path
+
+
+def tmuxp_load(sock: str, config: str) -> None:
+    tmuxp = shutil.which("tmuxp") or os.path.join(os.path.dirname(sys.executable), "tmuxp")
+    subprocess.run([tmuxp, "load", "-d", "-y", "-L", sock, config], check=True,
+                   capture_output=True)
+
+
+def timed(setup: Callable[[str], None] | None, body: Callable[[str], None],
+          repeat: int) -> float:
+    """Median wall time of `body` on a fresh server each time (`setup` runs untimed first)."""
+    samples = []
+    for i in range(repeat):
+        sock = f"bench-{os.getpid()}-{i}-{time.monotonic_ns()}"
+        try:
+            if setup:
+                setup(sock)
+            start = time.perf_counter()
+            body(sock)
+            samples.append(time.perf_counter() - start)
+        finally:
+            kill(sock)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--skip-500", action="store_true")
+    args = parser.parse_args()
+    work = tempfile.mkdtemp(prefix="swarm-bench-")
+    os.environ["AI_SWARM_DIR"] = os.path.join(work, "ai_swarm")
+    os.environ["TMUX_TMPDIR"] = tempfile.mkdtemp(prefix="sb-")
+    os.environ["SHELL"] = "/bin/sh"
+    spec50, spec500 = write_spec(work, 50), write_spec(work, 500)
+    rows: list[tuple[str, float, str]] = []
+
+    raw50 = timed(None, lambda s: raw_chained(s, 50), args.repeat)
+    up50 = timed(None, lambda s: swarm_up(s, spec50), args.repeat)
+    tmuxp50 = timed(None, lambda s: tmuxp_load(s, write_tmuxp(work, 50)), max(1, args.repeat // 2))
+    noop50 = timed(lambda s: swarm_up(s, spec50), lambda s: swarm_up(s, spec50), args.repeat)
+    rows += [
+        ("raw tmux, one chained call, 50 windows", raw50, "1.0x (floor)"),
+        ("swarm-launch up, 50 agents from nothing", up50, f"{up50 / raw50:.1f}x raw"),
+        ("tmuxp load -d, 50 windows", tmuxp50, f"{tmuxp50 / up50:.1f}x slower than up"),
+        ("swarm-launch up, no-op on 50 converged", noop50, "target < 0.3 s"),
+    ]
+    if not args.skip_500:
+        raw500 = timed(None, lambda s: raw_source_file(s, 500), max(1, args.repeat // 2))
+        up500 = timed(None, lambda s: swarm_up(s, spec500), max(1, args.repeat // 2))
+        rows += [
+            ("raw tmux, source-file, 500 windows", raw500, "1.0x (floor)"),
+            ("swarm-launch up, 500 agents from nothing", up500, f"{up500 / raw500:.1f}x raw"),
+        ]
+    version = subprocess.run(["tmux", "-V"], check=False, capture_output=True, text=True)
+    print(f"median of {args.repeat} runs, {os.cpu_count()} cores, {version.stdout.strip()}\n")
+    print("| measurement | wall time | ratio |\n|---|---|---|")
+    for name, seconds, ratio in rows:
+        print(f"| {name} | {seconds:.3f} s | {ratio} |")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

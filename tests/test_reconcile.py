@@ -1,0 +1,198 @@
+"""The reconciler end to end: `up`, `plan`, `status`, `down` against a real, isolated tmux."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from libtmux import Server
+
+from tests.helpers import invoke
+
+pytestmark = pytest.mark.tmux
+
+NAME = "team"
+FMT = "#{pane_id}\t#{@swarm_agent}\t#{window_name}"
+
+
+def write(path: pathlib.Path, agents: str, *, name: str = NAME) -> str:
+    path.write_text(f"version: 1\nname: {name}\nagents:\n{textwrap.indent(agents, '  ')}")
+    return str(path)
+
+
+def agents_of(server: Server, name: str = NAME) -> dict[str, str]:
+    """Agent id -> pane id, read straight from tmux."""
+    out = server.cmd("list-panes", "-s", "-t", f"=swarm-{name}", "-F", FMT).stdout
+    return {agent: pane for pane, agent, _ in (line.split("\t") for line in out) if agent}
+
+
+def windows_of(server: Server, name: str = NAME) -> list[str]:
+    out = server.cmd("list-panes", "-s", "-t", f"=swarm-{name}", "-F", FMT).stdout
+    return [line.split("\t")[2] for line in out]
+
+
+@pytest.fixture
+def spec(tmp_path: pathlib.Path) -> pathlib.Path:
+    return tmp_path / "swarm.yaml"
+
+
+TWO = "a:\n  command: sleep 600\nb:\n  command: sleep 600\n  env: {ROLE: one}\n"
+
+
+def up(server: Server, spec_path: str, *args: str) -> str:
+    result = invoke("-L", str(server.socket_name), "up", spec_path, *args)
+    assert result.code == 0, result.err
+    return result.out
+
+
+def test_up_twice_changes_nothing(server: Server, spec: pathlib.Path) -> None:
+    path = write(spec, TWO)
+    first = up(server, path)
+    assert "2 created, 0 replaced, 0 removed, 0 unchanged" in first
+    panes = agents_of(server)
+    assert set(panes) == {"a", "b"}
+    second = up(server, path)
+    assert "0 created, 0 replaced, 0 removed, 2 unchanged" in second
+    assert agents_of(server) == panes
+
+
+def test_editing_one_agents_env_replaces_only_it(server: Server, spec: pathlib.Path) -> None:
+    up(server, write(spec, TWO))
+    before = agents_of(server)
+    out = up(server, write(spec, TWO.replace("ROLE: one", "ROLE: two")))
+    after = agents_of(server)
+    assert after["a"] == before["a"]
+    assert after["b"] != before["b"]
+    assert "spec changed: env" in out
+
+
+def test_removed_agent_is_pruned_unless_no_prune(server: Server, spec: pathlib.Path) -> None:
+    up(server, write(spec, TWO))
+    before = agents_of(server)
+    only_a = write(spec, "a:\n  command: sleep 600\n")
+    up(server, only_a, "--no-prune")
+    assert agents_of(server) == before
+    up(server, only_a)
+    assert agents_of(server) == {"a": before["a"]}
+
+
+def test_foreign_window_survives_up_and_down(server: Server, spec: pathlib.Path) -> None:
+    path = write(spec, TWO)
+    up(server, path)
+    server.cmd("new-window", "-d", "-t", f"=swarm-{NAME}:", "-n", "mine", "sleep 600")
+    up(server, write(spec, "a:\n  command: sleep 600\n"))
+    assert "mine" in windows_of(server)
+    assert invoke("-L", str(server.socket_name), "down", path).code == 0
+    assert "mine" in windows_of(server)
+    assert agents_of(server) == {}
+
+
+def test_down_removes_the_session_when_nothing_foreign_is_left(
+    server: Server, spec: pathlib.Path
+) -> None:
+    path = write(spec, TWO)
+    up(server, path)
+    result = invoke("-L", str(server.socket_name), "down", path)
+    assert result.code == 0, result.err
+    assert not server.has_session(f"swarm-{NAME}")
+
+
+def test_agent_killed_by_hand_comes_back(server: Server, spec: pathlib.Path) -> None:
+    path = write(spec, TWO)
+    up(server, path)
+    server.cmd("kill-pane", "-t", agents_of(server)["a"])
+    out = up(server, path)
+    assert "missing" in out
+    assert set(agents_of(server)) == {"a", "b"}
+
+
+def test_replicas_three_to_one_removes_two(server: Server, spec: pathlib.Path) -> None:
+    up(server, write(spec, "w:\n  command: sleep 600\n  replicas: 3\n"))
+    before = agents_of(server)
+    assert set(before) == {"w-0", "w-1", "w-2"}
+    out = up(server, write(spec, "w:\n  command: sleep 600\n  replicas: 1\n"))
+    assert "0 created, 0 replaced, 2 removed, 1 unchanged" in out
+    assert agents_of(server) == {"w-0": before["w-0"]}
+
+
+def test_plan_detailed_exitcode(server: Server, spec: pathlib.Path) -> None:
+    sock = str(server.socket_name)
+    path = write(spec, TWO)
+    assert invoke("-L", sock, "plan", path, "--detailed-exitcode").code == 2
+    up(server, path)
+    assert invoke("-L", sock, "plan", path, "--detailed-exitcode").code == 0
+    spec.write_text("version: 1\nname: BAD NAME\nagents: {}\n")
+    assert invoke("-L", sock, "plan", path, "--detailed-exitcode").code == 1
+
+
+def test_plan_changes_nothing(server: Server, spec: pathlib.Path) -> None:
+    result = invoke("-L", str(server.socket_name), "plan", write(spec, TWO), "--json")
+    assert result.code == 0
+    document = json.loads(result.out)
+    assert [a["action"] for a in document["actions"]] == ["create", "create"]
+    assert not server.has_session(f"swarm-{NAME}")
+
+
+def test_status_json_converged_and_drifted(server: Server, spec: pathlib.Path) -> None:
+    sock = str(server.socket_name)
+    up(server, write(spec, TWO))
+    converged = json.loads(invoke("-L", sock, "status", str(spec), "--json").out)
+    assert converged["name"] == NAME
+    assert converged["session"] == f"swarm-{NAME}"
+    assert [(a["id"], a["status"], a["sync"]) for a in converged["agents"]] == [
+        ("a", "running", "in-sync"), ("b", "running", "in-sync")]
+    assert all(a["pid"] and a["pane_id"].startswith("%") for a in converged["agents"])
+    write(spec, TWO.replace("ROLE: one", "ROLE: two") + "c:\n  command: sleep 600\n")
+    drifted = json.loads(invoke("-L", sock, "status", str(spec), "--json").out)
+    assert [(a["id"], a["sync"]) for a in drifted["agents"]] == [
+        ("a", "in-sync"), ("b", "drifted"), ("c", "missing")]
+
+
+def test_crashed_agent_reads_failed_with_its_exit_code(
+    server: Server, spec: pathlib.Path
+) -> None:
+    from tests.helpers import wait_until
+
+    up(server, write(spec, "x:\n  command: exit 3\n"))
+
+    def failed() -> dict[str, object] | None:
+        document = json.loads(invoke("-L", str(server.socket_name), "status", str(spec),
+                                     "--json").out)
+        agent: dict[str, object] = document["agents"][0]
+        return agent if agent["status"] == "failed" else None
+
+    assert wait_until(failed)["exit_code"] == 3
+
+
+def test_records_hold_state_and_history(
+    server: Server, spec: pathlib.Path, isolated_environment: pathlib.Path
+) -> None:
+    path = write(spec, TWO)
+    up(server, path)
+    up(server, path)
+    state = json.loads((isolated_environment / NAME / "state.json").read_text())
+    assert set(state["agents"]) == {"a", "b"}
+    assert state["agents"]["a"]["pane_id"] == agents_of(server)["a"]
+    runs = (isolated_environment / NAME / "runs.jsonl").read_text().splitlines()
+    assert [json.loads(line)["command"] for line in runs] == ["up", "up"]
+    assert os.stat(isolated_environment / NAME / "state.json").st_mode & 0o777 == 0o600
+
+
+def test_concurrent_ups_end_with_one_pane_per_agent(
+    server: Server, spec: pathlib.Path, isolated_environment: pathlib.Path
+) -> None:
+    path = write(spec, "".join(f"a{i}:\n  command: sleep 600\n" for i in range(10)))
+    command = [sys.executable, "-m", "swarm_launch", "-L", str(server.socket_name), "up", path]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for _ in range(2)]
+    assert [p.wait(timeout=60) for p in runs] == [0, 0]
+    out = server.cmd("list-panes", "-s", "-t", f"=swarm-{NAME}", "-F", "#{@swarm_agent}").stdout
+    agents = [line for line in out if line]
+    assert sorted(agents) == sorted(f"a{i}" for i in range(10))
+    state = json.loads((isolated_environment / NAME / "state.json").read_text())
+    assert len(state["agents"]) == 10
