@@ -1,0 +1,185 @@
+"""The per-agent log writer: tmux `pipe-pane -O` feeds it every byte an agent writes.
+
+It appends each chunk straight to the log (no buffering beyond one read), marks
+every start with a line, rotates by renaming, and keeps a per-second time index
+(`LOG.idx`: `EPOCH OFFSET` lines) so `logs --since` can seek without scanning.
+It runs once per agent: stdlib only, and only `os`, `sys`, `signal`, `time`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs this process ~3 ms
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from swarm_launch.model import LogSettings
+
+READ_SIZE = 64 * 1024
+USAGE = "usage: python -m swarm_launch.logpipe LOG_PATH --max-bytes N --keep K --agent ID --pane %N"
+
+
+class LogWriter:
+    """Appends to one log, rotating it past `max_bytes`; never truncates a file in place."""
+
+    def __init__(self, path: str, *, max_bytes: int, keep: int) -> None:
+        self.path = path
+        self.index_path = path + ".idx"
+        self.max_bytes = max(1, max_bytes)
+        self.keep = max(0, keep)
+        self._last_second = -1
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        self._fd = self._open(path)
+        self._idx = self._open(self.index_path)
+        self.size = os.fstat(self._fd).st_size
+
+    @staticmethod
+    def _open(path: str) -> int:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    def ends_with_newline(self) -> bool:
+        if self.size == 0:
+            return True
+        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return os.pread(fd, 1, self.size - 1) == b"\n"
+        finally:
+            os.close(fd)
+
+    def write(self, data: bytes) -> None:
+        """Append `data`, rotating between lines when it would pass `max_bytes`."""
+        while data:
+            room = self.max_bytes - self.size
+            if len(data) <= room:
+                self._append(data)
+                return
+            cut = data.rfind(b"\n", 0, max(room, 0)) + 1
+            if cut == 0 and self.size == 0:
+                cut = room  # one line longer than the whole cap: split it
+            if cut:
+                self._append(data[:cut])
+                data = data[cut:]
+            self.rotate()
+
+    def _append(self, data: bytes) -> None:
+        second = int(time.time())
+        if second != self._last_second:
+            self._last_second = second
+            os.write(self._idx, f"{second} {self.size}\n".encode())
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+            self.size += written
+
+    def rotate(self) -> None:
+        """log -> log.1 -> ... -> log.K (the oldest dropped); then a fresh, empty log."""
+        os.close(self._fd)
+        os.close(self._idx)
+        for path in (self.path, self.index_path):
+            _shift(path, self.keep)
+        self._fd = self._open(self.path)
+        self._idx = self._open(self.index_path)
+        self.size = 0
+        self._last_second = -1
+
+    def close(self) -> None:
+        os.close(self._fd)
+        os.close(self._idx)
+
+
+def _shift(path: str, keep: int) -> None:
+    try:
+        if keep == 0:
+            os.unlink(path)
+            return
+        for number in range(keep - 1, 0, -1):
+            older = f"{path}.{number}"
+            if os.path.exists(older):
+                os.replace(older, f"{path}.{number + 1}")
+        os.replace(path, f"{path}.1")
+    except FileNotFoundError:
+        pass  # someone removed it; the fresh file is created anyway
+
+
+def marker(agent_id: str, pane: str, when: float | None = None) -> bytes:
+    """The line written at each start, so a restart or replace is visible in the log."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if when is None else when))
+    return f"--- swarm-launch: agent {agent_id} started {stamp} (pane {pane}) ---\n".encode()
+
+
+def pump(source: int, writer: LogWriter) -> None:
+    """Copy `source` to the log until EOF; after SIGTERM/SIGHUP, until the pipe is drained."""
+    while True:
+        try:
+            chunk = os.read(source, READ_SIZE)
+        except BlockingIOError:
+            return  # draining after a signal, and nothing is left
+        if not chunk:
+            return
+        writer.write(chunk)
+
+
+def _drain_on_signal(source: int) -> None:
+    # tmux may signal us when the pane goes; what is already in the pipe still gets written.
+    def handler(signum: int, frame: FrameType | None) -> None:
+        os.set_blocking(source, False)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, handler)
+
+
+def parse_args(argv: list[str]) -> tuple[str, dict[str, str]]:
+    if not argv or argv[0].startswith("--"):
+        raise SystemExit(USAGE)
+    options = {"--max-bytes": "52428800", "--keep": "3", "--agent": "?", "--pane": "?"}
+    rest = argv[1:]
+    while rest:
+        if len(rest) < 2 or rest[0] not in options:
+            raise SystemExit(USAGE)
+        options[rest[0]] = rest[1]
+        rest = rest[2:]
+    return argv[0], options
+
+
+def main(argv: list[str]) -> int:
+    path, options = parse_args(argv)
+    try:
+        max_bytes, keep = int(options["--max-bytes"]), int(options["--keep"])
+    except ValueError:
+        raise SystemExit(USAGE) from None
+    source = sys.stdin.fileno()
+    _drain_on_signal(source)
+    writer = LogWriter(path, max_bytes=max_bytes, keep=keep)
+    try:
+        start = b"" if writer.ends_with_newline() else b"\n"
+        writer.write(start + marker(options["--agent"], options["--pane"]))
+        pump(source, writer)
+    finally:
+        writer.close()
+    return 0
+
+
+def pipe_command(log_path: str, settings: LogSettings, *, agent_id: str,
+                 pane_id_format: str = "#{pane_id}") -> str:
+    """The shell command to give `pipe-pane -O`: tmux format-expands it, then runs it with sh.
+
+    The script runs by its absolute path under `python -I`, so it works whatever the
+    tmux server's environment and current directory are (no PYTHONPATH, no user site).
+    Every `#` is doubled except in `pane_id_format`, which tmux expands to the pane id.
+    """
+    import shlex
+
+    words = [os.path.abspath(sys.executable), "-I", os.path.abspath(__file__), log_path,
+             "--max-bytes", str(settings.max_bytes), "--keep", str(settings.keep),
+             "--agent", agent_id, "--pane"]
+    quoted = " ".join(shlex.quote(word).replace("#", "##") for word in words)
+    return f"exec {quoted} {shlex.quote(pane_id_format)}"
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
