@@ -90,3 +90,30 @@ def field_hashes(agent: AgentSpec, env: Mapping[str, str]) -> dict[str, str]:
 def _digest(value: object) -> str:
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def layers(desired: Mapping[str, DesiredAgent]) -> list[list[str]]:
+    """Agent ids in start order: each layer depends only on earlier layers.
+
+    `depends_on` names spec ids; a replicated dependency means all its replicas.
+    Cycles were refused when the spec was loaded; any left are put last, not lost.
+    """
+    remaining = dict(dependencies(desired))
+    result: list[list[str]] = []
+    while remaining:
+        layer = [a for a, deps in remaining.items() if not deps & remaining.keys()]
+        if not layer:
+            layer = list(remaining)
+        result.append(layer)
+        for agent_id in layer:
+            del remaining[agent_id]
+    return result
+
+
+def dependencies(desired: Mapping[str, DesiredAgent]) -> dict[str, frozenset[str]]:
+    """Each agent's dependencies, as expanded agent ids."""
+    by_spec: dict[str, list[str]] = {}
+    for agent_id, agent in desired.items():
+        by_spec.setdefault(agent.spec.id, []).append(agent_id)
+    return {agent_id: frozenset(i for dep in agent.spec.depends_on for i in by_spec.get(dep, ()))
+            for agent_id, agent in desired.items()}

@@ -14,12 +14,13 @@ from itertools import groupby
 
 from swarm_launch import records, store
 from swarm_launch.desired import DesiredAgent, expand
-from swarm_launch.exceptions import SessionCreationError, TmuxSwarmError
+from swarm_launch.exceptions import TmuxSwarmError
 from swarm_launch.model import StopSettings, SwarmSpec
 from swarm_launch.observed import PaneState, owned_by
 from swarm_launch.plan import Action, Kind, Plan, plan
 from swarm_launch.records import SwarmTarget
-from swarm_launch.tmux_manager import AgentLaunch, TmuxSwarmManager
+from swarm_launch.startup import Startup
+from swarm_launch.tmux_manager import TmuxSwarmManager
 
 Report = Callable[[Action, str | None], None]
 
@@ -31,10 +32,13 @@ class Applied:
     plan: Plan
     outcomes: list[tuple[Action, str | None]] = field(default_factory=list)
     unconverged: list[str] = field(default_factory=list)
+    prompt_errors: dict[str, str] = field(default_factory=dict)
+    not_ready: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return all(error is None for _, error in self.outcomes) and not self.unconverged
+        return (all(error is None for _, error in self.outcomes) and not self.unconverged
+                and not self.prompt_errors and not self.not_ready)
 
 
 def manager_for(target: SwarmTarget) -> TmuxSwarmManager:
@@ -49,9 +53,13 @@ async def compute_plan(manager: TmuxSwarmManager, spec: SwarmSpec, *, prune: boo
                 recorded=records.recorded_field_hashes(state))
 
 
-async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool,
-             report: Report | None = None) -> Applied:
-    """Make tmux run exactly what `spec` says; record the run."""
+async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = False,
+             wait_timeout_s: float | None = None, report: Report | None = None) -> Applied:
+    """Make tmux run exactly what `spec` says; record the run.
+
+    Initial prompts are sent once their agents are ready; with `wait`, also wait
+    for every started agent with a readiness pattern.
+    """
     started = time.time()
     manager = manager_for(target)
     first = await compute_plan(manager, spec, prune=prune)
@@ -63,7 +71,11 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool,
     with store.locked(records.swarm_dir(spec.name), what=f"swarm {spec.name!r}"):
         current = await compute_plan(manager, spec, prune=prune)
         applied = Applied(current)
-        await _apply(manager, current, applied, report)
+        startup = Startup(manager, desired)
+        await _apply(manager, current, applied, report, startup)
+        applied.prompt_errors = await startup.send_prompts()
+        if wait:
+            applied.not_ready = await startup.not_ready(wait_timeout_s)
         after = await manager.observe()
         applied.unconverged = _unconverged(desired, after, spec.name)
         _record(target, spec, "up", started, applied=applied, desired=desired,
@@ -92,8 +104,8 @@ async def down(target: SwarmTarget, spec: SwarmSpec | None = None, *,
 
 
 async def _apply(manager: TmuxSwarmManager, current: Plan, applied: Applied,
-                 report: Report | None) -> None:
-    """Kill what leaves (batched per stop setting), then spawn what arrives (one batch)."""
+                 report: Report | None, startup: Startup | None = None) -> None:
+    """Kill what leaves (batched per stop setting), then start what arrives, in order."""
     leaving = [a for a in current.actions if a.kind in (Kind.REMOVE, Kind.REPLACE)]
     kill_errors: dict[str, str] = {}
     for stop, group in groupby(sorted(leaving, key=_stop_key), key=_stop_key):
@@ -104,7 +116,9 @@ async def _apply(manager: TmuxSwarmManager, current: Plan, applied: Applied,
         _done(applied, report, action, kill_errors.get(action.agent_id))
     arriving = [a for a in current.actions if a.kind in (Kind.CREATE, Kind.REPLACE)]
     # An old pane we failed to stop is left alone: a new one beside it would duplicate it.
-    spawn_errors = await _spawn(manager, [a for a in arriving if a.agent_id not in kill_errors])
+    spawn_errors: dict[str, str] = {}
+    if startup is not None:
+        spawn_errors = await startup.start([a for a in arriving if a.agent_id not in kill_errors])
     for action in arriving:
         error = kill_errors.get(action.agent_id) or spawn_errors.get(action.agent_id)
         _done(applied, report, action, error)
@@ -123,30 +137,10 @@ async def _kill(manager: TmuxSwarmManager, actions: Sequence[Action],
     return None
 
 
-async def _spawn(manager: TmuxSwarmManager, actions: Sequence[Action]) -> dict[str, str]:
-    """Create all `actions` in one tmux invocation; the failures by agent id."""
-    launches = [launch_for(a.desired) for a in actions if a.desired is not None]
-    if not launches:
-        return {}
-    try:
-        await manager.spawn_agents(launches)
-    except SessionCreationError as exc:
-        failures: dict[str, str] | None = getattr(exc, "failures", None)
-        return failures or {launch.agent_id: str(exc) for launch in launches}
-    return {}
-
-
 def _done(applied: Applied, report: Report | None, action: Action, error: str | None) -> None:
     applied.outcomes.append((action, error))
     if report is not None:
         report(action, error)
-
-
-def launch_for(agent: DesiredAgent) -> AgentLaunch:
-    spec = agent.spec
-    return AgentLaunch(agent_id=agent.agent_id, command=spec.command, env=agent.env,
-                       workdir=spec.workdir, config_hash=agent.config_hash,
-                       logs=spec.logs, send=spec.send)
 
 
 def _stop_key(action: Action) -> tuple[str, float]:

@@ -159,3 +159,13 @@ def test_orchestration_fields_do_not_change_the_hash(change: dict[str, object]) 
 def test_order_in_file_does_not_change_hashes() -> None:
     one, two = desired(A, B), desired(B, A)
     assert {k: v.config_hash for k, v in one.items()} == {k: v.config_hash for k, v in two.items()}
+
+
+def test_layers_follow_depends_on_with_replicas() -> None:
+    agents = desired(agent("app", depends_on=("db", "cache")),
+                     agent("db"), agent("cache", replicas=2, replicated=True),
+                     agent("ui", depends_on=("app",)))
+    from swarm_launch.desired import layers
+
+    assert [sorted(layer) for layer in layers(agents)] == [
+        ["cache-0", "cache-1", "db"], ["app"], ["ui"]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import click
 
@@ -27,22 +28,36 @@ def run(globals_: Globals, *, spec: str, no_prune: bool, dry_run: bool, as_json:
             click.echo(render.action_line(action, error, width=width))
 
     width = max((len(i) for i in swarm.agents), default=0) + 8
-    applied = asyncio.run(reconcile.up(swarm, target, prune=not no_prune, report=report))
+    applied = asyncio.run(reconcile.up(swarm, target, prune=not no_prune, wait=wait,
+                                       wait_timeout_s=timeout, report=report))
     if as_json:
         render.echo_json(_document(swarm.name, target.session, applied))
         return 0 if applied.ok else 1
     click.echo(applied.plan.summary())
-    return _verdict(applied)
+    return _verdict(applied, reconcile.manager_for(target).log_path)
 
 
-def _verdict(applied: reconcile.Applied) -> int:
+def _verdict(applied: reconcile.Applied, log_path: Callable[[str], str]) -> int:
     failed = [f"{a.agent_id} ({error})" for a, error in applied.outcomes if error]
     if failed:
         click.echo(f"error: failed: {'; '.join(failed)}", err=True)
     if applied.unconverged:
         click.echo(f"error: not running as the spec says: {', '.join(applied.unconverged)}",
                    err=True)
+    for agent_id, error in applied.prompt_errors.items():
+        click.echo(f"error: {agent_id}: {error}", err=True)
+    for agent_id in applied.not_ready:
+        click.echo(f"error: {agent_id} did not become ready; the end of its output:", err=True)
+        for line in _last_lines(log_path, agent_id):
+            click.echo(f"  {agent_id} | {line}", err=True)
     return 0 if applied.ok else 1
+
+
+def _last_lines(log_path: Callable[[str], str], agent_id: str, count: int = 10) -> list[str]:
+    from swarm_launch.logfiles import strip_terminal_noise, tail_lines
+
+    raw = b"\n".join(tail_lines(log_path(agent_id), count)).decode("utf-8", errors="replace")
+    return strip_terminal_noise(raw).splitlines()[-count:]
 
 
 def _document(name: str, session: str, applied: reconcile.Applied) -> dict[str, object]:

@@ -1,0 +1,54 @@
+"""Readiness: an agent is ready once its log, since its start, matches a pattern.
+
+The log (fed by tmux `pipe-pane`) holds every byte the agent printed, so a
+banner that scrolled off screen still counts; terminal noise is stripped first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+
+# Enough to hold a TUI's start-up screens; older text is dropped from the match window.
+_WINDOW_BYTES = 256 * 1024
+
+
+def log_size(path: str) -> int:
+    """Where an agent's next start begins in its log (0 when there is no log yet)."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+async def wait_for_output(path: str, pattern: str | None, *, start: int, timeout_s: float,
+                          poll_s: float = 0.05) -> bool:
+    """True once the log after `start` matches `pattern` (None: any output at all)."""
+    from swarm_launch.logfiles import strip_terminal_noise
+
+    regex = re.compile(pattern, re.MULTILINE) if pattern else None
+    deadline = time.monotonic() + timeout_s
+    offset, seen = start, ""
+    while True:
+        chunk, offset = _read_from(path, offset)
+        if chunk:
+            seen = (seen + strip_terminal_noise(chunk))[-_WINDOW_BYTES:]
+            if regex is None or regex.search(seen):
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(poll_s)
+
+
+def _read_from(path: str, offset: int) -> tuple[str, int]:
+    try:
+        with open(path, "rb") as handle:
+            if os.fstat(handle.fileno()).st_size < offset:
+                offset = 0  # rotated under us: the new file is all new output
+            handle.seek(offset)
+            data = handle.read(_WINDOW_BYTES)
+    except FileNotFoundError:
+        return "", offset
+    return data.decode("utf-8", errors="replace"), offset + len(data)

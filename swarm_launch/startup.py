@@ -1,0 +1,107 @@
+"""Starting agents in dependency order, waiting for readiness, sending initial prompts.
+
+An agent is created only once everything it depends on is ready. Readiness is
+watched once per started agent (one task each); dependents, initial prompts and
+`up --wait` all await the same tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+
+from swarm_launch.desired import DesiredAgent, dependencies, layers
+from swarm_launch.exceptions import SessionCreationError, TmuxSwarmError
+from swarm_launch.plan import Action
+from swarm_launch.readiness import log_size, wait_for_output
+from swarm_launch.tmux_manager import AgentLaunch, TmuxSwarmManager
+
+# Without a `ready` pattern, an agent that is to get a prompt is ready at its first output.
+DEFAULT_PROMPT_WAIT_S = 30.0
+
+
+class Startup:
+    """One `up`'s worth of agent starts, in order, with their readiness."""
+
+    def __init__(self, manager: TmuxSwarmManager, desired: Mapping[str, DesiredAgent]) -> None:
+        self.manager = manager
+        self.desired = desired
+        self.ready: dict[str, asyncio.Task[bool]] = {}
+        self.starts: dict[str, int] = {}
+
+    async def start(self, actions: Sequence[Action]) -> dict[str, str]:
+        """Create `actions`' agents layer by layer; the errors by agent id."""
+        pending = {a.agent_id: a for a in actions if a.desired is not None}
+        deps = dependencies(self.desired)
+        errors: dict[str, str] = {}
+        for layer in layers(self.desired):
+            batch = [pending[i] for i in layer if i in pending]
+            for action in batch:
+                if blocked := await self._unready(deps[action.agent_id], errors):
+                    errors[action.agent_id] = f"not started: {blocked} not ready"
+            ok = [a for a in batch if a.agent_id not in errors]
+            errors.update(await self._spawn(ok))
+            self._watch([a for a in ok if a.agent_id not in errors])
+        return errors
+
+    async def send_prompts(self) -> dict[str, str]:
+        """Send each started agent its initial prompt once it is ready."""
+        agents = [i for i in self.ready if self.desired[i].spec.prompt]
+        results = await asyncio.gather(*(self._prompt(i) for i in agents))
+        return {i: error for i, error in zip(agents, results, strict=True) if error}
+
+    async def not_ready(self, timeout_s: float | None = None) -> list[str]:
+        """The started agents not ready in time (their own timeout, or `timeout_s` overall)."""
+        if not self.ready:
+            return []
+        await asyncio.wait(self.ready.values(), timeout=timeout_s)
+        return [i for i, task in self.ready.items()
+                if not task.done() or not task.result()]
+
+    async def _unready(self, deps: frozenset[str], errors: Mapping[str, str]) -> str:
+        bad = sorted(d for d in deps if d in errors)
+        bad += sorted([d for d in deps if d in self.ready and not await self.ready[d]])
+        return ", ".join(bad)
+
+    async def _spawn(self, actions: Sequence[Action]) -> dict[str, str]:
+        launches = [launch_for(a.desired) for a in actions if a.desired is not None]
+        if not launches:
+            return {}
+        for launch in launches:
+            self.starts[launch.agent_id] = log_size(self.manager.log_path(launch.agent_id))
+        try:
+            await self.manager.spawn_agents(launches)
+        except SessionCreationError as exc:
+            failures: dict[str, str] | None = getattr(exc, "failures", None)
+            return failures or {launch.agent_id: str(exc) for launch in launches}
+        return {}
+
+    def _watch(self, actions: Sequence[Action]) -> None:
+        for action in actions:
+            agent_id = action.agent_id
+            ready = self.desired[agent_id].spec.ready
+            if ready is None and not self.desired[agent_id].spec.prompt:
+                continue
+            pattern, timeout = (ready.pattern, ready.timeout_s) if ready else (
+                None, DEFAULT_PROMPT_WAIT_S)
+            self.ready[agent_id] = asyncio.ensure_future(wait_for_output(
+                self.manager.log_path(agent_id), pattern, start=self.starts[agent_id],
+                timeout_s=timeout))
+
+    async def _prompt(self, agent_id: str) -> str | None:
+        if not await self.ready[agent_id]:
+            return "initial prompt not sent: the agent did not become ready"
+        prompt = self.desired[agent_id].spec.prompt
+        assert prompt is not None
+        try:
+            await self.manager.send_to_agent(agent_id, prompt)
+        except TmuxSwarmError as exc:
+            return f"initial prompt not sent: {exc}"
+        return None
+
+
+def launch_for(agent: DesiredAgent) -> AgentLaunch:
+    spec = agent.spec
+    return AgentLaunch(agent_id=agent.agent_id, command=spec.command, env=agent.env,
+                       workdir=spec.workdir, config_hash=agent.config_hash,
+                       logs=spec.logs, send=spec.send)
