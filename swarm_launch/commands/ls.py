@@ -1,0 +1,74 @@
+"""`swarm-launch ls`: the swarms AI_SWARM_DIR knows and the ones tmux runs, with counts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+import click
+
+from swarm_launch import records, render
+from swarm_launch.cli import Globals
+from swarm_launch.commands._common import by_name
+from swarm_launch.observed import AgentStatus, PaneState
+from swarm_launch.records import SwarmTarget
+
+Server = tuple[str | None, str | None]
+
+
+def run(globals_: Globals, *, as_json: bool) -> int:
+    targets = {name: by_name(globals_, name) for name in records.known_swarms()}
+    servers = {(t.socket_name, t.socket_path) for t in targets.values()}
+    servers.add((globals_.socket_name, globals_.socket_path))
+    panes = asyncio.run(_observe_all(servers))
+    swarms = _summaries(targets, panes)
+    if as_json:
+        render.echo_json({"swarms": swarms})
+    elif not swarms:
+        click.echo("no swarms")
+    else:
+        _table(swarms)
+    return 0
+
+
+async def _observe_all(servers: Iterable[Server]) -> dict[Server, tuple[PaneState, ...]]:
+    from swarm_launch.tmux_manager import observe_server
+
+    keys = list(servers)
+    results = await asyncio.gather(*(observe_server(socket_name=n, socket_path=p)
+                                     for n, p in keys))
+    return dict(zip(keys, results, strict=True))
+
+
+def _summaries(targets: dict[str, SwarmTarget],
+               panes: dict[Server, tuple[PaneState, ...]]) -> list[dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for (socket_name, socket_path), server_panes in panes.items():
+        for pane in server_panes:
+            if not pane.cluster or not pane.agent_id:
+                continue
+            entry = found.setdefault(pane.cluster, _entry(pane.cluster, socket_name, socket_path))
+            entry["agents"] += 1
+            entry["running"] += pane.status is AgentStatus.RUNNING
+    for name, target in targets.items():
+        found.setdefault(name, _entry(name, target.socket_name, target.socket_path))
+        found[name]["recorded"] = True
+    return [found[name] for name in sorted(found)]
+
+
+def _entry(name: str, socket_name: str | None, socket_path: str | None) -> dict[str, Any]:
+    return {"name": name, "session": f"swarm-{name}", "socket_name": socket_name,
+            "socket_path": socket_path, "agents": 0, "running": 0, "recorded": False}
+
+
+def _table(swarms: list[dict[str, Any]]) -> None:
+    header = ("NAME", "SESSION", "AGENTS", "RUNNING", "SERVER", "RECORDED")
+    rows = [header] + [
+        (s["name"], s["session"], str(s["agents"]), str(s["running"]),
+         s["socket_path"] or s["socket_name"] or "default", "yes" if s["recorded"] else "no")
+        for s in swarms
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
