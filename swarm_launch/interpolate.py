@@ -1,0 +1,61 @@
+"""`${VAR}` interpolation of spec strings from the launcher's own environment.
+
+Forms: `${VAR}` (error when unset), `${VAR:-default}` (default when unset or
+empty), `${VAR:?message}` (error with `message` when unset or empty), `$$` for a
+literal `$`. `$VAR` without braces is an error (write `${VAR}` or `$$VAR`); any
+other `$` (before a space, a digit, the end...) stays literal. The default is
+literal text, not interpolated again. Messages name variables, never their values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_TOKEN = re.compile(
+    rf"\$\$|\$\{{(?P<name>{NAME})(?:(?P<op>:-|:\?)(?P<arg>[^}}]*))?\}}"
+    rf"|\$(?P<bare>{NAME})|\$\{{(?P<bad>[^}}]*)\}}?"
+)
+
+
+class InterpolationError(ValueError):
+    """A reference that cannot be resolved; the message is safe to print."""
+
+
+def interpolate(text: str, environ: Mapping[str, str]) -> str:
+    """`text` with every reference replaced; raise InterpolationError on the first bad one."""
+    return _TOKEN.sub(lambda match: _replace(match, environ), text)
+
+
+def _replace(match: re.Match[str], environ: Mapping[str, str]) -> str:
+    if match.group(0) == "$$":
+        return "$"
+    if match.group("bare"):
+        bare = match.group("bare")
+        raise InterpolationError(
+            f"${bare} is not interpolated: write ${{{bare}}} to use the environment, "
+            f"or $${bare} for a literal $"
+        )
+    name = match.group("name")
+    if name is None:
+        raise InterpolationError(
+            f"{match.group(0)!r} is not a valid reference; "
+            "use ${VAR}, ${VAR:-default} or ${VAR:?message} (write $$ for a literal $)"
+        )
+    return _resolve(name, match.group("op"), match.group("arg"), environ)
+
+
+def _resolve(name: str, op: str | None, arg: str | None, environ: Mapping[str, str]) -> str:
+    value = environ.get(name)
+    if op == ":-":
+        return value if value else (arg or "")
+    if op == ":?" and not value:
+        state = "is empty" if value == "" else "is not set in the environment"
+        reason = arg or "export it before running swarm-launch"
+        raise InterpolationError(f"${{{name}}} {state}: {reason}")
+    if value is None:
+        raise InterpolationError(
+            f"${{{name}}} is not set in the environment (export it before running swarm-launch)"
+        )
+    return value

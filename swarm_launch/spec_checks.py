@@ -1,0 +1,249 @@
+"""Checks of a parsed spec: JSON Schema errors and semantic ones, located in the YAML.
+
+Schema errors come from `iter_errors` (all of them; `best_match` inside oneOf/anyOf).
+Semantic checks run on the raw data defensively, so a file with schema errors
+still gets its unset variables, unknown dependencies and cycles reported too.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from swarm_launch.desired import replica_ids
+from swarm_launch.exceptions import SpecIssue
+from swarm_launch.interpolate import InterpolationError, interpolate
+from swarm_launch.model import AgentSpec
+from swarm_launch.spec_yaml import MAX_SPEC_BYTES, PathPart, issue_at, node_at
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+
+MAX_ID_LENGTH = 63
+
+
+@dataclass
+class Context:
+    """What checks need to locate issues and resolve paths; collects prompt files read."""
+
+    file: str
+    root: yaml.Node
+    spec_dir: str
+    environ: Mapping[str, str]
+    prompts: dict[str, str] = field(default_factory=dict)
+
+    def issue(self, parts: Sequence[PathPart], message: str, *, at_key: bool = False) -> SpecIssue:
+        node, key = node_at(self.root, parts)
+        target = key if at_key and key is not None else node
+        return issue_at(self.file, target.start_mark, parts, message)
+
+
+def schema_issues(context: Context, data: Any, schema: dict[str, Any]) -> list[SpecIssue]:
+    """Every schema violation, located; unknown keys pointed at the key itself."""
+    import jsonschema  # deferred: slow to import, and only validation needs it
+    from jsonschema.exceptions import best_match
+
+    validator = jsonschema.Draft202012Validator(schema)
+    issues: list[SpecIssue] = []
+    for error in validator.iter_errors(data):
+        best = best_match([error]) or error
+        issues.extend(_located(context, best))
+    return issues
+
+
+def _located(context: Context, error: ValidationError) -> Iterator[SpecIssue]:
+    parts = list(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = sorted(schema.get("properties", {}))
+        for key in error.instance:
+            if key not in known:
+                yield context.issue([*parts, key], _unknown_key(key, known), at_key=True)
+    elif "propertyNames" in error.absolute_schema_path:
+        yield context.issue([*parts, str(error.instance)], error.message, at_key=True)
+    elif "x-error" in schema:
+        yield context.issue([*parts, schema["x-key"]], schema["x-error"], at_key=True)
+    else:
+        yield context.issue(parts, _message(error))
+
+
+def _unknown_key(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown key {key!r}; {hint}expected one of: {', '.join(known)}"
+
+
+def _message(error: ValidationError) -> str:
+    instance = error.instance
+    if error.validator == "type" and isinstance(instance, (dict, list)):
+        kind = "a mapping" if isinstance(instance, dict) else "a list"
+        expected = error.validator_value
+        names = expected if isinstance(expected, list) else [expected]
+        return f"{kind} is not of type {', '.join(repr(n) for n in names)}"
+    if error.validator == "const":
+        return f"{instance!r} is not supported; use {error.validator_value!r}"
+    return error.message
+
+
+def semantic_issues(context: Context, data: Any) -> list[SpecIssue]:
+    """What the schema cannot express: interpolation, ids, dependencies, regexes, prompt files."""
+    if not isinstance(data, dict):
+        return []
+    issues = list(_interpolation_issues(context, data, []))
+    agents = _agents(data)
+    for agent_id, body in agents.items():
+        issues.extend(_interpolation_issues(context, body, ["agents", agent_id]))
+        issues.extend(_pattern_issues(context, agent_id, body))
+        issues.extend(_prompt_file_issues(context, agent_id, body))
+    issues.extend(_replica_issues(context, agents))
+    issues.extend(_dependency_issues(context, agents))
+    return issues
+
+
+def _agents(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    agents = data.get("agents")
+    if not isinstance(agents, dict):
+        return {}
+    return {key: body for key, body in agents.items() if isinstance(body, dict)}
+
+
+def _interpolation_issues(context: Context, body: dict[str, Any],
+                          parts: list[PathPart]) -> Iterator[SpecIssue]:
+    env = body.get("env")
+    targets: list[tuple[list[PathPart], Any]] = [([*parts, "workdir"], body.get("workdir"))]
+    if isinstance(env, dict):
+        targets += [([*parts, "env", key], value) for key, value in env.items()]
+    for where, value in targets:
+        if isinstance(value, str):
+            try:
+                interpolate(value, context.environ)
+            except InterpolationError as exc:
+                yield context.issue(where, str(exc))
+
+
+def _pattern_issues(context: Context, agent_id: str, body: dict[str, Any]) -> Iterator[SpecIssue]:
+    ready = body.get("ready")
+    pattern = ready.get("pattern") if isinstance(ready, dict) else None
+    if isinstance(pattern, str):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            yield context.issue(["agents", agent_id, "ready", "pattern"],
+                                f"not a valid regular expression: {exc.msg} "
+                                f"(at position {exc.pos})")
+
+
+def _prompt_file_issues(context: Context, agent_id: str,
+                        body: dict[str, Any]) -> Iterator[SpecIssue]:
+    name = body.get("prompt_file")
+    if not isinstance(name, str) or not name:
+        return
+    path = os.path.normpath(os.path.join(context.spec_dir, os.path.expanduser(name)))
+    problem = _read_prompt(path, context.prompts, agent_id)
+    if problem:
+        yield context.issue(["agents", agent_id, "prompt_file"], problem)
+
+
+def _read_prompt(path: str, prompts: dict[str, str], agent_id: str) -> str | None:
+    if not os.path.isfile(path):
+        what = "is not a file" if os.path.exists(path) else "does not exist"
+        return f"prompt file {path} {what} (prompt_file is relative to the spec file)"
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_SPEC_BYTES + 1)
+    except OSError as exc:
+        return f"cannot read prompt file {path}: {exc.strerror}"
+    if len(raw) > MAX_SPEC_BYTES:
+        return f"prompt file {path} is larger than {MAX_SPEC_BYTES // 1024} KiB"
+    try:
+        prompts[agent_id] = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"prompt file {path} is not valid UTF-8"
+    return None
+
+
+def _expanded_ids(agent_id: str, body: dict[str, Any]) -> list[str]:
+    replicas = body.get("replicas", 1)
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+        replicas = 1
+    agent = AgentSpec(id=agent_id, command="", workdir="", replicas=replicas,
+                      replicated="replicas" in body)
+    return [expanded for expanded, _ in replica_ids(agent)]
+
+
+def _replica_issues(context: Context, agents: dict[str, dict[str, Any]]) -> Iterator[SpecIssue]:
+    """Replica ids `{id}-{i}` must not collide with another agent's id, nor grow too long."""
+    owners: dict[str, str] = {}
+    for agent_id, body in agents.items():
+        for expanded in _expanded_ids(agent_id, body):
+            other = owners.setdefault(expanded, agent_id)
+            if other != agent_id:
+                culprit = agent_id if expanded != agent_id else other
+                yield context.issue(["agents", culprit, "replicas"],
+                                    f"replica id {expanded!r} collides with agent "
+                                    f"{(other if culprit == agent_id else agent_id)!r}; "
+                                    "rename one of them")
+            elif len(expanded) > MAX_ID_LENGTH:
+                yield context.issue(["agents", agent_id, "replicas"],
+                                    f"replica id {expanded!r} is longer than "
+                                    f"{MAX_ID_LENGTH} characters; shorten the agent id")
+
+
+def _dependencies(agents: dict[str, dict[str, Any]]) -> dict[str, list[tuple[int, str]]]:
+    graph: dict[str, list[tuple[int, str]]] = {}
+    for agent_id, body in agents.items():
+        targets = body.get("depends_on")
+        items = enumerate(targets) if isinstance(targets, list) else iter(())
+        graph[agent_id] = [(index, t) for index, t in items if isinstance(t, str)]
+    return graph
+
+
+def _dependency_issues(context: Context,
+                       agents: dict[str, dict[str, Any]]) -> Iterator[SpecIssue]:
+    graph = _dependencies(agents)
+    for agent_id, edges in graph.items():
+        for index, target in edges:
+            if target not in graph:
+                close = difflib.get_close_matches(target, list(graph), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                yield context.issue(["agents", agent_id, "depends_on", index],
+                                    f"depends on {target!r}, which is not an agent of "
+                                    f"this spec{hint}")
+    order = list(graph)
+    for cycle in find_cycles({a: [t for _, t in e if t in graph] for a, e in graph.items()}):
+        first = min(cycle, key=order.index)
+        start = cycle.index(first)
+        spelled = [*cycle[start:], *cycle[:start], first]
+        yield context.issue(["agents", first, "depends_on"],
+                            f"dependency cycle: {' -> '.join(spelled)}")
+
+
+def find_cycles(graph: Mapping[str, Sequence[str]]) -> list[list[str]]:
+    """One cycle per strongly connected knot, each as its members in path order."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles: list[list[str]] = []
+    in_cycle: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        path.append(node)
+        for target in graph.get(node, ()):
+            if state.get(target) == 1 and target not in in_cycle:
+                cycle = path[path.index(target):]
+                cycles.append(cycle)
+                in_cycle.update(cycle)
+            elif target not in state:
+                visit(target, path)
+        path.pop()
+        state[node] = 2
+
+    for node in graph:
+        if node not in state:
+            visit(node, [])
+    return cycles
