@@ -80,8 +80,8 @@ class LogWriter:
         """log -> log.1 -> ... -> log.K (the oldest dropped); then a fresh, empty log."""
         os.close(self._fd)
         os.close(self._idx)
-        for path in (self.path, self.index_path):
-            _shift(path, self.keep)
+        _shift(self.path, self.keep)
+        _shift(self.path, self.keep, suffix=".idx")  # LOG.N.idx goes with LOG.N
         self._fd = self._open(self.path)
         self._idx = self._open(self.index_path)
         self.size = 0
@@ -92,16 +92,16 @@ class LogWriter:
         os.close(self._idx)
 
 
-def _shift(path: str, keep: int) -> None:
+def _shift(path: str, keep: int, suffix: str = "") -> None:
     try:
         if keep == 0:
-            os.unlink(path)
+            os.unlink(path + suffix)
             return
         for number in range(keep - 1, 0, -1):
-            older = f"{path}.{number}"
+            older = f"{path}.{number}{suffix}"
             if os.path.exists(older):
-                os.replace(older, f"{path}.{number + 1}")
-        os.replace(path, f"{path}.1")
+                os.replace(older, f"{path}.{number + 1}{suffix}")
+        os.replace(path + suffix, f"{path}.1{suffix}")
     except FileNotFoundError:
         pass  # someone removed it; the fresh file is created anyway
 
