@@ -1,0 +1,299 @@
+"""Reading agent logs: the last lines without reading the whole file, `--since` through the
+time index, following across rotation, and stripping terminal noise (stdlib only).
+
+A log and its rotated predecessors (`LOG.K` ... `LOG.1`, `LOG`) read as one byte stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+from collections.abc import AsyncIterator, Iterator, Mapping
+
+BLOCK_SIZE = 64 * 1024
+FORWARD_BLOCK_SIZE = 1024 * 1024
+MAX_READ_PER_POLL = 4 * 1024 * 1024
+INDEX_SUFFIX = ".idx"
+
+Segment = tuple[str, int, int]  # path, start offset, end offset
+
+
+def rotated_paths(path: str) -> list[str]:
+    """The log's files that exist, oldest first: LOG.K, ..., LOG.1, LOG."""
+    older: list[str] = []
+    number = 1
+    while os.path.exists(f"{path}.{number}"):
+        older.append(f"{path}.{number}")
+        number += 1
+    current = [path] if os.path.exists(path) else []
+    return [*reversed(older), *current]
+
+
+def segments(path: str, *, since_epoch: float | None = None,
+             end: int | None = None) -> list[Segment]:
+    """The byte ranges to read, oldest first; `end` caps the current file (a follow's start)."""
+    result: list[Segment] = []
+    for file in rotated_paths(path):
+        try:
+            size = os.path.getsize(file)
+        except FileNotFoundError:
+            continue  # rotated away meanwhile
+        if file == path and end is not None:
+            size = min(size, end)
+        start = 0 if since_epoch is None else since(file, since_epoch)
+        if start < size:
+            result.append((file, start, size))
+    return result
+
+
+def tail_lines(path: str, n: int, *, since_epoch: float | None = None,
+               end: int | None = None) -> list[bytes]:
+    """The last `n` lines (without their newlines), reading backwards block by block."""
+    if n <= 0:
+        return []
+    blocks: list[bytes] = []
+    newlines = 0
+    for block in _backwards(segments(path, since_epoch=since_epoch, end=end)):
+        blocks.append(block)
+        newlines += block.count(b"\n")
+        if newlines > n:
+            break
+    lines = b"".join(reversed(blocks)).split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    return lines[-n:]
+
+
+def _backwards(parts: list[Segment]) -> Iterator[bytes]:
+    for file, start, end in reversed(parts):
+        try:
+            fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            position = end
+            while position > start:
+                size = min(BLOCK_SIZE, position - start)
+                position -= size
+                yield os.pread(fd, size, position)
+        finally:
+            os.close(fd)
+
+
+def iter_lines(path: str, *, since_epoch: float | None = None,
+               end: int | None = None) -> Iterator[bytes]:
+    """Every line from the oldest rotated file on (or from `since_epoch`), in order."""
+    partial = b""
+    for file, start, stop in segments(path, since_epoch=since_epoch, end=end):
+        try:
+            fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            position = start
+            while position < stop:
+                block = os.pread(fd, min(FORWARD_BLOCK_SIZE, stop - position), position)
+                if not block:
+                    break
+                position += len(block)
+                *lines, partial = (partial + block).split(b"\n")
+                yield from lines
+        finally:
+            os.close(fd)
+    if partial:
+        yield partial
+
+
+def since(path: str, epoch: float) -> int:
+    """The offset in `path` of the first byte written at or after `epoch` (its second).
+
+    The writer notes `SECOND OFFSET` on the first write of each second, so the bytes
+    between two entries were written in the first entry's second; the index is
+    binary-searched, the log itself never scanned. No index: 0 (everything).
+    """
+    size = os.path.getsize(path)
+    try:
+        fd = os.open(path + INDEX_SUFFIX, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return 0
+    try:
+        entry = _first_entry_at_or_after(fd, int(epoch))
+    finally:
+        os.close(fd)
+    return size if entry is None else min(entry, size)
+
+
+def _first_entry_at_or_after(fd: int, second: int) -> int | None:
+    low, high = 0, os.fstat(fd).st_size
+    while low < high:
+        middle = (low + high) // 2
+        entry = _entry_from(fd, middle)
+        if entry is None or entry[0] >= second:
+            high = middle
+        else:
+            low = middle + 1
+    entry = _entry_from(fd, low)
+    return None if entry is None else entry[1]
+
+
+def _entry_from(fd: int, position: int) -> tuple[int, int] | None:
+    """The first well-formed `SECOND OFFSET` line starting at or after `position`."""
+    if position > 0:
+        position -= 1  # so a line starting exactly at `position` is found after its "\n"
+        head = os.pread(fd, 256, position)
+        skip = head.find(b"\n")
+        if skip < 0:
+            return None
+        position += skip + 1
+    while True:
+        chunk = os.pread(fd, 256, position)
+        line, found, _ = chunk.partition(b"\n")
+        if not found:
+            return None  # end of the index (or a torn last line)
+        fields = line.split()
+        if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit():
+            return int(fields[0]), int(fields[1])
+        position += len(line) + 1
+
+
+_ESCAPES = re.compile(
+    r"\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?"  # OSC (titles, hyperlinks) to BEL or ST
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC to ST
+    r"|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, bracketed paste
+    r"|\x1b[ -/]*[0-~]"  # other escapes: charset (ESC ( B), keypad (ESC =), save (ESC 7)
+)
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def strip_terminal_noise(text: str) -> str:
+    """Text as a reader wants it: no escapes, redraws collapsed to their last rewrite,
+    backspaces applied, no control characters but tab and newline."""
+    text = _ESCAPES.sub("", text).replace("\r\n", "\n")
+    return "\n".join(_clean_line(line) for line in text.split("\n"))
+
+
+def _clean_line(line: str) -> str:
+    if "\r" in line:
+        rewrites = [part for part in line.split("\r") if part]
+        line = rewrites[-1] if rewrites else ""
+    if "\b" in line:
+        kept: list[str] = []
+        for char in line:
+            if char != "\b":
+                kept.append(char)
+            elif kept:
+                kept.pop()
+        line = "".join(kept)
+    return _CONTROLS.sub("", line)
+
+
+def decode_line(line: bytes) -> str:
+    """A log line as text: UTF-8 (bad bytes replaced), a CRLF's CR dropped."""
+    return line.decode("utf-8", errors="replace").removesuffix("\r")
+
+
+class LogFollower:
+    """What gets appended to one log, across rotation and truncation, losslessly.
+
+    Idle, a poll costs one stat and no read. A log that does not exist yet is
+    followed from its first byte once it appears.
+    """
+
+    def __init__(self, path: str, *, from_start: bool = False) -> None:
+        self.path = path
+        self.position = 0
+        self.behind = False
+        self._fd: int | None = None
+        self._identity = (0, 0)
+        self._partial = b""
+        size = self._open()
+        if size is not None and not from_start:
+            self.position = size
+
+    def _open(self) -> int | None:
+        """Open the file now at `path` from its start; its size, or None when missing."""
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        info = os.fstat(self._fd)
+        self._identity = (info.st_dev, info.st_ino)
+        self.position = 0
+        return info.st_size
+
+    def poll(self) -> list[bytes]:
+        """Complete lines appended since the last poll (without their newlines)."""
+        try:
+            info: os.stat_result | None = os.stat(self.path)
+        except FileNotFoundError:
+            info = None
+        data = b""
+        if self._fd is not None and (info is None
+                                     or (info.st_dev, info.st_ino) != self._identity):
+            data = self._read(None)  # rotated or removed: the rest of the old file first
+            self.close()
+        if self._fd is None:
+            opened = None if info is None else self._open()
+            if opened is None:
+                return self._lines(data)
+            size = opened
+        else:
+            size = info.st_size if info is not None else 0
+            if size < self.position:
+                self.position = 0  # truncated in place
+        if size > self.position:
+            data += self._read(min(size - self.position, MAX_READ_PER_POLL))
+        self.behind = size > self.position
+        return self._lines(data)
+
+    def _read(self, count: int | None) -> bytes:
+        chunks: list[bytes] = []
+        while self._fd is not None and (count is None or count > 0):
+            want = FORWARD_BLOCK_SIZE if count is None else min(count, FORWARD_BLOCK_SIZE)
+            chunk = os.pread(self._fd, want, self.position)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            self.position += len(chunk)
+            if count is not None:
+                count -= len(chunk)
+        return b"".join(chunks)
+
+    def _lines(self, data: bytes) -> list[bytes]:
+        if not data:
+            return []
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        return lines
+
+    def close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+
+async def follow(path: str, *, poll_interval: float = 0.1,
+                 from_start: bool = False) -> AsyncIterator[str]:
+    """New complete lines of one log as text, forever; latency at most `poll_interval`."""
+    async for _, line in follow_many({path: LogFollower(path, from_start=from_start)},
+                                     poll_interval=poll_interval):
+        yield line
+
+
+async def follow_many(followers: Mapping[str, LogFollower], *,
+                      poll_interval: float = 0.1) -> AsyncIterator[tuple[str, str]]:
+    """`(key, line)` from several logs, interleaved as they arrive; one loop polls them all."""
+    try:
+        while True:
+            behind = False
+            for key, follower in followers.items():
+                for line in follower.poll():
+                    yield key, decode_line(line)
+                behind = behind or follower.behind
+            if not behind:
+                await asyncio.sleep(poll_interval)
+    finally:
+        for follower in followers.values():
+            follower.close()
