@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import os
 import re
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 
 BLOCK_SIZE = 64 * 1024
 FORWARD_BLOCK_SIZE = 1024 * 1024
@@ -274,16 +274,27 @@ class LogFollower:
             self._fd = None
 
 
-async def follow(path: str, *, poll_interval: float = 0.1,
-                 from_start: bool = False) -> AsyncIterator[str]:
-    """New complete lines of one log as text, forever; latency at most `poll_interval`."""
-    async for _, line in follow_many({path: LogFollower(path, from_start=from_start)},
-                                     poll_interval=poll_interval):
-        yield line
+def follow(path: str, *, poll_interval: float = 0.1,
+           from_start: bool = False) -> AsyncGenerator[str, None]:
+    """New complete lines of one log as text, forever; latency at most `poll_interval`.
+
+    Not an `async def`: "new" means from this call, not from the first iteration,
+    so nothing written in between is missed.
+    """
+    follower = LogFollower(path, from_start=from_start)
+    return _texts(follow_many({path: follower}, poll_interval=poll_interval))
+
+
+async def _texts(pairs: AsyncGenerator[tuple[str, str], None]) -> AsyncGenerator[str, None]:
+    try:
+        async for _, line in pairs:
+            yield line
+    finally:
+        await pairs.aclose()
 
 
 async def follow_many(followers: Mapping[str, LogFollower], *,
-                      poll_interval: float = 0.1) -> AsyncIterator[tuple[str, str]]:
+                      poll_interval: float = 0.1) -> AsyncGenerator[tuple[str, str], None]:
     """`(key, line)` from several logs, interleaved as they arrive; one loop polls them all."""
     try:
         while True:

@@ -1,0 +1,287 @@
+"""Reading logs: bounded tail, --since through the index, noise stripping, following."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import TypeVar
+
+import pytest
+
+from swarm_launch import logfiles
+from swarm_launch.logfiles import LogFollower, strip_terminal_noise, tail_lines
+
+T = TypeVar("T")
+
+
+def numbered(count: int, start: int = 0) -> bytes:
+    return b"".join(b"line %d\n" % i for i in range(start, start + count))
+
+
+def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the size of every os.pread from now on."""
+    sizes: list[int] = []
+    real = os.pread
+
+    def pread(fd: int, size: int, offset: int) -> bytes:
+        data = real(fd, size, offset)
+        sizes.append(len(data))
+        return data
+
+    monkeypatch.setattr(os, "pread", pread)
+    return sizes
+
+
+# --- tail -------------------------------------------------------------------------------
+
+
+def test_tail_returns_the_last_lines(tmp_path: pathlib.Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(numbered(1000))
+    assert tail_lines(str(log), 3) == [b"line 997", b"line 998", b"line 999"]
+
+
+def test_tail_keeps_a_last_line_without_newline(tmp_path: pathlib.Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(b"one\ntwo\nprompt> ")
+    assert tail_lines(str(log), 2) == [b"two", b"prompt> "]
+
+
+def test_tail_of_a_short_file_is_all_of_it(tmp_path: pathlib.Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(b"one\ntwo\n")
+    assert tail_lines(str(log), 100) == [b"one", b"two"]
+    assert tail_lines(str(log), 0) == []
+
+
+def test_tail_reaches_into_rotated_files(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "a.log.2").write_bytes(numbered(5, 0))
+    (tmp_path / "a.log.1").write_bytes(numbered(5, 5) + b"split ")
+    (tmp_path / "a.log").write_bytes(b"line\n" + numbered(2, 10))
+    lines = tail_lines(str(tmp_path / "a.log"), 6)
+    assert lines == [b"line 7", b"line 8", b"line 9", b"split line", b"line 10", b"line 11"]
+    assert len(tail_lines(str(tmp_path / "a.log"), 100)) == 13
+
+
+def test_tail_of_a_big_file_reads_a_bounded_amount(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "a.log"
+    with log.open("wb") as handle:
+        for block in range(20):
+            handle.write(numbered(100_000, block * 100_000))  # ~25 MB in all
+    reads = count_reads(monkeypatch)
+    lines = tail_lines(str(log), 100)
+    assert lines[-1] == b"line 1999999" and len(lines) == 100
+    assert sum(reads) <= 2 * logfiles.BLOCK_SIZE
+
+
+def test_tail_stops_at_the_end_it_is_given(tmp_path: pathlib.Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(b"old\nnew\n")
+    assert tail_lines(str(log), 5, end=4) == [b"old"]
+
+
+# --- since ------------------------------------------------------------------------------
+
+
+def write_log(path: pathlib.Path, entries: list[tuple[int, bytes]]) -> None:
+    """A log and its index as the writer leaves them: one index line per second with data."""
+    data, index = b"", b""
+    for second, chunk in entries:
+        index += b"%d %d\n" % (second, len(data))
+        data += chunk
+    path.write_bytes(data)
+    pathlib.Path(f"{path}.idx").write_bytes(index)
+
+
+@pytest.mark.parametrize(("epoch", "expected"), [
+    pytest.param(50.0, 0, id="before-everything"),
+    pytest.param(100.0, 0, id="exactly-the-first-second"),
+    pytest.param(101.9, 2, id="within-a-second-includes-it"),
+    pytest.param(102.0, 4, id="a-quiet-second-starts-at-the-next-write"),
+    pytest.param(105.0, 4, id="last-second"),
+    pytest.param(106.0, 6, id="after-everything-is-the-end"),
+])
+def test_since_finds_the_first_byte_of_that_second(
+    tmp_path: pathlib.Path, epoch: float, expected: int
+) -> None:
+    log = tmp_path / "a.log"
+    write_log(log, [(100, b"a\n"), (101, b"b\n"), (105, b"c\n")])
+    assert logfiles.since(str(log), epoch) == expected
+
+
+def test_since_binary_searches_a_long_index(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "a.log"
+    write_log(log, [(1_000_000 + 2 * i, b"x%d\n" % i) for i in range(50_000)])
+    reads = count_reads(monkeypatch)
+    offset = logfiles.since(str(log), 1_000_000 + 2 * 31_337 - 1)
+    assert log.read_bytes()[offset:].startswith(b"x31337\n")
+    assert len(reads) < 100
+
+
+def test_since_skips_a_torn_index_line_and_works_without_an_index(
+    tmp_path: pathlib.Path
+) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(b"a\nb\n")
+    assert logfiles.since(str(log), 10**9) == 0  # no index: everything
+    (tmp_path / "a.log.idx").write_bytes(b"100 0\ngarbage\n101 2\n10")
+    assert logfiles.since(str(log), 101) == 2
+    assert logfiles.since(str(log), 102) == 4
+
+
+def test_lines_since_span_rotated_files(tmp_path: pathlib.Path) -> None:
+    write_log(tmp_path / "a.log.1", [(100, b"old\n"), (200, b"middle\n")])
+    write_log(tmp_path / "a.log", [(300, b"new\n")])
+    path = str(tmp_path / "a.log")
+    assert list(logfiles.iter_lines(path, since_epoch=150)) == [b"middle", b"new"]
+    assert list(logfiles.iter_lines(path)) == [b"old", b"middle", b"new"]
+    assert tail_lines(path, 1, since_epoch=150) == [b"new"]
+    assert tail_lines(path, 5, since_epoch=250) == [b"new"]
+
+
+# --- strip_terminal_noise -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("raw", "clean"), [
+    pytest.param("plain text\tand a tab", "plain text\tand a tab", id="plain-and-tab"),
+    pytest.param("\x1b[1;31mred\x1b[0m ok", "red ok", id="sgr-colours"),
+    pytest.param("\x1b[38;5;208morange\x1b[m", "orange", id="256-colours"),
+    pytest.param("\x1b[2K\x1b[1Gredrawn", "redrawn", id="erase-and-move"),
+    pytest.param("\x1b[?25l\x1b[?2004hhidden\x1b[?25h", "hidden", id="private-modes"),
+    pytest.param("\x1b[200~pasted\x1b[201~", "pasted", id="bracketed-paste-markers"),
+    pytest.param("\x1b]0;window title\x07text", "text", id="osc-title-bel"),
+    pytest.param("\x1b]8;;http://x.y\x1b\\link\x1b]8;;\x1b\\", "link", id="osc-hyperlink-st"),
+    pytest.param("\x1bP+q544e\x1b\\after", "after", id="dcs"),
+    pytest.param("\x1b(B\x1b7\x1b=text\x1b8", "text", id="short-escapes"),
+    pytest.param("10%\r50%\r100%", "100%", id="carriage-return-redraw"),
+    pytest.param("line one\r\nline two\r\n", "line one\nline two\n", id="crlf-is-a-newline"),
+    pytest.param("done\r\r\n", "done\n", id="trailing-cr-keeps-text"),
+    pytest.param("abd\bc", "abc", id="backspace"),
+    pytest.param("\b\bx", "x", id="backspace-at-start"),
+    pytest.param("bell\x07 nul\x00 del\x7f c1\x85", "bell nul del c1", id="other-controls"),
+    pytest.param("\x9b31mc1 csi", "c1 csi", id="8-bit-csi"),
+    pytest.param("héllo → ✓", "héllo → ✓", id="unicode-kept"),
+])
+def test_strip_terminal_noise(raw: str, clean: str) -> None:
+    assert strip_terminal_noise(raw) == clean
+
+
+# --- following ----------------------------------------------------------------------------
+
+
+def append(path: pathlib.Path, data: bytes) -> None:
+    with path.open("ab") as handle:
+        handle.write(data)
+
+
+def test_follower_starts_at_the_end_and_sees_appended_lines(tmp_path: pathlib.Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(b"before\n")
+    follower = LogFollower(str(log))
+    append(log, b"one\ntw")
+    assert follower.poll() == [b"one"]
+    append(log, b"o\n")
+    assert follower.poll() == [b"two"]
+
+
+def test_follower_from_start_reads_everything(tmp_path: pathlib.Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(b"before\n")
+    assert LogFollower(str(log), from_start=True).poll() == [b"before"]
+
+
+def test_idle_follower_stats_but_never_reads(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(b"before\n")
+    follower = LogFollower(str(log))
+    reads = count_reads(monkeypatch)
+    assert [follower.poll() for _ in range(50)] == [[]] * 50
+    assert reads == []
+
+
+def test_follower_survives_rotation_without_losing_a_line(tmp_path: pathlib.Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(b"")
+    follower = LogFollower(str(log))
+    append(log, b"1\n2\n")
+    assert follower.poll() == [b"1", b"2"]
+    append(log, b"3\n")  # written, then rotated away before the next poll
+    os.replace(log, tmp_path / "a.log.1")
+    assert follower.poll() == [b"3"]
+    log.write_bytes(b"4\n")
+    assert follower.poll() == [b"4"]
+    append(log, b"5\n")
+    os.replace(log, tmp_path / "a.log.1")
+    log.write_bytes(b"6\n")  # rotated and written again within one poll
+    assert follower.poll() == [b"5", b"6"]
+
+
+def test_follower_restarts_after_truncation(tmp_path: pathlib.Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(b"a long first line\n")
+    follower = LogFollower(str(log))
+    log.write_bytes(b"short\n")  # truncated in place, then written
+    assert follower.poll() == [b"short"]
+
+
+def test_follower_waits_for_a_log_that_appears_later(tmp_path: pathlib.Path) -> None:
+    log = tmp_path / "a.log"
+    follower = LogFollower(str(log))
+    assert follower.poll() == []
+    log.write_bytes(b"first\n")
+    assert follower.poll() == [b"first"]
+
+
+async def within(awaitable: AsyncIterator[T], timeout: float = 10.0) -> T:
+    return await asyncio.wait_for(awaitable.__anext__(), timeout)
+
+
+def run(coroutine: Callable[[], Coroutine[object, object, None]]) -> None:
+    asyncio.run(coroutine())
+
+
+def test_follow_yields_text_lines_across_rotation(tmp_path: pathlib.Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(b"old\n")
+
+    async def body() -> None:
+        lines = logfiles.follow(str(log), poll_interval=0.01)
+        try:
+            append(log, b"caf\xc3\xa9\r\nbad \xff\n")
+            assert await within(lines) == "café"
+            assert await within(lines) == "bad \ufffd"
+            os.replace(log, tmp_path / "a.log.1")
+            log.write_bytes(b"after rotation\n")
+            assert await within(lines) == "after rotation"
+        finally:
+            await lines.aclose()
+
+    run(body)
+
+
+def test_follow_many_interleaves_agents_and_picks_up_late_logs(tmp_path: pathlib.Path) -> None:
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    a.write_bytes(b"")
+    followers = {"a": LogFollower(str(a)), "b": LogFollower(str(b))}
+
+    async def body() -> None:
+        stream = logfiles.follow_many(followers, poll_interval=0.01)
+        try:
+            append(a, b"from a\n")
+            assert await within(stream) == ("a", "from a")
+            b.write_bytes(b"from b, born late\n")
+            assert await within(stream) == ("b", "from b, born late")
+            append(a, b"a again\n")
+            assert await within(stream) == ("a", "a again")
+        finally:
+            await stream.aclose()
+
+    run(body)
