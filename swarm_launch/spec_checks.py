@@ -86,6 +86,11 @@ def _message(error: ValidationError) -> str:
         expected = error.validator_value
         names = expected if isinstance(expected, list) else [expected]
         return f"{kind} is not of type {', '.join(repr(n) for n in names)}"
+    if error.validator == "type" and instance is None:
+        return f"an empty value (null) is not of type {error.validator_value!r}"
+    if error.validator == "type" and error.validator_value == "string":
+        hint = " (YAML reads yes/no/on/off as booleans)" if isinstance(instance, bool) else ""
+        return f"{error.message}{hint}; quote it"
     if error.validator == "const":
         return f"{instance!r} is not supported; use {error.validator_value!r}"
     return error.message
@@ -147,24 +152,26 @@ def _prompt_file_issues(context: Context, agent_id: str,
     path = os.path.normpath(os.path.join(context.spec_dir, os.path.expanduser(name)))
     problem = _read_prompt(path, context.prompts, agent_id)
     if problem:
-        yield context.issue(["agents", agent_id, "prompt_file"], problem)
+        yield context.issue(["agents", agent_id, "prompt_file"],
+                            f"prompt file {name!r} {problem}")
 
 
 def _read_prompt(path: str, prompts: dict[str, str], agent_id: str) -> str | None:
+    """Read `path` into `prompts`; or say what is wrong with it."""
     if not os.path.isfile(path):
         what = "is not a file" if os.path.exists(path) else "does not exist"
-        return f"prompt file {path} {what} (prompt_file is relative to the spec file)"
+        return f"{what} (prompt_file is relative to the spec file's directory)"
     try:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_SPEC_BYTES + 1)
     except OSError as exc:
-        return f"cannot read prompt file {path}: {exc.strerror}"
+        return f"cannot be read: {exc.strerror}"
     if len(raw) > MAX_SPEC_BYTES:
-        return f"prompt file {path} is larger than {MAX_SPEC_BYTES // 1024} KiB"
+        return f"is larger than {MAX_SPEC_BYTES // 1024} KiB"
     try:
         prompts[agent_id] = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return f"prompt file {path} is not valid UTF-8"
+        return "is not valid UTF-8"
     return None
 
 

@@ -122,8 +122,11 @@ def _compose(text: str, file: str) -> yaml.Node:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         raise LoadFailure([_syntax_issue(text, exc, file)]) from exc
-    except yaml.YAMLError as exc:
-        raise _fail(file, f"YAML error: {exc}") from exc
+    except yaml.reader.ReaderError as exc:
+        line, column = _position(text.encode("utf-8"), len(text[: exc.position].encode()))
+        char = chr(exc.character) if isinstance(exc.character, int) else exc.character
+        raise _fail(file, f"the character {char!r} is not allowed in YAML; "
+                          "remove it", line, column) from exc
     if root is None:
         raise _fail(file, "the file has no content (only comments); "
                           "a spec starts with `version: 1`")
