@@ -1,0 +1,149 @@
+"""`swarm-launch logs`: agents' output with compose-style `agent | ` prefixes.
+
+Reads AI_SWARM_DIR/<swarm>/logs/<agent>.log (and its rotated files); `--tail`
+reads backwards, `--since` seeks through the time index, `-f` follows until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import os
+import re
+import sys
+import time
+from collections.abc import Iterable, Sequence
+
+import click
+
+from swarm_launch import logfiles
+from swarm_launch.cli import Globals
+from swarm_launch.desired import replica_ids
+from swarm_launch.exceptions import UserError
+from swarm_launch.model import SwarmSpec
+from swarm_launch.store import data_dir
+
+COLOURS = ("cyan", "yellow", "green", "magenta", "blue",
+           "bright_cyan", "bright_yellow", "bright_green", "bright_magenta", "bright_blue")
+POLL_INTERVAL_S = 0.1
+BATCH_LINES = 2000
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+
+
+def run(globals_: Globals, *, spec: str, agents: Sequence[str], follow: bool,
+        tail: int | None, since: str | None, raw: bool) -> int:
+    from swarm_launch.spec import load_spec
+
+    swarm = load_spec(spec)
+    selected = select_agents(swarm, agents)
+    since_epoch = None if since is None else parse_since(since, now=time.time())
+    logs_dir = os.path.join(data_dir(), swarm.name, "logs")
+    paths = {agent: os.path.join(logs_dir, f"{agent}.log") for agent in selected}
+    # Followers first: what they start after is exactly where the printed history ends.
+    followers = {agent: logfiles.LogFollower(path) for agent, path in paths.items()} if follow \
+        else {}
+    if not any(logfiles.rotated_paths(path) for path in paths.values()):
+        waiting = "; waiting for output (Ctrl-C to stop)" if follow else ""
+        click.echo(f"no logs yet for swarm {swarm.name} (looked in {logs_dir}){waiting}",
+                   err=True)
+    printer = Printer(selected, colour=sys.stdout.isatty(), raw=raw)
+    for agent, path in paths.items():
+        end = followers[agent].position if follow else None
+        if tail is None:
+            printer.lines(agent, logfiles.iter_lines(path, since_epoch=since_epoch, end=end))
+        else:
+            printer.lines(agent, logfiles.tail_lines(path, tail, since_epoch=since_epoch,
+                                                     end=end))
+    if follow:
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how one stops following
+            asyncio.run(_follow(followers, printer))
+    return 0
+
+
+def select_agents(swarm: SwarmSpec, requested: Sequence[str]) -> list[str]:
+    """Agent ids to show, in spec order unless named; a replicated id selects its replicas."""
+    expanded = {name: [agent_id for agent_id, _ in replica_ids(agent)]
+                for name, agent in swarm.agents.items()}
+    every = [agent_id for ids in expanded.values() for agent_id in ids]
+    if not requested:
+        return every
+    unknown = [name for name in requested if name not in expanded and name not in every]
+    if unknown:
+        known = ", ".join(_describe(name, ids) for name, ids in expanded.items())
+        raise UserError(f"no agent {', '.join(map(repr, unknown))} in swarm {swarm.name}; "
+                        f"its agents are: {known or 'none'}")
+    chosen = [agent_id for name in requested for agent_id in expanded.get(name, [name])]
+    return list(dict.fromkeys(chosen))
+
+
+def _describe(name: str, ids: list[str]) -> str:
+    if ids == [name]:
+        return name
+    return f"{name} ({ids[0]}..{ids[-1]})" if len(ids) > 1 else f"{name} ({ids[0]})"
+
+
+def parse_since(text: str, *, now: float) -> float:
+    """`10s`, `5m`, `2h`, `1d` before `now`, or an ISO 8601 time (local unless zoned)."""
+    value = text.strip()
+    duration = _DURATION.match(value)
+    if duration:
+        return now - float(duration.group(1)) * _UNITS[duration.group(2)]
+    if value[-1:] in ("Z", "z"):
+        value = value[:-1] + "+00:00"
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"--since {text!r}: expected a duration (10s, 5m, 2h, 1d) or an "
+                        f"ISO 8601 time (2026-11-24T10:00:00Z)") from None
+    return moment.timestamp()  # a naive time is taken as local time
+
+
+class Printer:
+    """`agent | line` with the ids padded alike, coloured per agent on a terminal only."""
+
+    def __init__(self, agents: Sequence[str], *, colour: bool, raw: bool) -> None:
+        width = max((len(agent) for agent in agents), default=0)
+        self.raw = raw
+        self.prefixes = {
+            agent: _prefix(agent, width, COLOURS[number % len(COLOURS)] if colour else None)
+            for number, agent in enumerate(agents)
+        }
+
+    def text(self, agent: str, line: bytes | str) -> str | None:
+        """The line to print, or None for one that was nothing but terminal noise."""
+        text = logfiles.decode_line(line) if isinstance(line, bytes) else line
+        if not self.raw:
+            clean = logfiles.strip_terminal_noise(text)
+            if text and not clean:
+                return None
+            text = clean
+        return self.prefixes[agent] + text
+
+    def lines(self, agent: str, lines: Iterable[bytes | str]) -> None:
+        batch: list[str] = []
+        for line in lines:
+            text = self.text(agent, line)
+            if text is not None:
+                batch.append(text)
+            if len(batch) >= BATCH_LINES:
+                _echo(batch)
+                batch = []
+        _echo(batch)
+
+
+def _prefix(agent: str, width: int, colour: str | None) -> str:
+    prefix = f"{agent:<{width}} |"
+    return (click.style(prefix, fg=colour) if colour else prefix) + " "
+
+
+def _echo(texts: list[str]) -> None:
+    if texts:
+        # color=True: colour was decided above; --raw output keeps the agent's own escapes.
+        click.echo("\n".join(texts), color=True)
+
+
+async def _follow(followers: dict[str, logfiles.LogFollower], printer: Printer) -> None:
+    async for agent, line in logfiles.follow_many(followers, poll_interval=POLL_INTERVAL_S):
+        printer.lines(agent, [line])
