@@ -1,0 +1,180 @@
+"""`swarm-launch logs`: prefixes, agent selection, --tail, --since, --raw, -f, errors."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import pathlib
+import time
+from collections.abc import AsyncGenerator, Mapping
+
+import pytest
+
+from swarm_launch import logfiles
+from swarm_launch.commands import logs
+from tests.helpers import invoke
+
+SPEC = """\
+version: 1
+name: team
+agents:
+  planner:
+    command: sleep 100
+  coder:
+    command: sleep 100
+    replicas: 3
+"""
+
+
+@pytest.fixture
+def spec(tmp_path: pathlib.Path) -> str:
+    path = tmp_path / "swarm.yaml"
+    path.write_text(SPEC)
+    return str(path)
+
+
+@pytest.fixture
+def logs_dir(isolated_environment: pathlib.Path) -> pathlib.Path:
+    path = isolated_environment / "team" / "logs"
+    path.mkdir(parents=True, mode=0o700)
+    os.chmod(isolated_environment, 0o700)
+    return path
+
+
+def write_log(path: pathlib.Path, entries: list[tuple[float, bytes]]) -> None:
+    """A log and its time index, as the writer leaves them."""
+    data, index = b"", b""
+    for second, chunk in entries:
+        index += b"%d %d\n" % (int(second), len(data))
+        data += chunk
+    path.write_bytes(data)
+    pathlib.Path(f"{path}.idx").write_bytes(index)
+
+
+def test_several_agents_with_padded_prefixes_in_spec_order(
+    spec: str, logs_dir: pathlib.Path
+) -> None:
+    (logs_dir / "planner.log").write_bytes(b"plan A\r\nplan B\r\n")
+    (logs_dir / "coder-1.log").write_bytes(b"coding\n")
+    result = invoke("logs", spec)
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == ["planner | plan A", "planner | plan B",
+                                       "coder-1 | coding"]
+
+
+def test_replicated_id_selects_its_replicas_and_a_replica_itself(
+    spec: str, logs_dir: pathlib.Path
+) -> None:
+    for replica in range(3):
+        (logs_dir / f"coder-{replica}.log").write_bytes(b"I am %d\n" % replica)
+    (logs_dir / "planner.log").write_bytes(b"plan\n")
+    assert invoke("logs", spec, "coder").out.splitlines() == [
+        "coder-0 | I am 0", "coder-1 | I am 1", "coder-2 | I am 2"]
+    assert invoke("logs", spec, "coder-2", "planner").out.splitlines() == [
+        "coder-2 | I am 2", "planner | plan"]
+
+
+def test_tail_is_per_agent(spec: str, logs_dir: pathlib.Path) -> None:
+    (logs_dir / "planner.log").write_bytes(b"p1\np2\np3\n")
+    (logs_dir / "coder-0.log").write_bytes(b"c1\nc2\nc3\n")
+    result = invoke("logs", spec, "--tail", "2", "planner", "coder-0")
+    assert result.out.splitlines() == ["planner | p2", "planner | p3",
+                                       "coder-0 | c2", "coder-0 | c3"]
+
+
+@pytest.mark.parametrize("since", [
+    pytest.param("1h", id="duration"),
+    pytest.param(datetime.datetime.fromtimestamp(time.time() - 3600, datetime.timezone.utc)
+                 .strftime("%Y-%m-%dT%H:%M:%SZ"), id="iso-utc"),
+])
+def test_since_skips_older_output(spec: str, logs_dir: pathlib.Path, since: str) -> None:
+    now = time.time()
+    write_log(logs_dir / "planner.log", [(now - 7200, b"two hours ago\n"), (now - 5, b"now\n")])
+    result = invoke("logs", spec, "planner", "--since", since)
+    assert result.out.splitlines() == ["planner | now"]
+
+
+def test_bad_since_is_a_user_error(spec: str) -> None:
+    result = invoke("logs", spec, "--since", "yesterday")
+    assert result.code == 1
+    assert "--since 'yesterday'" in result.err and "10s, 5m, 2h, 1d" in result.err
+
+
+@pytest.mark.parametrize(("text", "seconds_ago"), [
+    pytest.param("10s", 10, id="seconds"),
+    pytest.param("5m", 300, id="minutes"),
+    pytest.param("2h", 7200, id="hours"),
+    pytest.param("1d", 86400, id="days"),
+    pytest.param("1.5h", 5400, id="fraction"),
+])
+def test_parse_since_durations(text: str, seconds_ago: int) -> None:
+    assert logs.parse_since(text, now=100_000.0) == 100_000.0 - seconds_ago
+
+
+def test_parse_since_iso_times() -> None:
+    assert logs.parse_since("1970-01-02T00:00:00Z", now=0) == 86400
+    assert logs.parse_since("1970-01-02T01:00:00+01:00", now=0) == 86400
+
+
+def test_noise_is_stripped_unless_raw(spec: str, logs_dir: pathlib.Path) -> None:
+    (logs_dir / "planner.log").write_bytes(b"\x1b[31mred\x1b[0m\r\n\x1b[?25l\r\n10%\r100%\n")
+    assert invoke("logs", spec, "planner").out.splitlines() == [
+        "planner | red", "planner | 100%"]  # the escape-only line is dropped
+    raw = invoke("logs", spec, "planner", "--raw").out
+    assert raw.splitlines()[0] == "planner | \x1b[31mred\x1b[0m"
+    assert "\x1b[?25l" in raw and "10%\r100%" in raw
+
+
+def test_unknown_agent_lists_the_known_ones(spec: str) -> None:
+    result = invoke("logs", spec, "planner", "nobody")
+    assert result.code == 1
+    assert "no agent 'nobody' in swarm team" in result.err
+    assert "planner, coder (coder-0..coder-2)" in result.err
+
+
+def test_no_logs_yet_is_a_clear_message_and_success(spec: str) -> None:
+    result = invoke("logs", spec)
+    assert result.code == 0
+    assert result.out == ""
+    assert "no logs yet for swarm team" in result.err
+
+
+def test_colours_only_on_a_terminal() -> None:
+    plain = logs.Printer(["a", "bb"], colour=False, raw=False)
+    assert plain.text("a", b"x") == "a  | x"
+    coloured = logs.Printer(["a", "bb"], colour=True, raw=False)
+    prefixes = {coloured.text(agent, b"x") or "" for agent in ("a", "bb")}
+    assert len(prefixes) == 2 and all("\x1b[" in prefix for prefix in prefixes)
+
+
+def stop_after(count: int, *, then_write: Mapping[pathlib.Path, bytes],
+               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make `logs -f` write to logs once following, and press Ctrl-C after `count` lines."""
+    real = logfiles.follow_many
+
+    async def scripted(followers: Mapping[str, logfiles.LogFollower], *,
+                       poll_interval: float) -> AsyncGenerator[tuple[str, str], None]:
+        stream = real(followers, poll_interval=0.01)
+        for path, data in then_write.items():
+            with path.open("ab") as handle:
+                handle.write(data)
+        seen = 0
+        async for item in stream:
+            yield item
+            seen += 1
+            if seen == count:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(logfiles, "follow_many", scripted)
+
+
+def test_follow_continues_the_tail_without_gap_or_repeat_and_ctrl_c_exits_0(
+    spec: str, logs_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (logs_dir / "planner.log").write_bytes(b"old 1\nold 2\n")
+    stop_after(2, then_write={logs_dir / "planner.log": b"live 1\n",
+                              logs_dir / "coder-0.log": b"born late\n"}, monkeypatch=monkeypatch)
+    result = invoke("logs", spec, "planner", "coder", "-f", "--tail", "1")
+    assert result.code == 0
+    assert result.out.splitlines() == ["planner | old 2", "planner | live 1",
+                                       "coder-0 | born late"]
