@@ -104,4 +104,5 @@ def test_missing_path_is_refused(tmp_path: pathlib.Path) -> None:
     path = str(tmp_path / "nope.yaml")
     result = invoke("validate", path)
     assert result.code == 1
-    assert assert_located_failure(path, result.err)[0] == f"{path}:1:1: $: no such file; check the path"
+    first = assert_located_failure(path, result.err)[0]
+    assert first == f"{path}:1:1: $: no such file; check the path"

@@ -1,0 +1,336 @@
+"""load_spec: the typed SwarmSpec it returns, its paths, env merging, defaults and errors."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import textwrap
+
+import pytest
+
+from swarm_launch.exceptions import SpecError
+from swarm_launch.model import Readiness
+from swarm_launch.spec import load_spec, schema, schema_text
+
+EXAMPLES = pathlib.Path(__file__).parent.parent / "examples"
+DUMMY_KEYS = {"ANTHROPIC_API_KEY": "dummy", "OPENAI_API_KEY": "dummy"}
+
+
+def spec_file(tmp_path: pathlib.Path, body: str, name: str = "swarm.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body), encoding="utf-8")
+    return str(path)
+
+
+def issues_of(path: str, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(SpecError) as caught:
+        load_spec(path, environ or {})
+    return [str(issue).removeprefix(f"{path}:") for issue in caught.value.issues]
+
+
+MINIMAL = """\
+    version: 1
+    name: team
+    agents:
+      a:
+        command: cat
+"""
+
+
+def test_minimal_spec_gets_every_default(tmp_path: pathlib.Path) -> None:
+    spec = load_spec(spec_file(tmp_path, MINIMAL), {})
+    agent = spec.agents["a"]
+    assert (spec.name, spec.session_name, spec.workdir) == ("team", "swarm-team", str(tmp_path))
+    assert (agent.command, agent.workdir, agent.replicas, agent.replicated) == (
+        "cat", str(tmp_path), 1, False)
+    assert agent.ready is None and agent.prompt is None and agent.depends_on == ()
+
+
+def test_path_is_absolute_and_hash_is_of_the_raw_bytes(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec_file(tmp_path, MINIMAL)
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec("swarm.yaml", {})
+    assert spec.path == str(tmp_path / "swarm.yaml")
+    assert spec.spec_hash == hashlib.sha256((tmp_path / "swarm.yaml").read_bytes()).hexdigest()
+
+
+def test_workdirs_are_relative_to_the_spec_then_the_swarm(tmp_path: pathlib.Path) -> None:
+    spec = load_spec(spec_file(tmp_path, """\
+        version: 1
+        name: team
+        workdir: ./work
+        agents:
+          a: {command: cat, workdir: sub/../a}
+          b: {command: cat, workdir: /abs}
+          c: {command: cat}
+    """), {})
+    assert spec.workdir == str(tmp_path / "work")
+    assert [spec.agents[i].workdir for i in "abc"] == [
+        str(tmp_path / "work" / "a"), "/abs", str(tmp_path / "work")]
+
+
+def test_agent_env_overrides_swarm_env_after_interpolation(tmp_path: pathlib.Path) -> None:
+    spec = load_spec(spec_file(tmp_path, """\
+        version: 1
+        name: team
+        env: {LEVEL: info, KEY: "${KEY}"}
+        agents:
+          a:
+            command: cat
+            env: {LEVEL: debug, ROLE: "${ROLE:-coder}"}
+    """), {"KEY": "k"})
+    assert spec.env == {"LEVEL": "info", "KEY": "k"}
+    assert spec.agents["a"].env == {"LEVEL": "debug", "KEY": "k", "ROLE": "coder"}
+
+
+def test_commands_are_never_interpolated(tmp_path: pathlib.Path) -> None:
+    spec = load_spec(spec_file(tmp_path, """\
+        version: 1
+        name: team
+        agents:
+          a: {command: 'echo $ROLE ${UNSET}'}
+          b: {command: [echo, '${UNSET}']}
+    """), {})
+    assert spec.agents["a"].command == "echo $ROLE ${UNSET}"
+    assert spec.agents["b"].command == ("echo", "${UNSET}")
+
+
+def test_defaults_apply_field_by_field(tmp_path: pathlib.Path) -> None:
+    spec = load_spec(spec_file(tmp_path, """\
+        version: 1
+        name: team
+        defaults:
+          restart: on-failure
+          max_restarts: 2
+          backoff: {initial_s: 3, max_s: 30}
+          send: {submit_key: C-m}
+          stop: {signal: INT}
+        agents:
+          a:
+            command: cat
+            backoff: {factor: 4}
+            stop: {timeout_s: 1}
+          b:
+            command: cat
+            restart: never
+    """), {})
+    a, b = spec.agents["a"], spec.agents["b"]
+    assert (a.restart.mode, a.restart.max_restarts) == ("on-failure", 2)
+    assert (a.restart.backoff.initial_s, a.restart.backoff.max_s,
+            a.restart.backoff.factor) == (3.0, 30.0, 4.0)
+    assert (a.stop.signal, a.stop.timeout_s) == ("INT", 1.0)
+    assert a.send.submit_key == "C-m"
+    assert b.restart.mode == "never"
+
+
+def test_every_agent_field_maps_onto_the_model(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "p.md").write_text("Plan the work.\n", encoding="utf-8")
+    spec = load_spec(spec_file(tmp_path, """\
+        version: 1
+        name: team
+        tmux: {socket_path: sock}
+        agents:
+          base: {command: cat}
+          a:
+            command: [python3, -u]
+            replicas: 3
+            restart: always
+            reset_after_s: 5
+            ready: {pattern: "ready>", timeout_s: 7}
+            depends_on: [base]
+            prompt_file: p.md
+            send: {submit_key: Enter, submit_delay_ms: 0}
+            logs: {max_bytes: 4096, keep: 0}
+            stop: {signal: KILL, timeout_s: 0}
+    """), {})
+    a = spec.agents["a"]
+    assert spec.tmux.socket_path == str(tmp_path / "sock")
+    assert (a.replicas, a.replicated, a.restart.mode, a.restart.reset_after_s) == (
+        3, True, "always", 5.0)
+    assert a.ready == Readiness("ready>", 7.0)
+    assert (a.depends_on, a.prompt) == (("base",), "Plan the work.\n")
+    assert (a.send.submit_delay_ms, a.logs.max_bytes, a.logs.keep, a.stop.signal) == (
+        0, 4096, 0, "KILL")
+
+
+def test_agents_keep_file_order(tmp_path: pathlib.Path) -> None:
+    spec = load_spec(spec_file(tmp_path, """\
+        version: 1
+        name: team
+        agents: {zeta: {command: a}, alpha: {command: b}, mid: {command: c}}
+    """), {})
+    assert list(spec.agents) == ["zeta", "alpha", "mid"]
+
+
+def test_every_issue_is_reported_sorted_by_line(tmp_path: pathlib.Path) -> None:
+    path = spec_file(tmp_path, """\
+        version: 1
+        name: team
+        agents:
+          a:
+            command: cat
+            env: {N: 1}
+          b:
+            comand: cat
+            depends_on: [ghost]
+    """)
+    assert issues_of(path) == [
+        "6:14: $.agents.a.env.N: 1 is not of type 'string'; quote it",
+        "8:5: $.agents.b: 'command' is a required property",
+        "8:5: $.agents.b.comand: unknown key 'comand'; did you mean 'command'? expected one of: "
+        "backoff, command, depends_on, env, logs, max_restarts, prompt, prompt_file, ready, "
+        "replicas, reset_after_s, restart, send, stop, workdir",
+        "9:18: $.agents.b.depends_on[0]: depends on 'ghost', which is not an agent of this spec",
+    ]
+
+
+def test_error_messages_never_echo_a_variable_value(tmp_path: pathlib.Path) -> None:
+    path = spec_file(tmp_path, """\
+        version: 1
+        name: team
+        env: {A: "${SECRET}$NOPE", B: "${EMPTY:?needed}"}
+        agents: {a: {command: cat}}
+    """)
+    report = "\n".join(issues_of(path, {"SECRET": "hunter2", "EMPTY": ""}))
+    assert "hunter2" not in report
+    assert "${EMPTY} is empty: needed" in report
+
+
+def test_dotenv_files_are_never_read(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    (cwd / ".env").write_text("API_KEY=from-cwd-dotenv\n", encoding="utf-8")
+    (tmp_path / ".env").write_text("API_KEY=from-spec-dotenv\n", encoding="utf-8")
+    path = spec_file(tmp_path, """\
+        version: 1
+        name: team
+        env: {API_KEY: "${API_KEY}"}
+        agents: {a: {command: cat}}
+    """)
+    monkeypatch.chdir(cwd)
+    monkeypatch.delenv("API_KEY", raising=False)
+    assert issues_of(path, dict(os.environ)) == [
+        "3:16: $.env.API_KEY: ${API_KEY} is not set in the environment "
+        "(export it before running swarm-launch)"]
+    assert "API_KEY" not in os.environ
+
+
+def test_environ_defaults_to_the_process_environment(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWARM_TEST_ROLE", "from-env")
+    spec = load_spec(spec_file(tmp_path, """\
+        version: 1
+        name: team
+        env: {ROLE: "${SWARM_TEST_ROLE}"}
+        agents: {}
+    """))
+    assert spec.env == {"ROLE": "from-env"}
+
+
+def test_duplicate_keys_and_schema_errors_are_reported_together(tmp_path: pathlib.Path) -> None:
+    path = spec_file(tmp_path, """\
+        version: 1
+        name: team
+        agents:
+          a: {command: cat, command: dog, replicas: -1}
+    """)
+    assert issues_of(path) == [
+        "4:21: $.agents.a.command: duplicate key 'command' (first defined at line 4)",
+        "4:45: $.agents.a.replicas: -1 is less than the minimum of 0",
+    ]
+
+
+def test_anchors_and_merge_keys_are_allowed(tmp_path: pathlib.Path) -> None:
+    spec = load_spec(spec_file(tmp_path, """\
+        version: 1
+        name: team
+        agents:
+          a: &base {command: cat, env: {ROLE: x}}
+          b:
+            <<: *base
+            workdir: b
+    """), {})
+    assert spec.agents["b"].command == "cat"
+    assert spec.agents["b"].env == {"ROLE": "x"}
+
+
+def test_utf8_bom_is_accepted(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "bom.yaml"
+    path.write_bytes(b"\xef\xbb\xbf" + textwrap.dedent(MINIMAL).encode())
+    assert load_spec(str(path), {}).name == "team"
+
+
+def test_cycle_through_three_agents_is_spelled_out_once(tmp_path: pathlib.Path) -> None:
+    path = spec_file(tmp_path, """\
+        version: 1
+        name: team
+        agents:
+          x: {command: cat}
+          c: {command: cat, depends_on: [a]}
+          b: {command: cat, depends_on: [c, x]}
+          a: {command: cat, depends_on: [b]}
+    """)
+    assert issues_of(path) == [
+        "5:33: $.agents.c.depends_on: dependency cycle: c -> a -> b -> c"]
+
+
+def test_declared_single_replica_collides_with_its_suffixed_id(tmp_path: pathlib.Path) -> None:
+    path = spec_file(tmp_path, """\
+        version: 1
+        name: team
+        agents:
+          w-0: {command: cat}
+          w: {command: cat, replicas: 1}
+    """)
+    assert issues_of(path) == [
+        "5:31: $.agents.w.replicas: replica id 'w-0' collides with agent 'w-0'; "
+        "rename one of them"]
+
+
+def test_schema_is_draft_2020_12_with_descriptions_everywhere() -> None:
+    import jsonschema
+
+    document = schema()
+    jsonschema.Draft202012Validator.check_schema(document)
+    assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema_text().startswith("{")
+    assert list(_undescribed(document)) == []
+
+
+def _undescribed(node: object, where: str = "$") -> list[str]:
+    missing: list[str] = []
+    if isinstance(node, dict):
+        for name, prop in node.get("properties", {}).items():
+            if "description" not in prop and "$ref" not in prop:
+                missing.append(f"{where}.{name}")
+        if node.get("type") == "object" and "additionalProperties" not in node:
+            missing.append(f"{where} (additionalProperties)")
+        for key, child in node.items():
+            missing += _undescribed(child, f"{where}.{key}")
+    return missing
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("environ", [{}, DUMMY_KEYS], ids=["no-keys", "dummy-keys"])
+def test_every_example_is_valid(example: pathlib.Path, environ: dict[str, str]) -> None:
+    spec = load_spec(str(example), environ)
+    assert spec.agents
+
+
+def test_examples_include_a_keyless_demo() -> None:
+    demo = load_spec(str(EXAMPLES / "demo.yaml"), {})
+    assert demo.name == "demo"
+    assert {"echo", "ticker", "crasher"} <= set(demo.agents)
+    assert demo.agents["crasher"].restart.mode == "on-failure"
+    assert demo.agents["crasher"].restart.max_restarts == 3
+
+
+def test_real_agent_examples_pass_keys_from_the_environment() -> None:
+    spec = load_spec(str(EXAMPLES / "claude-code.yaml"), {"ANTHROPIC_API_KEY": "sk-test"})
+    assert spec.agents["planner"].env["ANTHROPIC_API_KEY"] == "sk-test"

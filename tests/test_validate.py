@@ -1,0 +1,74 @@
+"""`swarm-launch validate` and `swarm-launch schema` through the CLI."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+
+from tests.helpers import invoke
+
+EXAMPLES = sorted((pathlib.Path(__file__).parent.parent / "examples").glob("*.yaml"))
+VALID = "version: 1\nname: ok\nagents:\n  a: {command: cat}\n"
+
+
+def write(tmp_path: pathlib.Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_valid_file_prints_ok_and_exits_0(tmp_path: pathlib.Path) -> None:
+    path = write(tmp_path, "s.yaml", VALID)
+    result = invoke("validate", path)
+    assert (result.code, result.out, result.err) == (0, f"{path}: ok\n", "")
+
+
+def test_one_error_uses_the_singular(tmp_path: pathlib.Path) -> None:
+    path = write(tmp_path, "s.yaml", VALID.replace("cat}", "cat, replicas: x}"))
+    result = invoke("validate", path)
+    assert result.code == 1
+    assert result.err == (
+        f"{path}:4:31: $.agents.a.replicas: 'x' is not of type 'integer'\n"
+        f"1 error in {path}; nothing was changed.\n")
+
+
+def test_every_file_is_checked_and_any_error_exits_1(tmp_path: pathlib.Path) -> None:
+    good = write(tmp_path, "good.yaml", VALID)
+    bad = write(tmp_path, "bad.yaml", "version: 1\nname: Bad\nagents: []\n")
+    result = invoke("validate", bad, good)
+    assert result.code == 1
+    assert result.out == f"{good}: ok\n"
+    assert result.err.splitlines() == [
+        f"{bad}:2:7: $.name: 'Bad' does not match '^[a-z0-9][a-z0-9_-]{{0,62}}$'",
+        f"{bad}:3:9: $.agents: a list is not of type 'object'",
+        f"2 errors in {bad}; nothing was changed.",
+    ]
+
+
+def test_file_name_is_printed_as_given(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, "s.yaml", "version: 1\n")
+    monkeypatch.chdir(tmp_path)
+    result = invoke("validate", "s.yaml")
+    assert result.err.splitlines()[0] == "s.yaml:1:1: $: 'name' is a required property"
+
+
+def test_all_examples_validate_without_keys() -> None:
+    result = invoke("validate", *map(str, EXAMPLES))
+    assert result.code == 0, result.err
+    assert result.out.count(": ok\n") == len(EXAMPLES) >= 4
+
+
+def test_validate_needs_a_file() -> None:
+    assert invoke("validate").code == 2
+
+
+def test_schema_prints_the_json_schema() -> None:
+    result = invoke("schema")
+    assert result.code == 0
+    document = json.loads(result.out)
+    assert document["properties"]["version"]["const"] == 1
+    assert "agents" in document["required"]
