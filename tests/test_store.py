@@ -1,0 +1,93 @@
+"""AI_SWARM_DIR safety: an unsafe directory is refused; what we create is private."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import stat
+
+import pytest
+
+from swarm_launch import store
+from swarm_launch.exceptions import StoreError
+
+
+def mode(path: str | pathlib.Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_default_dir_comes_from_the_environment(isolated_environment: pathlib.Path) -> None:
+    assert store.data_dir() == str(isolated_environment)
+    assert mode(isolated_environment) == 0o700
+
+
+def test_default_is_tmp_ai_swarm_when_unset() -> None:
+    assert store.DEFAULT_DIR == "/tmp/ai_swarm/"
+
+
+def test_missing_parents_are_created_private(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "a" / "b"
+    assert store.data_dir({"AI_SWARM_DIR": str(path)}) == str(path)
+    assert mode(path) == 0o700
+
+
+def test_symlinked_dir_is_refused(tmp_path: pathlib.Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    with pytest.raises(StoreError, match="is a symlink"):
+        store.data_dir({"AI_SWARM_DIR": str(link)})
+
+
+@pytest.mark.parametrize("unsafe_mode", [0o770, 0o707, 0o777, 0o720])
+def test_dir_writable_by_others_is_refused(tmp_path: pathlib.Path, unsafe_mode: int) -> None:
+    path = tmp_path / "shared"
+    path.mkdir()
+    path.chmod(unsafe_mode)
+    with pytest.raises(StoreError, match=f"writable by others \\(mode {unsafe_mode:04o}\\)"):
+        store.data_dir({"AI_SWARM_DIR": str(path)})
+
+
+def test_dir_of_another_user_is_refused(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "theirs"
+    path.mkdir(mode=0o700)
+    if os.getuid() == 0:
+        os.chown(path, 12345, -1)
+    else:
+        real_uid = os.getuid()
+        monkeypatch.setattr(os, "getuid", lambda: real_uid + 1)
+    with pytest.raises(StoreError, match="not by you"):
+        store.data_dir({"AI_SWARM_DIR": str(path)})
+
+
+def test_a_file_in_place_of_the_dir_is_refused(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "file"
+    path.write_text("x")
+    with pytest.raises(StoreError, match="not a directory"):
+        store.data_dir({"AI_SWARM_DIR": str(path)})
+
+
+def test_swarm_dir_is_private(isolated_environment: pathlib.Path) -> None:
+    path = store.swarm_dir("team")
+    assert path == os.path.join(str(isolated_environment), "team")
+    assert mode(path) == 0o700
+
+
+def test_written_files_are_0600(isolated_environment: pathlib.Path) -> None:
+    directory = store.swarm_dir("team")
+    json_path = os.path.join(directory, store.STATE_FILE)
+    jsonl_path = os.path.join(directory, store.RUNS_FILE)
+    store.atomic_write_json(json_path, {"a": 1})
+    store.append_jsonl(jsonl_path, {"run": 1})
+    assert mode(json_path) == mode(jsonl_path) == 0o600
+    assert store.read_json(json_path) == {"a": 1}
+    assert store.read_jsonl(jsonl_path) == [{"run": 1}]
+
+
+def test_lock_files_are_0600(isolated_environment: pathlib.Path) -> None:
+    directory = store.swarm_dir("team")
+    with store.locked(directory, timeout_s=1):
+        assert mode(os.path.join(directory, store.LOCK_FILE)) == 0o600
