@@ -1,0 +1,647 @@
+"""TmuxSwarmManager: the one module that runs tmux, and the Python API over a swarm.
+
+Every mutation is one `tmux source-file -` with its script on stdin (built by
+`tmux_script`), observation is one `list-panes -s`; both go through `run_tmux`,
+an asyncio subprocess with a timeout. libtmux objects are offered to callers
+but never used on a hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import re
+import shlex
+import shutil
+import signal as signals
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import libtmux
+
+from swarm_launch import store
+from swarm_launch.exceptions import (
+    AgentNotFoundError,
+    PaneDeadError,
+    SessionCreationError,
+    SessionNotFoundError,
+    TmuxNotFoundError,
+    TmuxSwarmError,
+    TmuxTimeoutError,
+)
+from swarm_launch.model import LogSettings, SendSettings
+from swarm_launch.observed import AgentStatus, PaneState, owned_by
+from swarm_launch.tmux_script import (
+    LISTING_FORMAT,
+    PLACEHOLDER_PROGRAM,
+    AgentLaunch,
+    WindowPlan,
+    assign_errors,
+    check_launch,
+    escape_format,
+    kill_windows_script,
+    new_session_line,
+    parse_listing,
+    parse_spawn_output,
+    window_line,
+)
+
+__all__ = ["AgentLaunch", "AgentPane", "AgentSpawnError", "TmuxSwarmManager", "run_tmux"]
+
+log = logging.getLogger(__name__)
+
+MIN_VERSION = (3, 2)
+INSTALL_HINT = ("install tmux 3.2 or newer: `apt-get install tmux` (Debian/Ubuntu) "
+                "or `brew install tmux` (macOS)")
+# stderr of a tmux client whose server or session is not there.
+_GONE = ("no server running", "error connecting to", "can't find session",
+         "no such session", "session not found", "server exited unexpectedly",
+         "can't find window")
+# spawn_agents reuses an observation this recent (the reconciler observes right before).
+OBSERVATION_TTL_S = 2.0
+_POLL_S = 0.02
+
+
+class TmuxResult(NamedTuple):
+    rc: int
+    out: str
+    err: str
+
+
+@dataclass(frozen=True)
+class AgentPane:
+    """A created agent. `pane` is a libtmux handle built without any tmux call."""
+
+    agent_id: str
+    pane_id: str
+    window_id: str
+    session_id: str
+    # Excluded from repr/eq: libtmux's repr queries tmux (and asserts) on a bare handle.
+    pane: libtmux.Pane = field(repr=False, compare=False)
+    status: AgentStatus = AgentStatus.RUNNING
+
+
+class AgentSpawnError(SessionCreationError):
+    """Some agents (or the session) were not created: tmux's message per agent id."""
+
+    def __init__(self, message: str, *, created: list[AgentPane],
+                 failures: dict[str, str]) -> None:
+        super().__init__(message)
+        self.created = created
+        self.failures = failures
+
+
+async def run_tmux(argv: Sequence[str], *, stdin: bytes | None = None,
+                   timeout_s: float) -> TmuxResult:
+    """Run one tmux client without blocking the loop; kill it if it outlives `timeout_s`."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout_s)
+    except BaseException as exc:  # timeout or cancellation: never leave the client behind
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        if isinstance(exc, asyncio.TimeoutError):
+            raise TmuxTimeoutError(
+                f"tmux did not answer within {timeout_s:g}s ({_describe(argv)}); "
+                "is the server stuck, or a pane not reading its input?") from None
+        raise
+    return TmuxResult(proc.returncode or 0, _decode(out), _decode(err))
+
+
+def _run_tmux_sync(argv: Sequence[str], *, timeout_s: float) -> TmuxResult:
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise TmuxTimeoutError(
+            f"tmux did not answer within {timeout_s:g}s ({_describe(argv)})") from None
+    return TmuxResult(done.returncode, _decode(done.stdout), _decode(done.stderr))
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _describe(argv: Sequence[str]) -> str:
+    # Only command words: values travel on stdin, but keep messages short anyway.
+    words = [w for w in argv[1:] if not w.startswith(("/", "-"))][:4]
+    return "tmux " + " ".join(words)
+
+
+_versions: dict[str, tuple[int, int]] = {}
+
+
+def find_tmux() -> str:
+    """The tmux binary on PATH, checked to be recent enough (cached per binary)."""
+    path = shutil.which("tmux")
+    if path is None:
+        raise TmuxNotFoundError(f"tmux is not on PATH; {INSTALL_HINT}")
+    if path not in _versions:
+        _versions[path] = _version_of(path)
+    if _versions[path] < MIN_VERSION:
+        found = ".".join(map(str, _versions[path]))
+        raise TmuxNotFoundError(f"{path} is tmux {found}; {INSTALL_HINT}")
+    return path
+
+
+def _version_of(path: str) -> tuple[int, int]:
+    try:
+        out = subprocess.run([path, "-V"], capture_output=True, text=True,
+                             timeout=10, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise TmuxNotFoundError(f"cannot run {path} -V ({exc}); {INSTALL_HINT}") from exc
+    match = re.search(r"(\d+)\.(\d+)", out)
+    # "tmux master" / "tmux next-..." builds have no number: they are the newest.
+    return (int(match[1]), int(match[2])) if match else (99, 0)
+
+
+def _pipe_command(log_path: str, settings: LogSettings, agent_id: str) -> str:
+    """The pipe-pane command writing an agent's log (a tmux format string)."""
+    try:
+        logpipe = importlib.import_module("swarm_launch.logpipe")
+    except ModuleNotFoundError as exc:
+        if exc.name != "swarm_launch.logpipe":
+            raise
+        # Until the rotating writer exists: append, never truncate.
+        return "cat >> " + escape_format(shlex.quote(log_path))
+    command: str = logpipe.pipe_command(log_path, settings, agent_id=agent_id)
+    return command
+
+
+def _proc_table() -> dict[int, tuple[int, int, int]]:
+    """Every live (non-zombie) process: pid -> (ppid, process group, session)."""
+    table: dict[int, tuple[int, int, int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if fields[0] not in (b"Z", b"X"):
+            table[int(name)] = (int(fields[1]), int(fields[2]), int(fields[3]))
+    return table
+
+
+def _members(leaders: Collection[int]) -> set[int]:
+    """The processes of the panes led by `leaders`: their groups, their sessions, and
+    every descendant (a child that left both with setsid is still a child)."""
+    table = _proc_table()
+    found = {pid for pid, (_, pgid, sid) in table.items() if pgid in leaders or sid in leaders}
+    found |= {pid for pid in leaders if pid in table}
+    grew = True
+    while grew:
+        more = {pid for pid, (ppid, _, _) in table.items() if ppid in found} - found
+        found |= more
+        grew = bool(more)
+    found.discard(os.getpid())  # a master agent killing its own pane's group lives on
+    return found
+
+
+def _alive(pids: Collection[int]) -> set[int]:
+    table = _proc_table()
+    return {pid for pid in pids if pid in table}
+
+
+def _signal(pids: Collection[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def _signal_number(name: str) -> int:
+    text = name.upper().removeprefix("SIG")
+    if text.isdigit():
+        return int(text)
+    try:
+        return int(signals.Signals["SIG" + text])
+    except KeyError:
+        raise ValueError(f"unknown signal {name!r}") from None
+
+
+async def _terminate(leaders: set[int], sig: int | None, timeout_s: float) -> None:
+    """`sig` to every member, wait for them up to `timeout_s`, then SIGKILL the rest."""
+    if sig is not None:
+        doomed = _members(leaders)
+        _signal(doomed, sig)
+        deadline = time.monotonic() + timeout_s
+        while _alive(doomed) and time.monotonic() < deadline:
+            await asyncio.sleep(_POLL_S)
+    # Scan again: a process may have forked while we waited.
+    doomed = _members(leaders)
+    _signal(doomed, signals.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    while _alive(doomed) and time.monotonic() < deadline:
+        await asyncio.sleep(_POLL_S)
+
+
+class _LogTail:
+    """New complete lines of a log file, surviving rotation (rename, then a new file)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.inode: int | None = None
+        self.offset = 0
+        self.partial = b""
+        with contextlib.suppress(OSError):
+            info = os.stat(path)
+            self.inode, self.offset = info.st_ino, info.st_size
+
+    def read_lines(self) -> list[str]:
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return []
+        if info.st_ino != self.inode or info.st_size < self.offset:
+            self.inode, self.offset = info.st_ino, 0
+        with open(self.path, "rb") as handle:
+            handle.seek(self.offset)
+            data = handle.read()
+        self.offset += len(data)
+        *lines, self.partial = (self.partial + data).split(b"\n")
+        return [_decode(raw).rstrip("\r") for raw in lines]
+
+
+class TmuxSwarmManager:
+    """One swarm (`cluster_id`) in its tmux session `swarm-{cluster_id}`."""
+
+    def __init__(self, cluster_id: str, base_dir: str | None = None,
+                 socket_path: str | None = None, socket_name: str | None = None, *,
+                 call_timeout_s: float = 10.0) -> None:
+        self.cluster_id = cluster_id
+        self.base_dir = base_dir
+        self.socket_path = socket_path
+        self.socket_name = socket_name
+        self.call_timeout_s = call_timeout_s
+        self.data_dir = store.data_dir()
+        self.session_name = f"swarm-{cluster_id}"
+        self.server = libtmux.Server(socket_name=socket_name, socket_path=socket_path)
+        self._seen: tuple[float, tuple[PaneState, ...]] | None = None
+
+    # -- running tmux -------------------------------------------------------
+
+    def _argv(self, args: Sequence[str]) -> list[str]:
+        socket = (["-S", self.socket_path] if self.socket_path
+                  else ["-L", self.socket_name] if self.socket_name else [])
+        return [find_tmux(), *socket, *args]
+
+    async def _tmux(self, *args: str, stdin: bytes | None = None,
+                    timeout_s: float | None = None) -> TmuxResult:
+        return await run_tmux(self._argv(args), stdin=stdin,
+                              timeout_s=timeout_s or self.call_timeout_s)
+
+    def _tmux_sync(self, *args: str) -> TmuxResult:
+        return _run_tmux_sync(self._argv(args), timeout_s=self.call_timeout_s)
+
+    def _failure(self, result: TmuxResult, what: str) -> TmuxSwarmError:
+        message = result.err.strip() or f"exit status {result.rc}"
+        if any(text in message for text in _GONE):
+            return SessionNotFoundError(
+                f"tmux session {self.session_name} is gone ({message}); start the swarm again")
+        if "can't find pane" in message or "no such pane" in message:
+            return AgentNotFoundError(f"{what}: the agent's pane is gone ({message})")
+        return TmuxSwarmError(f"{what}: tmux said: {message}")
+
+    # -- observing ----------------------------------------------------------
+
+    async def _listing(self) -> tuple[tuple[PaneState, SendSettings], ...]:
+        result = await self._tmux("list-panes", "-s", "-t", f"={self.session_name}",
+                                  "-F", LISTING_FORMAT)
+        return self._parse_listing(result)
+
+    def _parse_listing(self, result: TmuxResult) -> tuple[tuple[PaneState, SendSettings], ...]:
+        if result.rc != 0:
+            if any(text in result.err for text in _GONE):
+                return ()
+            raise self._failure(result, "list-panes")
+        return parse_listing(result.out)
+
+    async def observe(self) -> tuple[PaneState, ...]:
+        """Every pane of the session, ours or not; () when the session or server is gone."""
+        panes = tuple(pane for pane, _ in await self._listing())
+        self._seen = (time.monotonic(), panes)
+        return panes
+
+    def _observe_sync(self) -> tuple[PaneState, ...]:
+        result = self._tmux_sync("list-panes", "-s", "-t", f"={self.session_name}",
+                                 "-F", LISTING_FORMAT)
+        return tuple(pane for pane, _ in self._parse_listing(result))
+
+    async def _recent_observation(self) -> tuple[PaneState, ...]:
+        if self._seen and time.monotonic() - self._seen[0] < OBSERVATION_TTL_S:
+            return self._seen[1]
+        return await self.observe()
+
+    async def _agent(self, agent_id: str) -> tuple[PaneState, SendSettings]:
+        listing = await self._listing()
+        if not listing:
+            raise SessionNotFoundError(
+                f"tmux session {self.session_name} does not exist; start the swarm first")
+        for pane, settings in listing:
+            if pane.cluster == self.cluster_id and pane.agent_id == agent_id:
+                return pane, settings
+        raise AgentNotFoundError(f"no agent {agent_id!r} in swarm {self.cluster_id!r}")
+
+    # -- creating -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Pre-flight, then create the detached session, or adopt it if it exists."""
+        find_tmux()
+        panes = await self.observe()
+        if not panes:
+            script = self._session_line() + "\n"
+            result = await self._tmux("start-server", ";", "source-file", "-",
+                                      stdin=script.encode())
+            if not parse_spawn_output(result.out).session_ok and \
+                    "duplicate session" not in result.err:
+                raise AgentSpawnError(
+                    f"tmux could not create session {self.session_name}: "
+                    f"{result.err.strip()}", created=[], failures={})
+        agents = {a: p.pane_id for a, p in owned_by(panes, self.cluster_id).items()}
+        await asyncio.to_thread(self._track, lambda _: agents)
+
+    def _session_line(self) -> str:
+        placeholder = (sys.executable, "-I", "-S", "-c", PLACEHOLDER_PROGRAM, self.cluster_id)
+        return new_session_line(self.session_name, self.cluster_id,
+                                start_dir=self.base_dir, placeholder=placeholder)
+
+    async def spawn_agent(self, agent_id: str, command: str | Sequence[str],
+                          env: Mapping[str, str] | None = None) -> AgentPane:
+        """One agent in its own window `agent-{agent_id}`; see `spawn_agents`."""
+        argv = command if isinstance(command, str) else tuple(command)
+        launch = AgentLaunch(agent_id, argv, env=dict(env or {}), workdir=self.base_dir)
+        return (await self.spawn_agents([launch]))[0]
+
+    async def spawn_agents(self, launches: Sequence[AgentLaunch]) -> list[AgentPane]:
+        """All `launches` in one tmux invocation (plus one list-panes unless the manager
+        observed within OBSERVATION_TTL_S); the session too if it is missing."""
+        for launch in launches:
+            check_launch(launch)
+        panes = await self._recent_observation()
+        self._refuse_in_use(launches, panes)
+        script = self._spawn_script(launches, panes)
+        result = await self._tmux("start-server", ";", "source-file", "-",
+                                  stdin=script.encode("utf-8", "surrogateescape"),
+                                  timeout_s=self.call_timeout_s + 0.05 * len(launches))
+        self._seen = None
+        created = self._created(launches, result, creating_session=not panes)
+        await asyncio.to_thread(self._track, lambda agents: {
+            **agents, **{a.agent_id: a.pane_id for a in created}})
+        return created
+
+    def _refuse_in_use(self, launches: Sequence[AgentLaunch],
+                       panes: Sequence[PaneState]) -> None:
+        ids = [launch.agent_id for launch in launches]
+        taken = set(owned_by(panes, self.cluster_id)) & set(ids)
+        taken |= {agent for agent in ids if ids.count(agent) > 1}
+        failures = dict.fromkeys(sorted(taken), "agent id already in use")
+        # tmux would silently start such an agent in another directory.
+        failures.update({launch.agent_id: f"workdir {launch.workdir} is not a directory"
+                         for launch in launches
+                         if launch.workdir and not os.path.isdir(launch.workdir)})
+        if failures:
+            summary = "; ".join(f"{agent}: {text}" for agent, text in failures.items())
+            raise AgentSpawnError(f"nothing was created: {summary}",
+                                  created=[], failures=failures)
+
+    def _spawn_script(self, launches: Sequence[AgentLaunch],
+                      panes: Sequence[PaneState]) -> str:
+        # Free indexes above every window (the placeholder is 0 in a new session).
+        first = max((p.window_index for p in panes), default=0) + 1
+        lines = [] if panes else [self._session_line()]
+        now = time.time()
+        for offset, launch in enumerate(launches):
+            log_path = self.log_path(launch.agent_id)
+            plan = WindowPlan(launch, first + offset,
+                              _pipe_command(log_path, launch.logs, launch.agent_id), now)
+            lines.append(window_line(self.session_name, self.cluster_id, plan))
+        self._logs_dir()
+        return "".join(text + "\n" for text in lines)
+
+    def _created(self, launches: Sequence[AgentLaunch], result: TmuxResult, *,
+                 creating_session: bool) -> list[AgentPane]:
+        output = parse_spawn_output(result.out)
+        created = [self._agent_pane(launch.agent_id, *output.created[launch.agent_id])
+                   for launch in launches if launch.agent_id in output.done]
+        failed = [launch.agent_id for launch in launches if launch.agent_id not in output.done]
+        session_failed = creating_session and not output.session_ok
+        session_error, failures = assign_errors(failed, result.err,
+                                                session_failed=session_failed)
+        if "duplicate session" in session_error:
+            session_error = ""  # another process created it first: fine
+        if failures or session_error:
+            summary = "; ".join(f"{agent}: {text}" for agent, text in failures.items())
+            raise AgentSpawnError(
+                f"tmux refused to create {len(failures)} of {len(launches)} agents"
+                + (f" (session: {session_error})" if session_error else "")
+                + (f": {summary}" if summary else ""), created=created, failures=failures)
+        return created
+
+    def _agent_pane(self, agent_id: str, pane_id: str, window_id: str,
+                    session_id: str) -> AgentPane:
+        pane = libtmux.Pane(server=self.server, pane_id=pane_id)
+        return AgentPane(agent_id, pane_id, window_id, session_id, pane)
+
+    # -- stopping -----------------------------------------------------------
+
+    async def kill_agent(self, agent_id: str, graceful: bool = True) -> None:
+        """Stop one agent (SIGTERM, wait, SIGKILL when graceful), then close its window."""
+        pane, _ = await self._agent(agent_id)
+        await self.kill_panes([pane.pane_id], graceful=graceful)
+
+    async def kill_panes(self, pane_ids: Sequence[str], *, graceful: bool = True,
+                         signal: str = "TERM", timeout_s: float = 10.0) -> None:
+        """Stop many panes of this swarm at once; panes not tagged as ours are left alone."""
+        ours = {p.pane_id: p for p in await self.observe() if p.cluster == self.cluster_id}
+        targets = [ours[pane_id] for pane_id in pane_ids if pane_id in ours]
+        if len(targets) < len(pane_ids):
+            log.warning("not killing panes outside swarm %s: %s", self.cluster_id,
+                        sorted(set(pane_ids) - set(ours)))
+        if not targets:
+            return
+        leaders = {p.pid for p in targets if p.pid}
+        await _terminate(leaders, _signal_number(signal) if graceful else None, timeout_s)
+        script = kill_windows_script(p.pane_id for p in targets)
+        result = await self._tmux("source-file", "-", stdin=script.encode())
+        if result.rc != 0:
+            log.info("kill-window: %s", result.err.strip())  # a window already gone
+        self._forget(p.pane_id for p in targets)
+        gone = {p.agent_id for p in targets}
+        await asyncio.to_thread(self._track, lambda agents: {
+            a: pane for a, pane in agents.items() if a not in gone})
+
+    def _forget(self, pane_ids: Iterable[str]) -> None:
+        # Keep the cached observation usable: a killed id may be spawned again at once.
+        if self._seen:
+            dropped = set(pane_ids)
+            kept = tuple(p for p in self._seen[1] if p.pane_id not in dropped)
+            self._seen = (self._seen[0], kept)
+
+    async def shutdown(self, graceful: bool = True) -> None:
+        """Stop every agent of this swarm; close the session unless foreign panes remain."""
+        panes = await self.observe()
+        agents = [p.pane_id for p in panes if p.cluster == self.cluster_id and p.agent_id]
+        if agents:
+            await self.kill_panes(agents, graceful=graceful)
+        rest = await self.observe()
+        if rest and all(p.cluster == self.cluster_id for p in rest):
+            result = await self._tmux("kill-session", "-t", f"={self.session_name}")
+            if result.rc != 0 and not any(text in result.err for text in _GONE):
+                raise self._failure(result, "kill-session")
+            self._seen = None
+        elif rest:
+            log.info("session %s kept: it holds windows of others", self.session_name)
+        await asyncio.to_thread(self._track, lambda _: None)
+
+    # -- talking to agents --------------------------------------------------
+
+    async def send_to_agent(self, agent_id: str, message: str) -> None:
+        """Paste `message` literally into the agent, then press its submit key."""
+        pane, settings = await self._agent(agent_id)
+        await self._send(pane, settings, message)
+
+    async def broadcast(self, message: str, only: Collection[str] | None = None) -> None:
+        """Send to every running agent, or to exactly `only` (all must exist and run)."""
+        owned = {p.agent_id: (p, s) for p, s in await self._listing()
+                 if p.cluster == self.cluster_id and p.agent_id}
+        if only is not None:
+            missing = sorted(set(only) - set(owned))
+            if missing:
+                raise AgentNotFoundError(f"no agent {', '.join(missing)} in {self.cluster_id}")
+            owned = {a: owned[a] for a in only}
+            dead = sorted(a for a, (p, _) in owned.items() if p.dead)
+            if dead:
+                raise PaneDeadError(f"agents {', '.join(dead)} have exited; nothing was sent")
+        targets = [(p, s) for p, s in owned.values() if not p.dead]
+        await asyncio.gather(*(self._send(p, s, message) for p, s in targets))
+
+    async def _send(self, pane: PaneState, settings: SendSettings, message: str) -> None:
+        if pane.dead:
+            raise PaneDeadError(f"agent {pane.agent_id} has exited "
+                                f"(exit code {pane.exit_code}); nothing was sent")
+        if message:
+            # A unique buffer per send: buffers are server-wide, concurrent sends must not swap.
+            name = f"swarm-send-{uuid.uuid4().hex}"
+            result = await self._tmux(
+                "load-buffer", "-b", name, "-", ";",
+                "paste-buffer", "-p", "-r", "-d", "-b", name, "-t", pane.pane_id,
+                stdin=message.encode("utf-8", "surrogateescape"))
+            if result.rc != 0:
+                await self._tmux("delete-buffer", "-b", name)
+                raise self._failure(result, f"send to {pane.agent_id}")
+        # Agents read fast input as a paste and would swallow an Enter sent with it.
+        await asyncio.sleep(settings.submit_delay_ms / 1000)
+        result = await self._tmux("send-keys", "-t", pane.pane_id, settings.submit_key)
+        if result.rc != 0:
+            raise self._failure(result, f"submit to {pane.agent_id}")
+
+    async def capture_agent_output(self, agent_id: str, *, lines: int | None = None,
+                                   ansi: bool = False) -> str:
+        """The agent's screen and scrollback, wrapped lines joined, trailing blanks cut."""
+        pane, _ = await self._agent(agent_id)
+        args = ["capture-pane", "-p", "-J", "-S", "-", "-t", pane.pane_id]
+        result = await self._tmux(*args, *(["-e"] if ansi else []))
+        if result.rc != 0:
+            raise self._failure(result, f"capture {agent_id}")
+        text_lines = result.out.rstrip("\n").split("\n")
+        if pane.dead and text_lines and text_lines[-1].startswith("Pane is dead"):
+            text_lines.pop()  # tmux's remain-on-exit notice, not the agent's output
+        while text_lines and not text_lines[-1].strip():
+            text_lines.pop()
+        if lines is not None:
+            text_lines = text_lines[-lines:] if lines > 0 else []
+        return "\n".join(text_lines) + ("\n" if text_lines else "")
+
+    async def stream_agent_output(self, agent_id: str,
+                                  poll_interval: float = 0.1) -> AsyncIterator[str]:
+        """New lines of the agent's log as they come; ends once its pane is dead or gone."""
+        await self._agent(agent_id)
+        tail = _LogTail(self.log_path(agent_id))
+        checked = time.monotonic()
+        while True:
+            lines = tail.read_lines()
+            for text in lines:
+                yield text
+            if not lines and time.monotonic() - checked >= 1.0:
+                checked = time.monotonic()
+                if not await self._still_running(agent_id):
+                    for text in tail.read_lines():
+                        yield text
+                    return
+            await asyncio.sleep(poll_interval)
+
+    async def _still_running(self, agent_id: str) -> bool:
+        try:
+            pane, _ = await self._agent(agent_id)
+        except (AgentNotFoundError, SessionNotFoundError):
+            return False
+        return not pane.dead
+
+    # -- reading state ------------------------------------------------------
+
+    def list_agents(self) -> list[str]:
+        """Ids of this swarm's agents, live from tmux (dead panes included)."""
+        return sorted(owned_by(self._observe_sync(), self.cluster_id))
+
+    def get_session_info(self) -> dict[str, Any]:
+        panes = self._observe_sync()
+        agents = owned_by(panes, self.cluster_id)
+        return {
+            "cluster_id": self.cluster_id,
+            "session_name": self.session_name,
+            "session_id": panes[0].session_id if panes else None,
+            "socket": self.socket_label(),
+            "data_dir": self.data_dir,
+            "agents": {agent: {"pane_id": p.pane_id, "window_id": p.window_id,
+                               "pid": p.pid, "status": p.status.value,
+                               "exit_code": p.exit_code}
+                       for agent, p in sorted(agents.items())},
+        }
+
+    def log_path(self, agent_id: str) -> str:
+        return os.path.join(self.data_dir, self.cluster_id, "logs", f"{agent_id}.log")
+
+    def _logs_dir(self) -> str:
+        return store.ensure_private_dir(os.path.join(self.data_dir, self.cluster_id, "logs"))
+
+    def socket_label(self) -> str:
+        """The server's socket path, for records and messages."""
+        if self.socket_path:
+            return self.socket_path
+        if not self.socket_name and os.environ.get("TMUX"):
+            return os.environ["TMUX"].split(",")[0]
+        directory = os.environ.get("TMUX_TMPDIR") or "/tmp"
+        return os.path.join(directory, f"tmux-{os.getuid()}", self.socket_name or "default")
+
+    # -- swarm_sessions.json --------------------------------------------------
+
+    def _track(self, change: Callable[[dict[str, str]], dict[str, str] | None]) -> None:
+        """Update this session's entry (None removes it), locked across processes."""
+        key = f"{self.socket_label()}#{self.session_name}"
+
+        def update(document: Any) -> Any:
+            document = document if isinstance(document, dict) else {}
+            sessions = document.setdefault("sessions", {})
+            entry = sessions.get(key) or {}
+            agents = change(dict(entry.get("agents", {})))
+            if agents is None:
+                sessions.pop(key, None)
+            else:
+                sessions[key] = {"cluster_id": self.cluster_id, "session": self.session_name,
+                                 "socket": self.socket_label(), "data_dir": self.data_dir,
+                                 "agents": agents, "updated": time.time()}
+            return document
+
+        store.update_json(os.path.join(self.data_dir, store.SESSIONS_FILE), update)

@@ -1,0 +1,228 @@
+"""Pure builders of the tmux command scripts fed to `tmux source-file -`, and their parsers.
+
+Nothing here runs anything: `tmux_manager` sends these lines on stdin, so no value
+(a secret env value, a long command) ever appears in a process's argv.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from swarm_launch.model import LogSettings, SendSettings
+from swarm_launch.observed import (
+    LIST_PANES_FORMAT,
+    OPT_AGENT,
+    OPT_CLUSTER,
+    OPT_HASH,
+    OPT_STARTED,
+    SEPARATOR,
+    PaneState,
+    parse_panes,
+)
+
+OPT_SUBMIT_KEY = "@swarm_submit_key"
+OPT_SUBMIT_DELAY_MS = "@swarm_submit_delay_ms"
+# Read when a pane is created (tmux < 3.7): set on the session before any agent window.
+HISTORY_LIMIT = 100_000
+SESSION_SIZE = ("220", "50")
+# Markers printed by the script itself, so the caller learns what was really created.
+CREATED = "+created"
+DONE = "+done"
+SESSION_OK = "+session"
+# The observation format plus what `send` needs, read back from the pane's own tags.
+LISTING_FORMAT = SEPARATOR.join(
+    (LIST_PANES_FORMAT, "#{" + OPT_SUBMIT_KEY + "}", "#{" + OPT_SUBMIT_DELAY_MS + "}"))
+# The placeholder window's program: idle, shell-free, deaf to Ctrl-C, says what it is.
+PLACEHOLDER_PROGRAM = (
+    "import signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+    "print(f'swarm-launch: swarm {sys.argv[1]!r}; its agents run in the other windows.',"
+    " flush=True)\n"
+    "while True:\n    signal.pause()\n"
+)
+
+
+@dataclass(frozen=True)
+class AgentLaunch:
+    """One agent to create: its pane's own process, env and tags."""
+
+    agent_id: str
+    command: str | tuple[str, ...]  # str: run by /bin/sh -c; tuple: exec'd as argv
+    env: Mapping[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    config_hash: str = ""
+    logs: LogSettings = field(default_factory=LogSettings)
+    send: SendSettings = field(default_factory=SendSettings)
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """An AgentLaunch placed at a free window index, with what tmux needs from outside."""
+
+    launch: AgentLaunch
+    index: int
+    log_command: str  # a tmux format string (pipe-pane expands it): `#` already escaped
+    started_at: float
+
+
+def quote(word: str) -> str:
+    """One tmux word, literal: single quotes stop `$`, `~`, `#{}` and `;` from being read.
+
+    Two pieces leave the single quotes (adjacent pieces join into one word): a `'`
+    as `\\'`, and a newline as `"\\n"`, because tmux 3.3 drops the whitespace that
+    follows a literal newline inside single quotes (and a backslash before it).
+    """
+    return "'" + word.replace("'", "'\\''").replace("\n", "'\"\\n\"'") + "'"
+
+
+def escape_format(text: str) -> str:
+    """Text for an argument tmux format-expands (`-c`, `-n`, `-F`, pipe-pane): `#` doubled."""
+    return text.replace("#", "##")
+
+
+def line(*commands: Sequence[str]) -> str:
+    """Commands joined by ` ; `: one tmux list, which stops at its first failing command."""
+    return " ; ".join(" ".join(words) for words in commands)
+
+
+def argv_for(command: str | tuple[str, ...]) -> tuple[str, ...]:
+    """The pane's argv; always 2+ words, so tmux execs it instead of using default-shell.
+
+    A string runs through /bin/sh (not the user's shell: bash start-up files race the
+    agent). A one-word tuple would be read by tmux as a shell command; `exec "$0"`
+    runs it as argv, keeping the same pid.
+    """
+    if isinstance(command, str):
+        return ("/bin/sh", "-c", command)
+    if not command:
+        raise ValueError("an agent's command must not be empty")
+    if len(command) == 1:
+        return ("/bin/sh", "-c", 'exec "$0"', command[0])
+    return command
+
+
+def check_launch(launch: AgentLaunch) -> None:
+    """Refuse what tmux or the kernel cannot carry, before anything is created."""
+    if not launch.agent_id or any(c in launch.agent_id for c in "\n\r\t\x00\x1f "):
+        raise ValueError(f"invalid agent id {launch.agent_id!r}")
+    for key, value in launch.env.items():
+        if not key or "=" in key or "\x00" in key or "\x00" in value:
+            raise ValueError(f"agent {launch.agent_id}: invalid env entry {key!r}")
+    argv_for(launch.command)
+
+
+def session_target(session: str) -> str:
+    return quote(f"={session}:")
+
+
+def window_target(session: str, index: int) -> str:
+    return quote(f"={session}:{index}")
+
+
+def new_session_line(session: str, cluster: str, *, start_dir: str | None,
+                     placeholder: Sequence[str]) -> str:
+    """Create the detached session with a placeholder window tagged as ours, at index 0.
+
+    The placeholder keeps the session alive when no agent runs (replicas: 0). It sits
+    at index 0 whatever the user's base-index, so agent windows can start at 1.
+    """
+    first = quote(f"={session}:^")
+    create = ["new-session", "-d", "-s", quote(session), "-x", SESSION_SIZE[0],
+              "-y", SESSION_SIZE[1], "-n", "swarm"]
+    if start_dir:
+        create += ["-c", quote(escape_format(start_dir))]
+    move = f"move-window -s {first} -t {quote(f'={session}:0')}"
+    return line(
+        [*create, "--", *map(quote, placeholder)],
+        ["set-option", "-p", "-t", first, "remain-on-exit", "on"],
+        ["set-option", "-p", "-t", first, OPT_CLUSTER, quote(cluster)],
+        ["set-option", "-t", session_target(session), "history-limit", str(HISTORY_LIMIT)],
+        ["if-shell", "-F", "-t", first, quote("#{window_index}"), quote(move)],
+        ["display-message", "-p", quote(SESSION_OK)],
+    )
+
+
+def window_line(session: str, cluster: str, plan: WindowPlan) -> str:
+    """Create one agent window, tag its pane, start its log, all in one tmux list."""
+    launch, target = plan.launch, window_target(session, plan.index)
+    agent = launch.agent_id
+    create = ["new-window", "-d", "-t", target, "-n", quote(escape_format(f"agent-{agent}")),
+              "-P", "-F", quote(escape_format(f"{CREATED} {agent} ") +
+                                "#{pane_id} #{window_id} #{session_id}")]
+    for key, value in launch.env.items():
+        create += ["-e", quote(f"{key}={value}")]
+    if launch.workdir:
+        create += ["-c", quote(escape_format(launch.workdir))]
+    create += ["--", *map(quote, argv_for(launch.command))]
+    tags = {OPT_CLUSTER: cluster, OPT_AGENT: agent, OPT_HASH: launch.config_hash,
+            OPT_STARTED: f"{plan.started_at:.3f}", OPT_SUBMIT_KEY: launch.send.submit_key,
+            OPT_SUBMIT_DELAY_MS: str(launch.send.submit_delay_ms)}
+    return line(
+        create,
+        # First, so a command that exits at once still leaves a readable dead pane.
+        ["set-option", "-p", "-t", target, "remain-on-exit", "on"],
+        *(["set-option", "-p", "-t", target, name, quote(value)]
+          for name, value in tags.items()),
+        ["pipe-pane", "-O", "-t", target, quote(plan.log_command)],
+        ["display-message", "-p", quote(escape_format(f"{DONE} {agent}"))],
+    )
+
+
+def kill_windows_script(pane_ids: Iterable[str]) -> str:
+    """One line per window, so a pane that vanished meanwhile does not spare the others."""
+    return "".join(line(["kill-window", "-t", quote(pane)]) + "\n" for pane in pane_ids)
+
+
+@dataclass(frozen=True)
+class SpawnOutput:
+    """What a spawn script printed: created panes, finished lines, session created."""
+
+    created: dict[str, tuple[str, str, str]]  # agent id -> (pane id, window id, session id)
+    done: frozenset[str]
+    session_ok: bool
+
+
+def parse_spawn_output(stdout: str) -> SpawnOutput:
+    created: dict[str, tuple[str, str, str]] = {}
+    done: set[str] = set()
+    session_ok = False
+    for text in stdout.splitlines():
+        if text.startswith(CREATED + " "):
+            agent, pane, window, session = text[len(CREATED) + 1:].rsplit(" ", 3)
+            created[agent] = (pane, window, session)
+        elif text.startswith(DONE + " "):
+            done.add(text[len(DONE) + 1:])
+        elif text == SESSION_OK:
+            session_ok = True
+    return SpawnOutput(created, frozenset(done), session_ok)
+
+
+def assign_errors(failed: Sequence[str], stderr: str, *,
+                  session_failed: bool) -> tuple[str, dict[str, str]]:
+    """Match tmux's error lines to the failed script lines (tmux prints them in order).
+
+    Returns the session line's error ("" if it did not fail) and agent id -> message.
+    """
+    errors = [e.strip() for e in stderr.splitlines() if e.strip()]
+    session_error = errors.pop(0) if session_failed and errors else ""
+    if len(errors) != len(failed):
+        # Counts differ (a line printed two errors): give each agent all of them.
+        joined = "; ".join(errors) or session_error or "tmux reported no error"
+        return session_error, dict.fromkeys(failed, joined)
+    return session_error, dict(zip(failed, errors, strict=True))
+
+
+def parse_listing(text: str) -> tuple[tuple[PaneState, SendSettings], ...]:
+    """Parse `list-panes -F LISTING_FORMAT`: each pane with its send settings."""
+    listing = []
+    for text_line in text.splitlines():
+        if not text_line.strip():
+            continue
+        base, key, delay = text_line.rsplit(SEPARATOR, 2)
+        defaults = SendSettings()
+        settings = SendSettings(submit_key=key or defaults.submit_key,
+                                submit_delay_ms=int(delay) if delay.isdigit()
+                                else defaults.submit_delay_ms)
+        listing.append((parse_panes(base)[0], settings))
+    return tuple(listing)

@@ -1,0 +1,219 @@
+"""TmuxSwarmManager against a real tmux server, an isolated one per test."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pathlib
+import sys
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import pytest
+from libtmux import Server
+
+from swarm_launch.exceptions import (
+    AgentNotFoundError,
+    PaneDeadError,
+    SessionCreationError,
+    SessionNotFoundError,
+)
+from swarm_launch.observed import AgentStatus
+from swarm_launch.tmux_manager import AgentLaunch, TmuxSwarmManager
+from tests.agents import agent
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.tmux
+T = TypeVar("T")
+PY = (sys.executable, "-u")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def manager(server: Server) -> TmuxSwarmManager:
+    mgr = TmuxSwarmManager("t", socket_name=server.socket_name)
+    run(mgr.start())
+    return mgr
+
+
+def statuses(mgr: TmuxSwarmManager) -> dict[str, str]:
+    return {a: i["status"] for a, i in mgr.get_session_info()["agents"].items()}
+
+
+def read_json(path: pathlib.Path) -> Any:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def test_start_creates_detached_session_with_only_the_placeholder(
+        manager: TmuxSwarmManager, server: Server) -> None:
+    assert server.has_session(manager.session_name)
+    panes = run(manager.observe())
+    assert [(p.window_index, p.cluster, p.agent_id) for p in panes] == [(0, "t", "")]
+    assert manager.list_agents() == []
+
+
+def test_spawn_then_list_and_info(manager: TmuxSwarmManager) -> None:
+    pane = run(manager.spawn_agent("a", "sleep 60"))
+    assert (pane.agent_id, pane.status) == ("a", AgentStatus.RUNNING)
+    assert pane.pane_id.startswith("%") and pane.pane.pane_id == pane.pane_id
+    assert manager.list_agents() == ["a"]
+    info = manager.get_session_info()["agents"]["a"]
+    assert info["pane_id"] == pane.pane_id and info["status"] == "running" and info["pid"]
+
+
+def test_window_is_named_and_tagged(manager: TmuxSwarmManager, server: Server) -> None:
+    run(manager.spawn_agents([AgentLaunch("a", "sleep 60", config_hash="h1")]))
+    out = server.cmd("list-panes", "-s", "-t", "=swarm-t", "-F",
+                     "#{window_name} #{@swarm_cluster} #{@swarm_agent} #{@swarm_hash} "
+                     "#{remain-on-exit}").stdout
+    assert "agent-a t a h1 on" in out
+
+
+def test_spawn_creates_the_session_when_missing(server: Server) -> None:
+    mgr = TmuxSwarmManager("fresh", socket_name=server.socket_name)
+    run(mgr.spawn_agents([AgentLaunch("a", "sleep 60"), AgentLaunch("b", "sleep 60")]))
+    assert mgr.list_agents() == ["a", "b"]
+    assert [p.window_index for p in run(mgr.observe())] == [0, 1, 2]
+
+
+def test_id_in_use_is_refused(manager: TmuxSwarmManager) -> None:
+    run(manager.spawn_agent("a", "sleep 60"))
+    with pytest.raises(SessionCreationError, match="already in use"):
+        run(manager.spawn_agent("a", "sleep 60"))
+
+
+def test_partial_failure_reports_created_and_failures(
+        manager: TmuxSwarmManager, server: Server) -> None:
+    run(manager.observe())  # spawn reuses this observation: index 2 looks free
+    server.cmd("new-window", "-d", "-t", "=swarm-t:2", "sleep", "60")
+    with pytest.raises(SessionCreationError) as caught:
+        run(manager.spawn_agents([AgentLaunch("good", "sleep 60"),
+                                  AgentLaunch("bad", "sleep 60")]))
+    error: Any = caught.value
+    assert [p.agent_id for p in error.created] == ["good"]
+    assert error.failures == {"bad": "create window failed: index 2 in use"}
+
+
+def test_missing_workdir_creates_nothing(manager: TmuxSwarmManager,
+                                         tmp_path: pathlib.Path) -> None:
+    bad = AgentLaunch("bad", "sleep 60", workdir=str(tmp_path / "missing"))
+    with pytest.raises(SessionCreationError, match="not a directory"):
+        run(manager.spawn_agents([AgentLaunch("good", "sleep 60"), bad]))
+    assert manager.list_agents() == []
+
+
+def test_crashed_agent_reads_failed_with_exit_code(manager: TmuxSwarmManager) -> None:
+    run(manager.spawn_agents([AgentLaunch("crash", "exit 3"), AgentLaunch("ok", "true")]))
+    wait_until(lambda: statuses(manager) == {"crash": "failed", "ok": "stopped"})
+    assert manager.get_session_info()["agents"]["crash"]["exit_code"] == 3
+
+
+def test_adopts_an_existing_session(manager: TmuxSwarmManager, server: Server) -> None:
+    run(manager.spawn_agent("a", "sleep 60"))
+    again = TmuxSwarmManager("t", socket_name=server.socket_name)
+    run(again.start())
+    assert again.list_agents() == ["a"]
+    run(again.kill_agent("a"))
+    assert manager.list_agents() == []
+
+
+def test_capture_joins_wrapped_lines(manager: TmuxSwarmManager) -> None:
+    long_line = "x" * 500
+    run(manager.spawn_agent("p", ("printf", f"first\\n{long_line}\\n")))
+    wait_until(lambda: long_line in run(manager.capture_agent_output("p")))
+    assert run(manager.capture_agent_output("p", lines=1)) == long_line + "\n"
+
+
+def test_capture_of_a_curses_program_shows_its_screen(manager: TmuxSwarmManager) -> None:
+    run(manager.spawn_agent("c", (*PY, agent("curses_app"))))
+    wait_until(lambda: "CURSES-SCREEN-OK" in run(manager.capture_agent_output("c")))
+
+
+def test_unknown_agent_is_an_error(manager: TmuxSwarmManager) -> None:
+    with pytest.raises(AgentNotFoundError):
+        run(manager.capture_agent_output("nobody"))
+    with pytest.raises(AgentNotFoundError):
+        run(manager.send_to_agent("nobody", "hi"))
+
+
+def test_server_gone_is_session_not_found(manager: TmuxSwarmManager, server: Server) -> None:
+    run(manager.spawn_agent("a", "sleep 60"))
+    server.kill()
+    assert run(manager.observe()) == ()
+    with pytest.raises(SessionNotFoundError):
+        run(manager.send_to_agent("a", "hi"))
+
+
+def alive(pid: int) -> bool:
+    """A process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:][:1] not in (b"Z", b"X")
+
+
+@pytest.mark.parametrize("graceful", [True, False])
+def test_kill_leaves_no_process_of_a_forker(
+        manager: TmuxSwarmManager, tmp_path: pathlib.Path, graceful: bool) -> None:
+    out = tmp_path / "pids.json"
+    run(manager.spawn_agent("f", (*PY, agent("forker"), str(out))))
+    pids = wait_until(lambda: read_json(out), message="forker pids")["pids"]
+    run(manager.kill_panes([run(manager.observe())[-1].pane_id], graceful=graceful,
+                           timeout_s=0.5))
+    assert [pid for pid in pids if alive(pid)] == []
+    assert manager.list_agents() == []
+
+
+def test_graceful_kill_lets_the_agent_exit_on_term(manager: TmuxSwarmManager) -> None:
+    pane = run(manager.spawn_agent("a", "sleep 60"))
+    pid = manager.get_session_info()["agents"]["a"]["pid"]
+    run(manager.kill_agent("a"))
+    assert not alive(pid) and pane.pane_id not in {p.pane_id for p in run(manager.observe())}
+
+
+def test_kill_never_touches_foreign_panes(manager: TmuxSwarmManager, server: Server) -> None:
+    server.cmd("new-window", "-d", "-t", "=swarm-t:", "sleep", "60")
+    foreign = run(manager.observe())[-1]
+    run(manager.kill_panes([foreign.pane_id]))
+    assert foreign.pid is not None and alive(foreign.pid)
+
+
+def test_shutdown_removes_session_and_tracking(manager: TmuxSwarmManager,
+                                               server: Server) -> None:
+    run(manager.spawn_agents([AgentLaunch("a", "sleep 60"), AgentLaunch("b", "sleep 60")]))
+    tracking = pathlib.Path(manager.data_dir, "swarm_sessions.json")
+    assert len(read_json(tracking)["sessions"]) == 1
+    run(manager.shutdown())
+    assert not server.has_session(manager.session_name)
+    assert read_json(tracking)["sessions"] == {}
+
+
+def test_foreign_window_survives_shutdown(manager: TmuxSwarmManager, server: Server) -> None:
+    run(manager.spawn_agent("a", "sleep 60"))
+    server.cmd("new-window", "-d", "-t", "=swarm-t:", "-n", "mine", "sleep", "60")
+    run(manager.shutdown(graceful=False))
+    names = server.cmd("list-windows", "-t", "=swarm-t", "-F", "#{window_name}").stdout
+    assert "mine" in names and "agent-a" not in names
+    assert os.environ["AI_SWARM_DIR"] == manager.data_dir
+
+
+def test_another_clusters_agents_survive_shutdown(manager: TmuxSwarmManager,
+                                                  server: Server) -> None:
+    other = TmuxSwarmManager("other", socket_name=server.socket_name)
+    run(other.spawn_agent("x", "sleep 60"))
+    run(manager.spawn_agent("x", "sleep 60"))
+    run(manager.shutdown())
+    assert other.list_agents() == ["x"]
+
+
+def test_send_to_a_dead_agent_is_an_error(manager: TmuxSwarmManager) -> None:
+    run(manager.spawn_agent("d", "true"))
+    wait_until(lambda: statuses(manager) == {"d": "stopped"})
+    with pytest.raises(PaneDeadError):
+        run(manager.send_to_agent("d", "hello"))
