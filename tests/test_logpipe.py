@@ -6,6 +6,7 @@ import os
 import pathlib
 import re
 import shlex
+import signal
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import pytest
 
 from swarm_launch import logpipe
 from swarm_launch.model import LogSettings
+from tests.helpers import wait_until
 
 MARKER = re.compile(rb"^--- swarm-launch: agent (\S+) started \S+Z \(pane (\S+)\) ---$")
 
@@ -141,3 +143,24 @@ def test_pipe_command_quotes_for_sh_and_doubles_hashes_for_tmux(tmp_path: pathli
 def test_bad_arguments_print_usage(argv: list[str]) -> None:
     with pytest.raises(SystemExit, match="usage"):
         logpipe.main(argv)
+
+
+def test_sigterm_writes_what_is_already_in_the_pipe_then_exits(tmp_path: pathlib.Path) -> None:
+    log = tmp_path / "a.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "swarm_launch.logpipe", str(log), "--agent", "a", "--pane", "%1"],
+        stdin=subprocess.PIPE)
+    assert process.stdin is not None
+    try:
+        wait_until(lambda: log.exists() and log.read_bytes().endswith(b"---\n"),
+                   message="the start marker")
+        process.send_signal(signal.SIGSTOP)  # so the data is still in the pipe at SIGTERM
+        process.stdin.write(numbered(1000))
+        process.stdin.flush()
+        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGCONT)
+        assert process.wait(timeout=10) == 0
+        assert without_markers(log.read_bytes()) == without_markers(numbered(1000))
+    finally:
+        process.kill()
+        process.stdin.close()
