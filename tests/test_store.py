@@ -91,3 +91,25 @@ def test_lock_files_are_0600(isolated_environment: pathlib.Path) -> None:
     directory = store.swarm_dir("team")
     with store.locked(directory, timeout_s=1):
         assert mode(os.path.join(directory, store.LOCK_FILE)) == 0o600
+
+
+@pytest.mark.xfail(strict=True, raises=OSError,
+                   reason="store.append_jsonl opens O_WRONLY, then os.pread fails with EBADF")
+def test_appending_to_a_nonempty_history_keeps_every_record(
+    isolated_environment: pathlib.Path,
+) -> None:
+    path = os.path.join(store.swarm_dir("team"), store.RUNS_FILE)
+    store.append_jsonl(path, {"run": 1})
+    store.append_jsonl(path, {"run": 2})
+    assert store.read_jsonl(path) == [{"run": 1}, {"run": 2}]
+
+
+@pytest.mark.xfail(strict=True, raises=OSError,
+                   reason="store.append_jsonl opens O_WRONLY, then os.pread fails with EBADF")
+def test_a_torn_last_line_is_skipped_and_the_next_record_starts_fresh(
+    isolated_environment: pathlib.Path,
+) -> None:
+    path = os.path.join(store.swarm_dir("team"), store.RUNS_FILE)
+    pathlib.Path(path).write_text('{"run": 1}\n{"ru', encoding="utf-8")
+    store.append_jsonl(path, {"run": 2})
+    assert store.read_jsonl(path) == [{"run": 1}, {"run": 2}]
