@@ -1,0 +1,267 @@
+"""Send, broadcast, stream, exactness and secrecy, against real programs in real panes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pathlib
+import shlex
+import sys
+import threading
+import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import pytest
+from libtmux import Server
+
+from swarm_launch import tmux_manager
+from swarm_launch.exceptions import AgentNotFoundError
+from swarm_launch.model import SendSettings
+from swarm_launch.tmux_manager import AgentLaunch, TmuxResult, TmuxSwarmManager
+from tests.agents import agent
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.tmux
+T = TypeVar("T")
+PY = (sys.executable, "-u")
+NASTY = [
+    "plain", "it's", 'say "hi"', "a;b", "trailing;", ";", "$HOME", "${HOME}", "#{pane_id}",
+    "##", "~", "~/x", "back\\slash", "a\\", "\\n", "line1\nline2", "a\n    indented",
+    "\\\n  z", "tab\there", "é ü 日本 😀", "\x1b[31mred", " lead", "trail ", "",
+    "%if 1", "{ }", "--", "-e",
+]
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def manager(server: Server) -> TmuxSwarmManager:
+    mgr = TmuxSwarmManager("io", socket_name=server.socket_name)
+    run(mgr.start())
+    return mgr
+
+
+def read_json(path: pathlib.Path) -> Any:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def submissions(path: pathlib.Path) -> list[str]:
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line)["text"] for line in lines if "text" in json.loads(line)]
+
+
+def start_echo(mgr: TmuxSwarmManager, tmp_path: pathlib.Path,
+               *ids: str, delay_ms: int = 50) -> dict[str, pathlib.Path]:
+    outs = {agent_id: tmp_path / f"{agent_id}.jsonl" for agent_id in ids}
+    run(mgr.spawn_agents([
+        AgentLaunch(agent_id, (*PY, agent("echo_loop"), str(out)),
+                    send=SendSettings(submit_delay_ms=delay_ms))
+        for agent_id, out in outs.items()]))
+    for out in outs.values():
+        wait_until(lambda out=out: out.exists(), message=f"{out.name} ready")  # type: ignore[misc]
+    return outs
+
+
+# -- exactness and secrecy ------------------------------------------------------
+
+
+def test_argv_and_env_arrive_byte_for_byte(manager: TmuxSwarmManager,
+                                           tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "argv.json"
+    env = {f"V{i}": value for i, value in enumerate(NASTY)}
+    run(manager.spawn_agents([AgentLaunch("x", (*PY, agent("argv_env"), str(out), *NASTY),
+                                          env=env)]))
+    record = wait_until(lambda: read_json(out), message="argv_env output")
+    assert record["argv"] == NASTY
+    assert {key: record["env"].get(key) for key in env} == env
+
+
+def test_command_string_reaches_the_shell_exactly(manager: TmuxSwarmManager,
+                                                  tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "argv.json"
+    words = [shlex.quote(word) for word in (*PY, agent("argv_env"), str(out), *NASTY)]
+    run(manager.spawn_agent("s", " ".join(words)))
+    assert wait_until(lambda: read_json(out))["argv"] == NASTY
+
+
+def test_one_word_argv_is_exec_d_not_shell_parsed(manager: TmuxSwarmManager,
+                                                  tmp_path: pathlib.Path) -> None:
+    script = tmp_path / "odd name;$x.sh"
+    script.write_text(f"#!/bin/sh\necho $$ > {shlex.quote(str(tmp_path / 'ran'))}\n")
+    script.chmod(0o755)
+    run(manager.spawn_agent("one", (str(script),)))
+    wait_until((tmp_path / "ran").exists, message="script ran")
+
+
+def test_workdir_with_hash_and_quotes(manager: TmuxSwarmManager,
+                                      tmp_path: pathlib.Path) -> None:
+    workdir = tmp_path / "dir #1 'q' #{x}"
+    workdir.mkdir()
+    out = tmp_path / "cwd.json"
+    run(manager.spawn_agents([AgentLaunch("w", (*PY, agent("argv_env"), str(out)),
+                                          workdir=str(workdir))]))
+    assert wait_until(lambda: read_json(out))["cwd"] == str(workdir)
+
+
+def test_env_reaches_that_agent_only(manager: TmuxSwarmManager,
+                                     tmp_path: pathlib.Path) -> None:
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    run(manager.spawn_agents([
+        AgentLaunch("a", (*PY, agent("argv_env"), str(a)), env={"ONLY_A": "1"}),
+        AgentLaunch("b", (*PY, agent("argv_env"), str(b)))]))
+    assert wait_until(lambda: read_json(a))["env"]["ONLY_A"] == "1"
+    assert "ONLY_A" not in wait_until(lambda: read_json(b))["env"]
+    assert "ONLY_A" not in os.environ
+
+
+def cmdlines() -> list[bytes]:
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as handle:
+                    found.append(handle.read())
+            except OSError:
+                pass
+    return found
+
+
+def test_no_secret_in_any_argv_while_spawning(manager: TmuxSwarmManager) -> None:
+    secret = "s3cr3t-" + os.urandom(8).hex()
+    seen: list[bytes] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            seen.extend(line for line in cmdlines() if secret.encode() in line)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        for batch in range(4):
+            run(manager.spawn_agents([
+                AgentLaunch(f"a{batch}-{i}", "sleep 60", env={"TOKEN": secret})
+                for i in range(5)]))
+    finally:
+        done.set()
+        sampler.join()
+    assert len(manager.list_agents()) == 20
+    assert seen == []
+
+
+def test_fifty_agents_cost_one_tmux_process(manager: TmuxSwarmManager,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+    real = tmux_manager.run_tmux
+
+    async def counting(argv: Any, **kwargs: Any) -> TmuxResult:
+        calls.append(list(argv))
+        return await real(argv, **kwargs)
+
+    run(manager.observe())  # what the reconciler does right before spawning
+    monkeypatch.setattr(tmux_manager, "run_tmux", counting)
+    started = time.monotonic()
+    run(manager.spawn_agents([AgentLaunch(f"a{i}", "sleep 60") for i in range(50)]))
+    elapsed = time.monotonic() - started
+    assert len(calls) == 1 and "source-file" in calls[0]
+    assert len(manager.list_agents()) == 50
+    print(f"spawned 50 agents in {elapsed:.3f}s")
+
+
+# -- send and broadcast ---------------------------------------------------------
+
+
+def test_text_arrives_literally_then_one_submit(manager: TmuxSwarmManager,
+                                                tmp_path: pathlib.Path) -> None:
+    out = start_echo(manager, tmp_path, "e")["e"]
+    text = "Enter C-c ; trailing; 'single' \"double\" $HOME #{pane_id} é 日本 \\ Escape"
+    run(manager.send_to_agent("e", text))
+    assert wait_until(lambda: submissions(out)) == [text]
+
+
+def test_multi_line_message_is_one_submission(manager: TmuxSwarmManager,
+                                              tmp_path: pathlib.Path) -> None:
+    out = start_echo(manager, tmp_path, "e")["e"]
+    run(manager.send_to_agent("e", "first line\nsecond line\n  third"))
+    assert wait_until(lambda: submissions(out)) == ["first line\nsecond line\n  third"]
+
+
+def test_hundred_kilobytes_arrive_whole(manager: TmuxSwarmManager,
+                                        tmp_path: pathlib.Path) -> None:
+    out = start_echo(manager, tmp_path, "e")["e"]
+    text = "".join(f"{i:06d}abcdefghij\n" for i in range(6000))[:100_000]
+    run(manager.send_to_agent("e", text))
+    got = wait_until(lambda: submissions(out), timeout=20)
+    assert len(got) == 1 and got[0] == text
+
+
+def test_two_concurrent_sends_do_not_mix(manager: TmuxSwarmManager,
+                                         tmp_path: pathlib.Path) -> None:
+    outs = start_echo(manager, tmp_path, "a", "b")
+    body = {agent_id: agent_id * 20_000 for agent_id in outs}
+
+    async def both() -> None:
+        await asyncio.gather(*(manager.send_to_agent(a, t) for a, t in body.items()))
+
+    run(both())
+    for agent_id, out in outs.items():
+        assert wait_until(lambda out=out: submissions(out)) == [body[agent_id]]  # type: ignore[misc]
+
+
+def test_broadcast_reaches_every_agent(manager: TmuxSwarmManager,
+                                       tmp_path: pathlib.Path) -> None:
+    outs = start_echo(manager, tmp_path, "a", "b", "c")
+    run(manager.broadcast("all hands"))
+    for out in outs.values():
+        assert wait_until(lambda out=out: submissions(out)) == ["all hands"]  # type: ignore[misc]
+
+
+def test_broadcast_only_reaches_exactly_the_named(manager: TmuxSwarmManager,
+                                                  tmp_path: pathlib.Path) -> None:
+    outs = start_echo(manager, tmp_path, "a", "b", "c")
+    run(manager.broadcast("just you two", only=["a", "c"]))
+    wait_until(lambda: submissions(outs["a"]) and submissions(outs["c"]))
+    run(manager.send_to_agent("b", "marker"))  # b got nothing before its own marker
+    assert wait_until(lambda: submissions(outs["b"])) == ["marker"]
+    with pytest.raises(AgentNotFoundError):
+        run(manager.broadcast("x", only=["nobody"]))
+
+
+def test_submit_key_is_read_back_from_the_pane(manager: TmuxSwarmManager,
+                                               tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "e.jsonl"
+    run(manager.spawn_agents([AgentLaunch(
+        "e", (*PY, agent("echo_loop"), str(out)),
+        send=SendSettings(submit_key="C-m", submit_delay_ms=10))]))
+    wait_until(out.exists)
+    run(manager.send_to_agent("e", "via C-m"))
+    assert wait_until(lambda: submissions(out)) == ["via C-m"]
+
+
+# -- logs and streaming ---------------------------------------------------------
+
+
+def test_first_line_printed_at_start_up_is_in_the_log(manager: TmuxSwarmManager) -> None:
+    run(manager.spawn_agent("p", ("printf", "very first line\\n")))
+    path = pathlib.Path(manager.log_path("p"))
+    wait_until(lambda: path.exists() and "very first line" in path.read_text())
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+
+
+TICKER = ("import time\ntime.sleep(0.5)\n"
+          "for i in range(3):\n    print('tick', i, flush=True)\n    time.sleep(0.1)\n")
+
+
+async def follow_lines(mgr: TmuxSwarmManager, agent_id: str) -> list[str]:
+    return [text async for text in mgr.stream_agent_output(agent_id, poll_interval=0.02)]
+
+
+def test_stream_yields_new_lines_until_the_agent_exits(manager: TmuxSwarmManager) -> None:
+    run(manager.spawn_agent("t", (*PY, "-c", TICKER)))
+    lines = run(follow_lines(manager, "t"))
+    # The log writer may add its start marker line: the agent's lines end the stream.
+    assert lines[-3:] == ["tick 0", "tick 1", "tick 2"]

@@ -1,0 +1,88 @@
+"""TmuxSwarmManager without a tmux server: libtmux.Server patched, as the original plan asked."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import pathlib
+from collections.abc import Iterator
+from unittest import mock
+
+import pytest
+
+import swarm_launch
+from swarm_launch import tmux_manager
+from swarm_launch.exceptions import TmuxNotFoundError, TmuxSwarmError, TmuxTimeoutError
+from swarm_launch.observed import AgentStatus
+from swarm_launch.tmux_manager import AgentPane, TmuxSwarmManager
+
+
+@pytest.fixture(autouse=True)
+def patched_server() -> Iterator[mock.MagicMock]:
+    with mock.patch("libtmux.Server") as server:
+        yield server
+
+
+def test_public_api_is_exported() -> None:
+    for name in ("TmuxSwarmManager", "AgentPane", "AgentStatus", "TmuxSwarmError",
+                 "SessionNotFoundError", "AgentNotFoundError", "PaneDeadError",
+                 "SessionCreationError"):
+        assert getattr(swarm_launch, name) is not None
+    assert issubclass(swarm_launch.SessionNotFoundError, TmuxSwarmError)
+
+
+def test_agent_status_values() -> None:
+    assert [s.name for s in AgentStatus] == ["PENDING", "RUNNING", "STOPPED", "FAILED",
+                                            "UNKNOWN"]
+
+
+def test_agent_pane_fields() -> None:
+    names = [f.name for f in dataclasses.fields(AgentPane)]
+    assert names == ["agent_id", "pane_id", "window_id", "session_id", "pane", "status"]
+
+
+def test_defaults_and_data_dir_from_ai_swarm_dir(
+        isolated_environment: pathlib.Path, patched_server: mock.MagicMock) -> None:
+    mgr = TmuxSwarmManager("c1")
+    assert mgr.data_dir == str(isolated_environment)
+    assert mgr.session_name == "swarm-c1"
+    assert (mgr.base_dir, mgr.socket_path, mgr.socket_name) == (None, None, None)
+    assert mgr.log_path("a") == os.path.join(str(isolated_environment), "c1", "logs", "a.log")
+    patched_server.assert_called_once_with(socket_name=None, socket_path=None)
+
+
+def test_agent_pane_handle_is_built_without_tmux(patched_server: mock.MagicMock) -> None:
+    mgr = TmuxSwarmManager("c1", socket_name="s")
+    pane = mgr._agent_pane("a", "%3", "@2", "$1")
+    assert (pane.pane.pane_id, pane.status) == ("%3", AgentStatus.RUNNING)
+    assert patched_server.return_value.cmd.call_count == 0
+
+
+def test_tmux_not_installed(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(TmuxNotFoundError, match="apt-get install tmux"):
+        asyncio.run(TmuxSwarmManager("c1").start())
+
+
+def test_tmux_too_old(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
+    fake = tmp_path / "tmux"
+    fake.write_text("#!/bin/sh\necho 'tmux 2.9a'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(TmuxNotFoundError, match=r"tmux 2\.9.*brew install tmux"):
+        tmux_manager.find_tmux()
+
+
+def test_info_keys_and_no_agents_at_first() -> None:
+    mgr = TmuxSwarmManager("c1", socket_name="never-started")
+    assert mgr.list_agents() == []
+    info = mgr.get_session_info()
+    assert set(info) == {"cluster_id", "session_name", "session_id", "socket", "data_dir",
+                         "agents"}
+    assert info["socket"].endswith("/never-started") and info["agents"] == {}
+
+
+def test_timeout_is_a_clear_error() -> None:
+    with pytest.raises(TmuxTimeoutError, match=r"did not answer within 0\.2s"):
+        asyncio.run(tmux_manager.run_tmux(["sleep", "5"], timeout_s=0.2))
