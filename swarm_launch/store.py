@@ -113,7 +113,7 @@ def read_json(path: str) -> Any | None:
 def append_jsonl(path: str, record: dict[str, Any]) -> None:
     """Append one JSON line with a single write, so a killed writer leaves whole lines."""
     line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         _repair_torn_tail(fd, path)
         os.write(fd, line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 import sys
 import textwrap
@@ -24,7 +25,7 @@ def stamp_and_wait(stamp: pathlib.Path, before: str = "") -> str:
     """A command that optionally prints `before`, records when it started, then idles."""
     code = (f"import time,sys; {before}"
             f"open({str(stamp)!r},'w').write(repr(time.time())); time.sleep(600)")
-    return f"{PY} -u -c \"{code}\""
+    return json.dumps([PY, "-u", "-c", code])
 
 
 def test_dependent_starts_only_after_dependency_is_ready(
@@ -34,10 +35,10 @@ def test_dependent_starts_only_after_dependency_is_ready(
     db_cmd = stamp_and_wait(ready_at, "time.sleep(0.4); print('db ready', flush=True); ")
     spec = write_spec(tmp_path / "s.yaml", f"""\
 app:
-  command: {stamp_and_wait(app_at)!r}
+  command: {stamp_and_wait(app_at)}
   depends_on: [db]
 db:
-  command: {db_cmd!r}
+  command: {db_cmd}
   ready: {{pattern: 'db ready', timeout_s: 20}}
 """)
     result = invoke("-L", str(server.socket_name), "up", spec)

@@ -93,8 +93,6 @@ def test_lock_files_are_0600(isolated_environment: pathlib.Path) -> None:
         assert mode(os.path.join(directory, store.LOCK_FILE)) == 0o600
 
 
-@pytest.mark.xfail(strict=True, raises=OSError,
-                   reason="store.append_jsonl opens O_WRONLY, then os.pread fails with EBADF")
 def test_appending_to_a_nonempty_history_keeps_every_record(
     isolated_environment: pathlib.Path,
 ) -> None:
@@ -104,8 +102,6 @@ def test_appending_to_a_nonempty_history_keeps_every_record(
     assert store.read_jsonl(path) == [{"run": 1}, {"run": 2}]
 
 
-@pytest.mark.xfail(strict=True, raises=OSError,
-                   reason="store.append_jsonl opens O_WRONLY, then os.pread fails with EBADF")
 def test_a_torn_last_line_is_skipped_and_the_next_record_starts_fresh(
     isolated_environment: pathlib.Path,
 ) -> None:
