@@ -1,0 +1,29 @@
+"""What the agent I/O commands share: the manager of a spec's swarm, the text to send."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from swarm_launch.cli import Globals
+from swarm_launch.commands._common import load
+from swarm_launch.exceptions import UserError
+from swarm_launch.tmux_manager import TmuxSwarmManager
+
+
+def manager(globals_: Globals, spec: str) -> TmuxSwarmManager:
+    from swarm_launch.reconcile import manager_for
+
+    return manager_for(load(globals_, spec)[1])
+
+
+def text_argument(text: str | None) -> str:
+    """TEXT as given, or all of stdin when TEXT is omitted (never both, never neither)."""
+    if text is not None:
+        return text
+    stdin: TextIO = sys.stdin
+    if stdin.isatty():
+        raise UserError("give the TEXT to send, or pipe it on stdin")
+    data: str = stdin.read()
+    # A trailing newline is how files and heredocs end, not part of the message.
+    return data[:-1] if data.endswith("\n") else data

@@ -1,0 +1,21 @@
+"""`swarm-launch capture`: an agent's rendered screen plus its scrollback.
+
+Fullscreen TUIs draw on the alternate screen, which has no scrollback: there,
+capture shows the visible screen only, and the agent's log is the full record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from swarm_launch.cli import Globals
+from swarm_launch.commands._io import manager
+
+
+def run(globals_: Globals, *, spec: str, agent: str, lines: int | None, ansi: bool) -> int:
+    text = asyncio.run(manager(globals_, spec).capture_agent_output(agent, lines=lines,
+                                                                    ansi=ansi))
+    click.echo(text, nl=False)
+    return 0
