@@ -38,7 +38,13 @@ from swarm_launch.exceptions import (
     TmuxTimeoutError,
 )
 from swarm_launch.model import LogSettings, SendSettings
-from swarm_launch.observed import AgentStatus, PaneState, owned_by
+from swarm_launch.observed import (
+    LIST_PANES_FORMAT,
+    AgentStatus,
+    PaneState,
+    owned_by,
+    parse_panes,
+)
 from swarm_launch.tmux_script import (
     LISTING_FORMAT,
     PLACEHOLDER_PROGRAM,
@@ -54,7 +60,8 @@ from swarm_launch.tmux_script import (
     window_line,
 )
 
-__all__ = ["AgentLaunch", "AgentPane", "AgentSpawnError", "TmuxSwarmManager", "run_tmux"]
+__all__ = ["AgentLaunch", "AgentPane", "AgentSpawnError", "TmuxSwarmManager", "observe_server",
+           "run_tmux"]
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +170,23 @@ def _version_of(path: str) -> tuple[int, int]:
     match = re.search(r"(\d+)\.(\d+)", out)
     # "tmux master" / "tmux next-..." builds have no number: they are the newest.
     return (int(match[1]), int(match[2])) if match else (99, 0)
+
+
+def _socket_args(socket_name: str | None, socket_path: str | None) -> list[str]:
+    return ["-S", socket_path] if socket_path else ["-L", socket_name] if socket_name else []
+
+
+async def observe_server(*, socket_name: str | None = None, socket_path: str | None = None,
+                         timeout_s: float = 10.0) -> tuple[PaneState, ...]:
+    """Every pane of a whole server (all sessions) in one `list-panes -a`; () if no server."""
+    socket = _socket_args(socket_name, socket_path)
+    result = await run_tmux([find_tmux(), *socket, "list-panes", "-a", "-F", LIST_PANES_FORMAT],
+                            timeout_s=timeout_s)
+    if result.rc != 0:
+        if any(text in result.err for text in _GONE):
+            return ()
+        raise TmuxSwarmError(f"list-panes -a: tmux said: {result.err.strip()}")
+    return parse_panes(result.out)
 
 
 def _pipe_command(log_path: str, settings: LogSettings, agent_id: str) -> str:
@@ -293,9 +317,7 @@ class TmuxSwarmManager:
     # -- running tmux -------------------------------------------------------
 
     def _argv(self, args: Sequence[str]) -> list[str]:
-        socket = (["-S", self.socket_path] if self.socket_path
-                  else ["-L", self.socket_name] if self.socket_name else [])
-        return [find_tmux(), *socket, *args]
+        return [find_tmux(), *_socket_args(self.socket_name, self.socket_path), *args]
 
     async def _tmux(self, *args: str, stdin: bytes | None = None,
                     timeout_s: float | None = None) -> TmuxResult:
@@ -475,12 +497,14 @@ class TmuxSwarmManager:
         await _terminate(leaders, _signal_number(signal) if graceful else None, timeout_s)
         script = kill_windows_script(p.pane_id for p in targets)
         result = await self._tmux("source-file", "-", stdin=script.encode())
-        if result.rc != 0:
-            log.info("kill-window: %s", result.err.strip())  # a window already gone
         self._forget(p.pane_id for p in targets)
+        # A window that vanished meanwhile is fine; any other refusal leaves a pane behind.
+        errors = [e for e in result.err.splitlines() if e.strip() and "can't find" not in e]
         gone = {p.agent_id for p in targets}
         await asyncio.to_thread(self._track, lambda agents: {
             a: pane for a, pane in agents.items() if a not in gone})
+        if errors:
+            raise TmuxSwarmError(f"kill-window: tmux said: {'; '.join(errors)}")
 
     def _forget(self, pane_ids: Iterable[str]) -> None:
         # Keep the cached observation usable: a killed id may be spawned again at once.

@@ -20,7 +20,7 @@ from swarm_launch.exceptions import (
     SessionNotFoundError,
 )
 from swarm_launch.observed import AgentStatus
-from swarm_launch.tmux_manager import AgentLaunch, TmuxSwarmManager
+from swarm_launch.tmux_manager import AgentLaunch, TmuxSwarmManager, observe_server
 from tests.agents import agent
 from tests.helpers import wait_until
 
@@ -217,3 +217,11 @@ def test_send_to_a_dead_agent_is_an_error(manager: TmuxSwarmManager) -> None:
     wait_until(lambda: statuses(manager) == {"d": "stopped"})
     with pytest.raises(PaneDeadError):
         run(manager.send_to_agent("d", "hello"))
+
+
+def test_observe_server_sees_every_session(manager: TmuxSwarmManager, server: Server) -> None:
+    run(manager.spawn_agent("a", "sleep 60"))
+    server.cmd("new-session", "-d", "-s", "other", "sleep", "60")
+    panes = run(observe_server(socket_name=server.socket_name))
+    assert len(panes) == 3 and [p.agent_id for p in panes if p.agent_id] == ["a"]
+    assert run(observe_server(socket_name=f"{server.socket_name}-none")) == ()
