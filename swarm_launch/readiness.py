@@ -11,6 +11,8 @@ import os
 import re
 import time
 
+# The start marker logpipe.marker() writes is ours, not the agent's output.
+_MARKER = re.compile(r"^--- swarm-launch: agent .*---$\n?", re.MULTILINE)
 # Enough to hold a TUI's start-up screens; older text is dropped from the match window.
 _WINDOW_BYTES = 256 * 1024
 
@@ -34,8 +36,8 @@ async def wait_for_output(path: str, pattern: str | None, *, start: int, timeout
     while True:
         chunk, offset = _read_from(path, offset)
         if chunk:
-            seen = (seen + strip_terminal_noise(chunk))[-_WINDOW_BYTES:]
-            if regex is None or regex.search(seen):
+            seen = (seen + _MARKER.sub("", strip_terminal_noise(chunk)))[-_WINDOW_BYTES:]
+            if regex.search(seen) if regex else seen.strip():
                 return True
         if time.monotonic() >= deadline:
             return False

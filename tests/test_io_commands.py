@@ -1,0 +1,120 @@
+"""send, broadcast, capture and logs through the CLI, against real programs in panes."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+import textwrap
+
+import pytest
+from libtmux import Server
+
+from tests.agents import agent
+from tests.helpers import invoke, wait_until
+
+pytestmark = pytest.mark.tmux
+PY = sys.executable
+
+
+def echo_spec(tmp_path: pathlib.Path, names: list[str], extra: str = "") -> str:
+    body = "".join(
+        f"{n}:\n  command: [{PY}, -u, {agent('echo_loop')}, {tmp_path / n}.out]\n"
+        f"  send: {{submit_delay_ms: 50}}\n{textwrap.indent(extra, '  ')}" for n in names)
+    path = tmp_path / "io.yaml"
+    path.write_text("version: 1\nname: io\nagents:\n" + textwrap.indent(body, "  "))
+    return str(path)
+
+
+def submissions(tmp_path: pathlib.Path, name: str) -> list[str]:
+    path = tmp_path / f"{name}.out"
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    return [r["text"] for r in records if "text" in r]
+
+
+def ready(tmp_path: pathlib.Path, *names: str) -> None:
+    for name in names:
+        wait_until(lambda n=name: (tmp_path / f"{n}.out").exists(), message=f"{name} ready")
+
+
+def test_send_from_stdin_is_one_submission_with_its_lines(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    spec = echo_spec(tmp_path, ["a"])
+    sock = str(server.socket_name)
+    assert invoke("-L", sock, "up", spec).code == 0
+    ready(tmp_path, "a")
+    message = "first line\nEnter C-c; 'quoted' \"double\" héllo ✓;"
+    result = invoke("-L", sock, "send", spec, "a", input=message + "\n")
+    assert result.code == 0, result.err
+    got = wait_until(lambda: submissions(tmp_path, "a"), message="submission")
+    assert got == [message]
+
+
+def test_broadcast_only_reaches_exactly_the_named_agents(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    spec = echo_spec(tmp_path, ["a", "b", "c"])
+    sock = str(server.socket_name)
+    assert invoke("-L", sock, "up", spec).code == 0
+    ready(tmp_path, "a", "b", "c")
+    assert invoke("-L", sock, "broadcast", spec, "hi all", "--only", "a,c").code == 0
+    wait_until(lambda: submissions(tmp_path, "a") and submissions(tmp_path, "c"))
+    assert invoke("-L", sock, "broadcast", spec, "second").code == 0
+    wait_until(lambda: submissions(tmp_path, "b"), message="b got the broadcast")
+    assert submissions(tmp_path, "b") == ["second"]
+    wait_until(lambda: len(submissions(tmp_path, "a")) == 2)
+    assert submissions(tmp_path, "a") == ["hi all", "second"]
+
+
+def test_broadcast_only_unknown_agent_is_an_error(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    spec = echo_spec(tmp_path, ["a"])
+    assert invoke("-L", str(server.socket_name), "up", spec).code == 0
+    result = invoke("-L", str(server.socket_name), "broadcast", spec, "x", "--only", "nope")
+    assert result.code == 1
+    assert "nope" in result.err
+
+
+def test_send_to_a_dead_agent_is_a_clear_error(server: Server, tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "dead.yaml"
+    path.write_text("version: 1\nname: io\nagents:\n  gone:\n    command: exit 4\n")
+    sock = str(server.socket_name)
+    assert invoke("-L", sock, "up", str(path)).code == 0
+    wait_until(lambda: '"failed"' in invoke("-L", sock, "status", str(path), "--json").out)
+    result = invoke("-L", sock, "send", str(path), "gone", "hello")
+    assert result.code == 1
+    assert result.err.startswith("error: agent gone has exited")
+
+
+def test_capture_shows_a_curses_screen(server: Server, tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "tui.yaml"
+    path.write_text(f"version: 1\nname: io\nagents:\n  tui:\n"
+                    f"    command: [{PY}, {agent('curses_app')}]\n")
+    sock = str(server.socket_name)
+    assert invoke("-L", sock, "up", str(path)).code == 0
+    screen = wait_until(lambda: (out := invoke("-L", sock, "capture", str(path), "tui").out)
+                        and "CURSES-SCREEN-OK" in out and out)
+    assert "second line of the screen" in screen
+
+
+def test_logs_survive_a_replace(server: Server, tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "log.yaml"
+
+    def write(word: str) -> None:
+        path.write_text(f"version: 1\nname: io\nagents:\n  talker:\n"
+                        f"    command: echo said-{word}; sleep 600\n")
+
+    sock = str(server.socket_name)
+    write("one")
+    assert invoke("-L", sock, "up", str(path)).code == 0
+    wait_until(lambda: "said-one" in invoke("-L", sock, "logs", str(path)).out)
+    write("two")
+    assert invoke("-L", sock, "up", str(path)).code == 0
+    out = wait_until(lambda: (o := invoke("-L", sock, "logs", str(path), "--raw").out)
+                     and "said-two" in o and o)
+    assert out.index("said-one") < out.index("said-two")
+    assert out.count("--- swarm-launch: agent talker started") == 2
