@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import click
@@ -19,6 +20,8 @@ def run(globals_: Globals, *, spec: str, no_prune: bool, dry_run: bool, as_json:
     if dry_run:
         return plan_command.run(globals_, spec=spec, as_json=as_json, detailed_exitcode=False,
                                 no_prune=no_prune)
+    if watch:
+        return _watch(globals_, spec, prune=not no_prune)
     swarm, target = load(globals_, spec)
     printed: list[tuple[Action, str | None]] = []
 
@@ -68,3 +71,37 @@ def _document(name: str, session: str, applied: reconcile.Applied) -> dict[str, 
     document["ok"] = applied.ok
     document["unconverged"] = applied.unconverged
     return document
+
+
+def _watch(globals_: Globals, spec: str, *, prune: bool) -> int:
+    """Apply now, then after every change of the spec; Ctrl-C leaves the swarm running."""
+    from swarm_launch import watch
+    from swarm_launch.exceptions import SpecError, UserError
+
+    def apply() -> None:
+        try:
+            swarm, target = load(globals_, spec)
+        except SpecError as exc:
+            click.echo(exc.report(), err=True)
+            click.echo("the spec is invalid; nothing was changed; waiting for a fix", err=True)
+            return
+        width = max((len(i) for i in swarm.agents), default=0) + 8
+
+        def report(action: Action, error: str | None) -> None:
+            click.echo(render.action_line(action, error, width=width))
+
+        try:
+            applied = asyncio.run(reconcile.up(swarm, target, prune=prune, report=report))
+        except UserError as exc:
+            click.echo(f"error: {exc}", err=True)
+            return
+        click.echo(f"{time.strftime('%H:%M:%S')} {applied.plan.summary()}", color=None)
+        _verdict(applied, reconcile.manager_for(target).log_path)
+
+    apply()
+    click.echo(f"watching {spec} for changes (Ctrl-C to stop watching; the swarm keeps running)")
+    try:
+        watch.watch(spec, apply)
+    except KeyboardInterrupt:
+        click.echo("stopped watching; the swarm keeps running")
+    return 0
