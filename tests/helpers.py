@@ -31,7 +31,7 @@ def invoke(*args: str, input: str | None = None) -> CliResult:
     return CliResult(code, out.getvalue().decode(), err.getvalue().decode())
 
 
-def wait_until(condition: Callable[[], T], *, timeout: float = 10.0,
+def wait_until(condition: Callable[[], T | None], *, timeout: float = 10.0,
                interval: float = 0.02, message: str = "condition") -> T:
     """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -35,8 +35,8 @@ def submissions(tmp_path: pathlib.Path, name: str) -> list[str]:
 
 
 def ready(tmp_path: pathlib.Path, *names: str) -> None:
-    for name in names:
-        wait_until(lambda n=name: (tmp_path / f"{n}.out").exists(), message=f"{name} ready")
+    wait_until(lambda: all((tmp_path / f"{n}.out").exists() for n in names),
+               message=f"{', '.join(names)} ready")
 
 
 def test_send_from_stdin_is_one_submission_with_its_lines(
@@ -96,8 +96,11 @@ def test_capture_shows_a_curses_screen(server: Server, tmp_path: pathlib.Path) -
                     f"    command: [{PY}, {agent('curses_app')}]\n")
     sock = str(server.socket_name)
     assert invoke("-L", sock, "up", str(path)).code == 0
-    screen = wait_until(lambda: (out := invoke("-L", sock, "capture", str(path), "tui").out)
-                        and "CURSES-SCREEN-OK" in out and out)
+    def drawn() -> str | None:
+        text = invoke("-L", sock, "capture", str(path), "tui").out
+        return text if "CURSES-SCREEN-OK" in text else None
+
+    screen = wait_until(drawn, message="curses screen drawn")
     assert "second line of the screen" in screen
 
 
@@ -114,7 +117,10 @@ def test_logs_survive_a_replace(server: Server, tmp_path: pathlib.Path) -> None:
     wait_until(lambda: "said-one" in invoke("-L", sock, "logs", str(path)).out)
     write("two")
     assert invoke("-L", sock, "up", str(path)).code == 0
-    out = wait_until(lambda: (o := invoke("-L", sock, "logs", str(path), "--raw").out)
-                     and "said-two" in o and o)
+    def both_runs() -> str | None:
+        text = invoke("-L", sock, "logs", str(path), "--raw").out
+        return text if "said-two" in text else None
+
+    out = wait_until(both_runs, message="second run logged")
     assert out.index("said-one") < out.index("said-two")
     assert out.count("--- swarm-launch: agent talker started") == 2
