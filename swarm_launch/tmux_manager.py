@@ -219,12 +219,19 @@ def _proc_table() -> dict[int, tuple[int, int, int]]:
     return table
 
 
-def _members(leaders: Collection[int]) -> set[int]:
-    """The processes of the panes led by `leaders`: their groups, their sessions, and
-    every descendant (a child that left both with setsid is still a child)."""
+def _members(live: Collection[int], dead: Collection[int]) -> set[int]:
+    """The processes of panes led by `live` pids (and by `dead` ones, whose pane process
+    exited): their groups, their sessions, and every descendant (a child that left
+    both with setsid is still a child).
+
+    A dead leader's pid counts only while no process holds it: only a process with
+    that pid can create a group or session of that id, so members found then are
+    leftovers of the agent, never an unrelated process that reused the pid.
+    """
     table = _proc_table()
+    leaders = {*live, *(pid for pid in dead if pid not in table)}
     found = {pid for pid, (_, pgid, sid) in table.items() if pgid in leaders or sid in leaders}
-    found |= {pid for pid in leaders if pid in table}
+    found |= {pid for pid in live if pid in table}
     grew = True
     while grew:
         more = {pid for pid, (ppid, _, _) in table.items() if ppid in found} - found
@@ -255,16 +262,17 @@ def _signal_number(name: str) -> int:
         raise ValueError(f"unknown signal {name!r}") from None
 
 
-async def _terminate(leaders: set[int], sig: int | None, timeout_s: float) -> None:
+async def _terminate(live: set[int], dead: set[int], sig: int | None,
+                     timeout_s: float) -> None:
     """`sig` to every member, wait for them up to `timeout_s`, then SIGKILL the rest."""
     if sig is not None:
-        doomed = _members(leaders)
+        doomed = _members(live, dead)
         _signal(doomed, sig)
         deadline = time.monotonic() + timeout_s
         while _alive(doomed) and time.monotonic() < deadline:
             await asyncio.sleep(_POLL_S)
     # Scan again: a process may have forked while we waited.
-    doomed = _members(leaders)
+    doomed = _members(live, dead)
     _signal(doomed, signals.SIGKILL)
     deadline = time.monotonic() + 5.0
     while _alive(doomed) and time.monotonic() < deadline:
@@ -493,8 +501,9 @@ class TmuxSwarmManager:
                         sorted(set(pane_ids) - set(ours)))
         if not targets:
             return
-        leaders = {p.pid for p in targets if p.pid}
-        await _terminate(leaders, _signal_number(signal) if graceful else None, timeout_s)
+        live = {p.pid for p in targets if p.pid and not p.dead}
+        dead = {p.pid for p in targets if p.pid and p.dead}
+        await _terminate(live, dead, _signal_number(signal) if graceful else None, timeout_s)
         script = kill_windows_script(p.pane_id for p in targets)
         result = await self._tmux("source-file", "-", stdin=script.encode())
         self._forget(p.pane_id for p in targets)

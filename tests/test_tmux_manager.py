@@ -225,3 +225,16 @@ def test_observe_server_sees_every_session(manager: TmuxSwarmManager, server: Se
     panes = run(observe_server(socket_name=server.socket_name))
     assert len(panes) == 3 and [p.agent_id for p in panes if p.agent_id] == ["a"]
     assert run(observe_server(socket_name=f"{server.socket_name}-none")) == ()
+
+
+def test_kill_of_a_dead_agent_reaps_its_leftover_children(
+        manager: TmuxSwarmManager, tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "child"
+    # The child ignores the SIGHUP the kernel sends when the pane's process exits.
+    run(manager.spawn_agent("d", f"trap '' HUP; sleep 300 & echo $! > {out}; exit 0"))
+    wait_until(lambda: statuses(manager) == {"d": "stopped"} and out.exists()
+               and out.read_text().strip())
+    child = int(out.read_text())
+    assert alive(child)
+    run(manager.kill_agent("d"))
+    assert not alive(child) and manager.list_agents() == []
