@@ -13,7 +13,6 @@ import contextlib
 import importlib
 import logging
 import os
-import re
 import shlex
 import shutil
 import signal as signals
@@ -57,6 +56,8 @@ from swarm_launch.tmux_script import (
     new_session_line,
     parse_listing,
     parse_spawn_output,
+    parse_version,
+    signal_number,
     window_line,
 )
 
@@ -167,9 +168,7 @@ def _version_of(path: str) -> tuple[int, int]:
                              timeout=10, check=False).stdout
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise TmuxNotFoundError(f"cannot run {path} -V ({exc}); {INSTALL_HINT}") from exc
-    match = re.search(r"(\d+)\.(\d+)", out)
-    # "tmux master" / "tmux next-..." builds have no number: they are the newest.
-    return (int(match[1]), int(match[2])) if match else (99, 0)
+    return parse_version(out)
 
 
 def _socket_args(socket_name: str | None, socket_path: str | None) -> list[str]:
@@ -250,16 +249,6 @@ def _signal(pids: Collection[int], sig: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
-
-
-def _signal_number(name: str) -> int:
-    text = name.upper().removeprefix("SIG")
-    if text.isdigit():
-        return int(text)
-    try:
-        return int(signals.Signals["SIG" + text])
-    except KeyError:
-        raise ValueError(f"unknown signal {name!r}") from None
 
 
 async def _terminate(live: set[int], dead: set[int], sig: int | None,
@@ -503,7 +492,7 @@ class TmuxSwarmManager:
             return
         live = {p.pid for p in targets if p.pid and not p.dead}
         dead = {p.pid for p in targets if p.pid and p.dead}
-        await _terminate(live, dead, _signal_number(signal) if graceful else None, timeout_s)
+        await _terminate(live, dead, signal_number(signal) if graceful else None, timeout_s)
         script = kill_windows_script(p.pane_id for p in targets)
         result = await self._tmux("source-file", "-", stdin=script.encode())
         self._forget(p.pane_id for p in targets)

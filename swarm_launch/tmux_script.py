@@ -6,6 +6,8 @@ Nothing here runs anything: `tmux_manager` sends these lines on stdin, so no val
 
 from __future__ import annotations
 
+import re
+import signal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -226,3 +228,20 @@ def parse_listing(text: str) -> tuple[tuple[PaneState, SendSettings], ...]:
                                 else defaults.submit_delay_ms)
         listing.append((parse_panes(base)[0], settings))
     return tuple(listing)
+
+
+def parse_version(text: str) -> tuple[int, int]:
+    """(major, minor) of `tmux -V` output; builds without a number are the newest."""
+    match = re.search(r"(\d+)\.(\d+)", text)
+    return (int(match[1]), int(match[2])) if match else (99, 0)
+
+
+def signal_number(name: str) -> int:
+    """`TERM`, `SIGTERM` or `15` as a signal number."""
+    text = name.upper().removeprefix("SIG")
+    if text.isdigit():
+        return int(text)
+    try:
+        return int(signal.Signals["SIG" + text])
+    except KeyError:
+        raise ValueError(f"unknown signal {name!r}") from None

@@ -14,7 +14,9 @@ from swarm_launch.tmux_script import (
     kill_windows_script,
     parse_listing,
     parse_spawn_output,
+    parse_version,
     quote,
+    signal_number,
     window_line,
 )
 
@@ -94,3 +96,23 @@ def test_parse_listing_reads_send_settings_with_defaults() -> None:
         f"{base}{sep}C-m{sep}300\n{base}{sep}{sep}\n")
     assert (pane.agent_id, pane.pid, settings) == ("a", 42, SendSettings("C-m", 300))
     assert defaults == SendSettings()
+
+
+@pytest.mark.parametrize(("text", "version"), [
+    pytest.param("tmux 3.3a\n", (3, 3), id="release"),
+    pytest.param("tmux 3.2", (3, 2), id="plain"),
+    pytest.param("tmux next-3.5", (3, 5), id="next"),
+    pytest.param("tmux master", (99, 0), id="master"),
+])
+def test_parse_version(text: str, version: tuple[int, int]) -> None:
+    assert parse_version(text) == version
+
+
+@pytest.mark.parametrize("name", ["TERM", "SIGTERM", "term", "15"])
+def test_signal_number(name: str) -> None:
+    assert signal_number(name) == 15
+
+
+def test_unknown_signal() -> None:
+    with pytest.raises(ValueError, match="unknown signal"):
+        signal_number("NOPE")
