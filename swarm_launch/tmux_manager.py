@@ -647,6 +647,25 @@ class TmuxSwarmManager:
         directory = os.environ.get("TMUX_TMPDIR") or "/tmp"
         return os.path.join(directory, f"tmux-{os.getuid()}", self.socket_name or "default")
 
+    # -- attaching a person ----------------------------------------------------
+
+    async def attach_argv(self, agent_id: str | None, *, inside: str | None) -> list[str]:
+        """The tmux command line that shows a person this swarm (at `agent_id`'s window).
+
+        `inside` is the caller's $TMUX: a client of this same server is switched
+        over; any other terminal attaches (a nested attach unsets $TMUX first).
+        """
+        target = f"={self.session_name}"
+        if agent_id is not None:
+            target = (await self._agent(agent_id))[0].pane_id
+        elif not await self.observe():
+            raise SessionNotFoundError(f"swarm {self.cluster_id} is not running; run `up` first")
+        socket = (await self._tmux("display-message", "-p", "#{socket_path}")).out.strip()
+        if inside and inside.split(",")[0] == socket:
+            return self._argv(["switch-client", "-t", target])
+        return self._argv(["select-window", "-t", target, ";",
+                           "attach-session", "-t", f"={self.session_name}"])
+
     # -- swarm_sessions.json --------------------------------------------------
 
     def _track(self, change: Callable[[dict[str, str]], dict[str, str] | None]) -> None:
