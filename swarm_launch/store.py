@@ -154,11 +154,16 @@ def _fsync_dir(directory: str) -> None:
 
 
 @contextlib.contextmanager
-def locked(directory: str, *, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+def locked(directory: str, *, timeout_s: float | None = None,
            what: str = "this swarm") -> Iterator[None]:
-    """Hold `directory`/lock exclusively; the kernel frees it if the holder dies."""
+    """Hold `directory`/lock exclusively; the kernel frees it if the holder dies.
+
+    The wait is `timeout_s`, else $SWARM_LAUNCH_LOCK_TIMEOUT, else 60 s.
+    """
     import filelock  # deferred: only commands that mutate need it
 
+    if timeout_s is None:
+        timeout_s = float(os.environ.get("SWARM_LAUNCH_LOCK_TIMEOUT") or DEFAULT_LOCK_TIMEOUT_S)
     lock_path = os.path.join(directory, LOCK_FILE)
     lock = filelock.FileLock(lock_path, mode=0o600)
     try:

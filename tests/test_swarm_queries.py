@@ -1,0 +1,83 @@
+"""ls, status/down by --name, and the per-swarm lock, through the CLI on real tmux."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+
+import pytest
+from libtmux import Server
+
+from tests.helpers import invoke, wait_until
+
+pytestmark = pytest.mark.tmux
+
+
+def spec_file(tmp_path: pathlib.Path, name: str, agents: int = 2) -> str:
+    path = tmp_path / f"{name}.yaml"
+    body = "".join(f"  a{i}: {{command: sleep 600}}\n" for i in range(agents))
+    path.write_text(f"version: 1\nname: {name}\nagents:\n{body}")
+    return str(path)
+
+
+def test_ls_lists_swarms_with_agent_counts(server: Server, tmp_path: pathlib.Path) -> None:
+    sock = str(server.socket_name)
+    assert invoke("-L", sock, "up", spec_file(tmp_path, "one", 2)).code == 0
+    assert invoke("-L", sock, "up", spec_file(tmp_path, "two", 3)).code == 0
+    document = json.loads(invoke("-L", sock, "ls", "--json").out)
+    counts = {s["name"]: (s["agents"], s["running"], s["recorded"]) for s in document["swarms"]}
+    assert counts == {"one": (2, 2, True), "two": (3, 3, True)}
+    text = invoke("-L", sock, "ls").out
+    assert "swarm-two" in text.splitlines()[2]
+
+
+def test_status_and_down_by_name_use_the_recorded_server(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    path = tmp_path / "named.yaml"
+    path.write_text(f"version: 1\nname: named\ntmux: {{socket_name: {server.socket_name}}}\n"
+                    "agents:\n  a: {command: sleep 600}\n")
+    assert invoke("up", str(path)).code == 0
+    status = json.loads(invoke("status", "--name", "named", "--json").out)
+    assert [(a["id"], a["status"], a["sync"]) for a in status["agents"]] == [
+        ("a", "running", "in-sync")]
+    assert invoke("down", "--name", "named").code == 0
+    assert not server.has_session("swarm-named")
+
+
+def test_spec_and_name_together_is_an_error() -> None:
+    result = invoke("status", "x.yaml", "--name", "x")
+    assert result.code == 1
+    assert "one of them" in result.err
+
+
+def test_a_held_lock_makes_up_wait_then_fail_naming_the_holder(
+    server: Server, tmp_path: pathlib.Path, isolated_environment: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = spec_file(tmp_path, "locked")
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from swarm_launch import store\n"
+         "with store.locked(store.swarm_dir('locked')):\n"
+         "    print('held', flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        monkeypatch.setenv("SWARM_LAUNCH_LOCK_TIMEOUT", "0.5")
+        result = invoke("-L", str(server.socket_name), "up", path)
+        assert result.code == 1
+        assert f"pid {holder.pid}" in result.err
+        assert "error: another swarm-launch run holds the lock" in result.err
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=10)
+        taken = invoke("-L", str(server.socket_name), "up", path)
+        assert taken.code == 0, taken.err
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    wait_until(lambda: server.has_session("swarm-locked"))
