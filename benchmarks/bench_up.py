@@ -42,7 +42,7 @@ def raw_source_file(sock: str, n: int) -> None:
     """The floor for 500: one tmux invocation reading the commands from stdin."""
     lines = ["new-session -d -s raw 'sleep 1000'"]
     lines += [f"new-window -d -t '=raw:' -n agent-{i} 'sleep 1000'" for i in range(n)]
-    tmux(sock, "source-file", "-", stdin="\n".join(lines) + "\n")
+    tmux(sock, "start-server", ";", "source-file", "-", stdin="\n".join(lines) + "\n")
 
 
 def write_spec(directory: str, n: int) -> str:

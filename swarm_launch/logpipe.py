@@ -174,7 +174,7 @@ def pipe_command(log_path: str, settings: LogSettings, *, agent_id: str,
     """
     import shlex
 
-    words = [os.path.abspath(sys.executable), "-I", os.path.abspath(__file__), log_path,
+    words = [os.path.abspath(sys.executable), "-I", "-S", os.path.abspath(__file__), log_path,
              "--max-bytes", str(settings.max_bytes), "--keep", str(settings.keep),
              "--agent", agent_id, "--pane"]
     quoted = " ".join(shlex.quote(word).replace("#", "##") for word in words)

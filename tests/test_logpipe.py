@@ -129,7 +129,8 @@ def test_pipe_command_quotes_for_sh_and_doubles_hashes_for_tmux(tmp_path: pathli
     expanded = command[:-len("'#{pane_id}'")].replace("##", "#") + "%5"  # what tmux does
     words = shlex.split(expanded[len("exec "):])
     assert os.path.isabs(words[0])
-    assert words[3:] == [path, "--max-bytes", "1000", "--keep", "2", "--agent", "a#b",
+    assert words[1:3] == ["-I", "-S"]  # isolated, and no site import: it starts once per agent
+    assert words[4:] == [path, "--max-bytes", "1000", "--keep", "2", "--agent", "a#b",
                          "--pane", "%5"]
 
 
