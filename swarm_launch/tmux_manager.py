@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 import libtmux
 
-from swarm_launch import store
+from swarm_launch import store, supervise
 from swarm_launch.exceptions import (
     AgentNotFoundError,
     PaneDeadError,
@@ -57,6 +57,7 @@ from swarm_launch.tmux_script import (
     parse_listing,
     parse_spawn_output,
     parse_version,
+    server_environment,
     signal_number,
     window_line,
 )
@@ -112,7 +113,7 @@ async def run_tmux(argv: Sequence[str], *, stdin: bytes | None = None,
     """Run one tmux client without blocking the loop; kill it if it outlives `timeout_s`."""
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=server_environment(os.environ))
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), timeout_s)
     except BaseException as exc:  # timeout or cancellation: never leave the client behind
@@ -129,7 +130,8 @@ async def run_tmux(argv: Sequence[str], *, stdin: bytes | None = None,
 
 def _run_tmux_sync(argv: Sequence[str], *, timeout_s: float) -> TmuxResult:
     try:
-        done = subprocess.run(argv, capture_output=True, timeout=timeout_s, check=False)
+        done = subprocess.run(argv, capture_output=True, timeout=timeout_s, check=False,
+                              env=server_environment(os.environ))
     except subprocess.TimeoutExpired:
         raise TmuxTimeoutError(
             f"tmux did not answer within {timeout_s:g}s ({_describe(argv)})") from None
@@ -441,10 +443,12 @@ class TmuxSwarmManager:
         first = max((p.window_index for p in panes), default=0) + 1
         lines = [] if panes else [self._session_line()]
         now = time.time()
+        hook = supervise.hook_command(find_tmux())
         for offset, launch in enumerate(launches):
             log_path = self.log_path(launch.agent_id)
             plan = WindowPlan(launch, first + offset,
-                              _pipe_command(log_path, launch.logs, launch.agent_id), now)
+                              _pipe_command(log_path, launch.logs, launch.agent_id), now,
+                              log_path=log_path, hook_command=hook)
             lines.append(window_line(self.session_name, self.cluster_id, plan))
         self._logs_dir()
         return "".join(text + "\n" for text in lines)

@@ -11,7 +11,8 @@ import signal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from swarm_launch.model import LogSettings, SendSettings
+from swarm_launch import supervise
+from swarm_launch.model import LogSettings, RestartPolicy, SendSettings
 from swarm_launch.observed import (
     LIST_PANES_FORMAT,
     OPT_AGENT,
@@ -56,6 +57,7 @@ class AgentLaunch:
     config_hash: str = ""
     logs: LogSettings = field(default_factory=LogSettings)
     send: SendSettings = field(default_factory=SendSettings)
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class WindowPlan:
     index: int
     log_command: str  # a tmux format string (pipe-pane expands it): `#` already escaped
     started_at: float
+    log_path: str = ""
+    hook_command: str = ""  # `supervise.hook_command`: a format string, `#` escaped
 
 
 def quote(word: str) -> str:
@@ -112,6 +116,21 @@ def check_launch(launch: AgentLaunch) -> None:
         if not key or "=" in key or "\x00" in key or "\x00" in value:
             raise ValueError(f"agent {launch.agent_id}: invalid env entry {key!r}")
     argv_for(launch.command)
+
+
+# Names of variables that look like secrets (case-insensitive), and the exceptions.
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE", re.IGNORECASE)
+NOT_SECRET = frozenset({"SSH_AUTH_SOCK"})
+
+
+def server_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The env of our tmux clients: the caller's, minus variables named like secrets.
+
+    A client that starts the server hands it its whole env, and the server hands that
+    to every pane: agents must get secrets only through their spec's `env`.
+    """
+    return {name: value for name, value in environ.items()
+            if name in NOT_SECRET or not SECRET_NAME.search(name)}
 
 
 def session_target(session: str) -> str:
@@ -167,8 +186,46 @@ def window_line(session: str, cluster: str, plan: WindowPlan) -> str:
         *(["set-option", "-p", "-t", target, name, quote(value)]
           for name, value in tags.items()),
         ["pipe-pane", "-O", "-t", target, quote(plan.log_command)],
+        *restart_commands(target, plan),
         ["display-message", "-p", quote(escape_format(f"{DONE} {agent}"))],
     )
+
+
+def restart_commands(target: str, plan: WindowPlan) -> list[list[str]]:
+    """The restart policy, kept by tmux: pane options, the respawn command, the hook.
+
+    Nothing for `never`. The respawn command is stored with `-F`, so tmux writes the
+    new pane's id into it; everything else in it is escaped to stay literal.
+    """
+    policy = plan.launch.restart
+    if policy.mode == "never" or not plan.hook_command:
+        return []
+    backoff = policy.backoff
+    options = {supervise.OPT_MODE: policy.mode,
+               supervise.OPT_MAX_RESTARTS: str(policy.max_restarts),
+               supervise.OPT_BACKOFF: f"{backoff.initial_s:g}:{backoff.max_s:g}:{backoff.factor:g}",
+               supervise.OPT_RESET_AFTER: f"{policy.reset_after_s:g}",
+               supervise.OPT_LOG: plan.log_path}
+    hook = line(["run-shell", "-b", quote(plan.hook_command)])
+    return [
+        *(["set-option", "-p", "-t", target, name, quote(value)]
+          for name, value in options.items()),
+        ["set-option", "-p", "-F", "-t", target, supervise.OPT_RESPAWN,
+         quote(respawn_command(plan))],
+        ["set-hook", "-p", "-t", target, "pane-died", quote(hook)],
+    ]
+
+
+def respawn_command(plan: WindowPlan) -> str:
+    """`respawn-pane` with the agent's env, workdir and argv, then a fresh log pipe (its
+    start marker names the restart), as a format string whose only format is the pane id."""
+    launch, pane = plan.launch, "#{pane_id}"
+    words = [f"-e {quote(f'{key}={value}')}" for key, value in launch.env.items()]
+    if launch.workdir:
+        words.append(f"-c {quote(escape_format(launch.workdir))}")
+    words += ["--", *map(quote, argv_for(launch.command))]
+    return (f"respawn-pane -t {pane} " + escape_format(" ".join(words))
+            + f" ; pipe-pane -O -t {pane} " + escape_format(quote(plan.log_command)))
 
 
 def kill_windows_script(pane_ids: Iterable[str]) -> str:

@@ -1,0 +1,202 @@
+"""The restart policy, run by tmux itself: a pane's `pane-died` hook starts this script.
+
+tmux keeps everything it needs in the pane's own options (set in the same line that
+created the window): the policy, the counters and the respawn command (which carries
+the agent's env, so no secret is ever in an argv or a file). This process decides,
+waits out the backoff, and asks tmux to run the respawn command; it survives the
+launcher's exit because tmux, not the launcher, started it. A pane killed or replaced
+meanwhile makes it exit quietly.
+
+It runs once per death of an agent: stdlib only (`os`, `sys`, `time`, `subprocess`),
+and every tmux call is bounded by a timeout. It prints nothing (tmux would show it).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+# Pane options (the first four are also read by every observation: see `observed`).
+OPT_STARTED = "@swarm_started"
+OPT_RESTARTS = "@swarm_restarts"
+OPT_NEXT_RESTART = "@swarm_next_restart"
+OPT_GAVE_UP = "@swarm_gave_up"
+OPT_AGENT = "@swarm_agent"
+OPT_MODE = "@swarm_restart"
+OPT_MAX_RESTARTS = "@swarm_max_restarts"
+OPT_BACKOFF = "@swarm_backoff"  # "initial_s:max_s:factor"
+OPT_RESET_AFTER = "@swarm_reset_after"
+OPT_LOG = "@swarm_log"
+OPT_RESPAWN = "@swarm_respawn"  # tmux commands: respawn-pane (with -e env) ; pipe-pane
+
+CALL_TIMEOUT_S = 5.0
+SEPARATOR = "\x1f"
+_FIELDS = ("pane_id", "pane_dead", "pane_dead_status", "pane_dead_signal", OPT_AGENT,
+           OPT_MODE, OPT_MAX_RESTARTS, OPT_BACKOFF, OPT_RESET_AFTER, OPT_STARTED,
+           OPT_RESTARTS, OPT_LOG)
+USAGE = "usage: supervise.py TMUX SOCKET_PATH PANE_ID"
+
+
+class Tmux:
+    """The tmux server that ran the hook, reached through its socket path."""
+
+    def __init__(self, binary: str, socket: str) -> None:
+        self.argv = [binary, "-S", socket]
+
+    def run(self, *args: str) -> str | None:
+        """stdout of one tmux client, or None if it failed (a vanished pane, a dead server)."""
+        try:
+            done = subprocess.run([*self.argv, *args], capture_output=True,
+                                  timeout=CALL_TIMEOUT_S, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.decode("utf-8", "surrogateescape") if done.returncode == 0 else None
+
+
+def read_pane(tmux: Tmux, pane: str) -> dict[str, str] | None:
+    """The pane's state and restart options in one call; None if the pane is gone."""
+    form = SEPARATOR.join("#{" + name + "}" for name in _FIELDS)
+    out = tmux.run("display-message", "-p", "-t", pane, form)
+    if out is None:
+        return None
+    values = dict(zip(_FIELDS, out.rstrip("\n").split(SEPARATOR), strict=False))
+    return values if values.get("pane_id") == pane else None
+
+
+def exit_code(state: dict[str, str]) -> int:
+    """Shell-style: the exit status, or 128+N for a process killed by signal N."""
+    if state.get("pane_dead_signal"):
+        return 128 + int(state["pane_dead_signal"])
+    return int(state.get("pane_dead_status") or 0)
+
+
+def wants_restart(state: dict[str, str]) -> bool:
+    mode = state.get(OPT_MODE, "")
+    return state.get("pane_dead") == "1" and (
+        mode == "always" or (mode == "on-failure" and exit_code(state) != 0))
+
+
+def restarts_so_far(state: dict[str, str], now: float) -> int:
+    """The counter, back to 0 when the agent had run stably for reset_after_s."""
+    restarts = _number(state.get(OPT_RESTARTS), 0)
+    started = _number(state.get(OPT_STARTED), now)
+    if now - started >= _number(state.get(OPT_RESET_AFTER), float("inf")):
+        return 0
+    return int(restarts)
+
+
+def backoff_delay(backoff: str, restarts: int) -> float:
+    """min(max_s, initial_s * factor**restarts) from "initial_s:max_s:factor"."""
+    initial, most, factor = (float(x) for x in backoff.split(":"))
+    try:
+        return float(min(most, initial * factor ** restarts))
+    except OverflowError:
+        return most
+
+
+def append_log(path: str, text: str) -> None:
+    """One line at the end of the agent's log (on a line of its own)."""
+    if not path:
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return
+    try:
+        size = os.fstat(fd).st_size
+        head = b"" if size == 0 or _last_byte(path, size) == b"\n" else b"\n"
+        os.write(fd, head + text.encode("utf-8", "surrogateescape") + b"\n")
+    finally:
+        os.close(fd)
+
+
+def _last_byte(path: str, size: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.pread(fd, 1, size - 1)
+    finally:
+        os.close(fd)
+
+
+def give_up(tmux: Tmux, pane: str, state: dict[str, str], restarts: int) -> None:
+    """Leave the pane dead (it reads FAILED with its last exit code) and say why."""
+    tmux.run("set-option", "-p", "-t", pane, OPT_GAVE_UP, "1", ";",
+             "set-option", "-p", "-t", pane, OPT_RESTARTS, str(restarts), ";",
+             "set-option", "-p", "-u", "-t", pane, OPT_NEXT_RESTART)
+    append_log(state.get(OPT_LOG, ""),
+               f"--- swarm-launch: agent {state.get(OPT_AGENT, '?')} exited with code "
+               f"{exit_code(state)}; gave up after {restarts} restarts (max_restarts) ---")
+
+
+def schedule(tmux: Tmux, pane: str, restarts: int, when: float) -> str | None:
+    """Publish the pending restart (`status` shows it); its time is also our token."""
+    token = f"{when:.6f}"
+    done = tmux.run("set-option", "-p", "-t", pane, OPT_RESTARTS, str(restarts), ";",
+                    "set-option", "-p", "-t", pane, OPT_NEXT_RESTART, token)
+    return token if done is not None else None
+
+
+def respawn(tmux: Tmux, pane: str, token: str, restarts: int) -> None:
+    """Respawn, in one tmux call, only if the pane is still this same dead pane with our
+    token (a replace makes a new pane; a kill removes it; a newer death a new token)."""
+    condition = ("#{&&:#{==:#{pane_id}," + pane + "},#{&&:#{pane_dead},#{==:#{"
+                 + OPT_NEXT_RESTART + "}," + token + "}}}")
+    commands = (f"set-option -p -u -t {pane} {OPT_NEXT_RESTART} ; "
+                f"set-option -p -t {pane} {OPT_RESTARTS} {restarts + 1} ; "
+                f"set-option -p -t {pane} {OPT_STARTED} {time.time():.3f} ; "
+                f"run-shell -C -t {pane} '#{{{OPT_RESPAWN}}}'")
+    tmux.run("if-shell", "-F", "-t", pane, condition, commands)
+
+
+def supervise(tmux: Tmux, pane: str) -> None:
+    state = read_pane(tmux, pane)
+    if state is None or not wants_restart(state):
+        return
+    now = time.time()
+    restarts = restarts_so_far(state, now)
+    if restarts >= int(_number(state.get(OPT_MAX_RESTARTS), 0)):
+        give_up(tmux, pane, state, restarts)
+        return
+    delay = backoff_delay(state.get(OPT_BACKOFF) or "1:60:2", restarts)
+    append_log(state.get(OPT_LOG, ""),
+               f"--- swarm-launch: agent {state.get(OPT_AGENT, '?')} exited with code "
+               f"{exit_code(state)}; restart {restarts + 1} in {delay:g}s ---")
+    token = schedule(tmux, pane, restarts, now + delay)
+    if token is None:
+        return
+    time.sleep(delay)
+    respawn(tmux, pane, token, restarts)
+
+
+def _number(text: str | None, default: float) -> float:
+    try:
+        return float(text) if text else default
+    except ValueError:
+        return default
+
+
+def hook_command(tmux_binary: str) -> str:
+    """The shell command for `run-shell -b` in the pane-died hook (a tmux format string).
+
+    tmux expands the socket (shell-quoted by `q:`) and the pane that died; every other
+    `#` is doubled. Absolute paths and `python -I`: no dependence on the server's env.
+    """
+    import shlex
+
+    words = [os.path.abspath(sys.executable), "-I", os.path.abspath(__file__), tmux_binary]
+    quoted = " ".join(shlex.quote(word).replace("#", "##") for word in words)
+    return f"exec {quoted} #{{q:socket_path}} #{{hook_pane}} </dev/null >/dev/null 2>&1"
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        raise SystemExit(USAGE)
+    binary, socket, pane = argv
+    supervise(Tmux(binary, socket), pane)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
