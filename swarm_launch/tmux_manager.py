@@ -36,6 +36,7 @@ from swarm_launch.exceptions import (
     TmuxSwarmError,
     TmuxTimeoutError,
 )
+from swarm_launch.logfiles import LogFollower, decode_line
 from swarm_launch.model import LogSettings, SendSettings
 from swarm_launch.observed import (
     LIST_PANES_FORMAT,
@@ -268,33 +269,6 @@ async def _terminate(live: set[int], dead: set[int], sig: int | None,
     deadline = time.monotonic() + 5.0
     while _alive(doomed) and time.monotonic() < deadline:
         await asyncio.sleep(_POLL_S)
-
-
-class _LogTail:
-    """New complete lines of a log file, surviving rotation (rename, then a new file)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.inode: int | None = None
-        self.offset = 0
-        self.partial = b""
-        with contextlib.suppress(OSError):
-            info = os.stat(path)
-            self.inode, self.offset = info.st_ino, info.st_size
-
-    def read_lines(self) -> list[str]:
-        try:
-            info = os.stat(self.path)
-        except OSError:
-            return []
-        if info.st_ino != self.inode or info.st_size < self.offset:
-            self.inode, self.offset = info.st_ino, 0
-        with open(self.path, "rb") as handle:
-            handle.seek(self.offset)
-            data = handle.read()
-        self.offset += len(data)
-        *lines, self.partial = (self.partial + data).split(b"\n")
-        return [_decode(raw).rstrip("\r") for raw in lines]
 
 
 class TmuxSwarmManager:
@@ -590,23 +564,35 @@ class TmuxSwarmManager:
             text_lines = text_lines[-lines:] if lines > 0 else []
         return "\n".join(text_lines) + ("\n" if text_lines else "")
 
-    async def stream_agent_output(self, agent_id: str,
-                                  poll_interval: float = 0.1) -> AsyncIterator[str]:
-        """New lines of the agent's log as they come; ends once its pane is dead or gone."""
-        await self._agent(agent_id)
-        tail = _LogTail(self.log_path(agent_id))
-        checked = time.monotonic()
-        while True:
-            lines = tail.read_lines()
-            for text in lines:
-                yield text
-            if not lines and time.monotonic() - checked >= 1.0:
-                checked = time.monotonic()
-                if not await self._still_running(agent_id):
-                    for text in tail.read_lines():
-                        yield text
-                    return
-            await asyncio.sleep(poll_interval)
+    def stream_agent_output(self, agent_id: str,
+                            poll_interval: float = 0.1) -> AsyncIterator[str]:
+        """New lines of the agent's log from this call on; ends once its pane is dead or gone.
+
+        Not an `async def`: the log position is taken now, so a reply that arrives
+        between this call and the first iteration (say, to a send) is not missed.
+        """
+        follower = LogFollower(self.log_path(agent_id))
+        return self._stream(agent_id, follower, poll_interval)
+
+    async def _stream(self, agent_id: str, follower: LogFollower,
+                      poll_interval: float) -> AsyncIterator[str]:
+        try:
+            await self._agent(agent_id)
+            checked = time.monotonic()
+            while True:
+                lines = follower.poll()
+                for raw in lines:
+                    yield decode_line(raw)
+                if not lines and time.monotonic() - checked >= 1.0:
+                    checked = time.monotonic()
+                    if not await self._still_running(agent_id):
+                        for raw in follower.poll():
+                            yield decode_line(raw)
+                        return
+                if not follower.behind:
+                    await asyncio.sleep(poll_interval)
+        finally:
+            follower.close()
 
     async def _still_running(self, agent_id: str) -> bool:
         try:
