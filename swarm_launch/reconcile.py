@@ -64,7 +64,7 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
     manager = manager_for(target)
     first = await compute_plan(manager, spec, prune=prune)
     desired = expand(spec)
-    if first.in_sync and _records_current(spec):
+    if first.in_sync and _records_current(spec, first):
         _record(target, spec, "up", started, applied=Applied(first), desired=desired,
                 panes=None)
         return Applied(first)
@@ -156,9 +156,16 @@ def _unconverged(desired: dict[str, DesiredAgent], panes: Iterable[PaneState],
             or pane.config_hash != agent.config_hash]
 
 
-def _records_current(spec: SwarmSpec) -> bool:
+def _records_current(spec: SwarmSpec, current: Plan) -> bool:
+    """state.json names this spec and exactly the panes tmux shows (a run killed after
+    applying leaves an older state.json of the same spec behind)."""
     state = records.load_state(spec.name)
-    return bool(state) and state.get("spec_hash") == spec.spec_hash
+    if not state or state.get("spec_hash") != spec.spec_hash:
+        return False
+    recorded = {agent: entry.get("pane_id") if isinstance(entry, dict) else None
+                for agent, entry in state["agents"].items()}
+    return recorded == {a.agent_id: a.observed.pane_id for a in current.actions
+                        if a.observed is not None}
 
 
 def _record(target: SwarmTarget, spec: SwarmSpec, command: str, started: float, *,
