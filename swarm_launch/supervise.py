@@ -181,11 +181,11 @@ def hook_command(tmux_binary: str) -> str:
     """The shell command for `run-shell -b` in the pane-died hook (a tmux format string).
 
     tmux expands the socket (shell-quoted by `q:`) and the pane that died; every other
-    `#` is doubled. Absolute paths and `python -I`: no dependence on the server's env.
+    `#` is doubled. Absolute paths and `python -I -S`: no dependence on the server's env.
     """
     import shlex
 
-    words = [os.path.abspath(sys.executable), "-I", os.path.abspath(__file__), tmux_binary]
+    words = [os.path.abspath(sys.executable), "-I", "-S", os.path.abspath(__file__), tmux_binary]
     quoted = " ".join(shlex.quote(word).replace("#", "##") for word in words)
     return f"exec {quoted} #{{q:socket_path}} #{{hook_pane}} </dev/null >/dev/null 2>&1"
 

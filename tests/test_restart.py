@@ -1,0 +1,199 @@
+"""Restart policies, run by tmux itself (pane-died hook + supervise.py), on real tmux.
+
+Each agent is `tests/agents/starts.py`: it appends one JSON line per start (time,
+pid, chosen env vars) and exits with a given code. Backoffs are a few tenths of a
+second; every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import pytest
+from libtmux import Server
+
+from swarm_launch.model import Backoff, RestartPolicy
+from swarm_launch.observed import AgentStatus, PaneState
+from swarm_launch.tmux_manager import AgentLaunch, TmuxSwarmManager
+from tests.agents import agent
+from tests.helpers import invoke, wait_until
+
+pytestmark = pytest.mark.tmux
+T = TypeVar("T")
+PY = sys.executable
+NASTY = "it's \"q\" #{pane_id} $HOME ; ~ `x`"
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def manager(server: Server) -> TmuxSwarmManager:
+    return TmuxSwarmManager("r", socket_name=server.socket_name)
+
+
+def policy(mode: str, max_restarts: int = 3, initial: float = 0.2,
+           factor: float = 2.0) -> RestartPolicy:
+    return RestartPolicy(mode, max_restarts, Backoff(initial, 5.0, factor),  # type: ignore[arg-type]
+                         reset_after_s=60.0)
+
+
+def starter(agent_id: str, out: pathlib.Path, code: int, restart: RestartPolicy,
+            env: dict[str, str] | None = None) -> AgentLaunch:
+    command = (PY, "-u", agent("starts"), str(out), str(code), *sorted(env or {}))
+    return AgentLaunch(agent_id, command, env=env or {}, restart=restart)
+
+
+def starts(out: pathlib.Path) -> list[dict[str, Any]]:
+    if not out.exists():
+        return []
+    return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+
+
+def pane_of(mgr: TmuxSwarmManager, agent_id: str) -> PaneState:
+    return next(p for p in run(mgr.observe()) if p.agent_id == agent_id)
+
+
+def test_on_failure_backs_off_growing_then_gives_up_as_failed(
+    manager: TmuxSwarmManager, tmp_path: pathlib.Path
+) -> None:
+    out = tmp_path / "starts"
+    run(manager.spawn_agents([starter("c", out, 1, policy("on-failure", 3))]))
+    pane = wait_until(lambda: (p := pane_of(manager, "c")).gave_up and p, timeout=20,
+                      message="give up")
+    times = [s["t"] for s in starts(out)]
+    assert len(times) == 4  # the first start and 3 restarts
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert gaps[0] >= 0.2 and gaps[1] >= 0.4 and gaps[2] >= 0.8, gaps
+    assert gaps[0] < gaps[1] < gaps[2], gaps
+    assert (pane.status, pane.exit_code, pane.restarts, pane.dead) == (
+        AgentStatus.FAILED, 1, 3, True)
+    assert pane.next_restart_at is None
+    log = pathlib.Path(manager.log_path("c")).read_text()
+    assert log.count("started") >= 4
+    assert "exited with code 1; gave up after 3 restarts" in log.splitlines()[-1]
+
+
+def test_exit_0_under_on_failure_is_not_restarted_but_always_restarts_both(
+    manager: TmuxSwarmManager, tmp_path: pathlib.Path
+) -> None:
+    ok, always0, always1 = tmp_path / "ok", tmp_path / "a0", tmp_path / "a1"
+    run(manager.spawn_agents([
+        starter("ok", ok, 0, policy("on-failure")),
+        starter("a0", always0, 0, policy("always", 2, initial=0.1)),
+        starter("a1", always1, 1, policy("always", 2, initial=0.1)),
+    ]))
+    # Same backoff: by the time `always` has restarted twice, on-failure would have once.
+    wait_until(lambda: pane_of(manager, "a0").gave_up and pane_of(manager, "a1").gave_up,
+               timeout=20, message="always agents to use their restarts")
+    assert len(starts(always0)) == 3 and len(starts(always1)) == 3
+    pane = pane_of(manager, "ok")
+    assert len(starts(ok)) == 1
+    assert (pane.status, pane.restarts, pane.next_restart_at, pane.gave_up) == (
+        AgentStatus.STOPPED, 0, None, False)
+
+
+def test_env_with_quotes_and_formats_is_intact_after_restarts(
+    manager: TmuxSwarmManager, tmp_path: pathlib.Path
+) -> None:
+    out = tmp_path / "starts"
+    env = {"NASTY": NASTY, "PLAIN": "x"}
+    run(manager.spawn_agents([starter("e", out, 1, policy("on-failure", 2, 0.1), env)]))
+    wait_until(lambda: len(starts(out)) == 3, timeout=20, message="two restarts")
+    assert [s["env"] for s in starts(out)] == [env] * 3
+
+
+def test_secret_named_vars_of_the_launcher_do_not_reach_agents(
+    server: Server, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FOO_API_KEY", "sk-leaked")
+    monkeypatch.setenv("MY_Token", "t-leaked")
+    monkeypatch.setenv("SWARM_HARMLESS", "kept")
+    mgr = TmuxSwarmManager("h", socket_name=server.socket_name)  # our runner starts tmux
+    bare, given = tmp_path / "bare", tmp_path / "given"
+    run(mgr.spawn_agents([
+        AgentLaunch("bare", (PY, agent("starts"), str(bare), "0",
+                             "FOO_API_KEY", "MY_Token", "SWARM_HARMLESS")),
+        AgentLaunch("given", (PY, agent("starts"), str(given), "0", "FOO_API_KEY"),
+                    env={"FOO_API_KEY": "from-spec"}),
+    ]))
+    wait_until(lambda: starts(bare) and starts(given), message="both agents ran")
+    assert starts(bare)[0]["env"] == {"FOO_API_KEY": None, "MY_Token": None,
+                                      "SWARM_HARMLESS": "kept"}
+    server_env = server.cmd("show-environment", "-g").stdout
+    assert not any(line.startswith(("FOO_API_KEY=", "MY_Token=")) for line in server_env)
+    assert "SWARM_HARMLESS=kept" in server_env
+    assert starts(given)[0]["env"] == {"FOO_API_KEY": "from-spec"}
+
+
+def test_replace_during_a_pending_restart_leaves_no_duplicate(
+    manager: TmuxSwarmManager, tmp_path: pathlib.Path
+) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    run(manager.spawn_agents([starter("p", old, 1, policy("on-failure", 3, initial=1.0))]))
+    pending = wait_until(lambda: (p := pane_of(manager, "p")).next_restart_at and p,
+                         message="restart pending")
+    run(manager.kill_agent("p"))
+    run(manager.spawn_agents([AgentLaunch("p", (PY, agent("argv_env"), str(new)))]))
+    wait_until(lambda: not supervisors(pending.pane_id), timeout=10,
+               message="the old supervisor to exit")
+    panes = [p for p in run(manager.observe()) if p.agent_id == "p"]
+    assert len(panes) == 1 and panes[0].pane_id != pending.pane_id
+    assert not panes[0].dead and len(starts(old)) == 1
+
+
+def supervisors(pane_id: str) -> list[int]:
+    """pids of supervise.py processes watching `pane_id`."""
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if any(word.endswith(b"supervise.py") for word in argv) and pane_id.encode() in argv:
+            found.append(int(name))
+    return found
+
+
+def test_counters_survive_the_launcher_exiting(server: Server, tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "starts"
+    spec = tmp_path / "s.yaml"
+    command = json.dumps([PY, "-u", agent("starts"), str(out), "7"])
+    spec.write_text("version: 1\nname: crash\nagents:\n" + textwrap.indent(f"""\
+crasher:
+  command: {command}
+  restart: on-failure
+  max_restarts: 2
+  backoff: {{initial_s: 0.3, max_s: 2, factor: 2}}
+""", "  "))
+    socket = str(server.socket_name)
+    done = subprocess.run([PY, "-m", "swarm_launch", "-L", socket, "up", str(spec)],
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert done.returncode == 0, done.stderr
+    pending = wait_until(lambda: status_row(socket, spec)["next_restart_at"] and
+                         status_row(socket, spec), message="a pending restart in status")
+    assert pending["status"] == "failed" and pending["exit_code"] == 7
+    row = wait_until(lambda: (r := status_row(socket, spec))["restarts"] == 2
+                     and r["next_restart_at"] is None and r["status"] == "failed" and r,
+                     timeout=20, message="two restarts, then give up")
+    assert row["exit_code"] == 7 and len(starts(out)) == 3
+    text = invoke("-L", socket, "status", str(spec)).out
+    assert "crasher" in text and "failed" in text
+
+
+def status_row(socket: str, spec: pathlib.Path) -> dict[str, Any]:
+    result = invoke("-L", socket, "status", str(spec), "--json")
+    assert result.code == 0, result.err
+    row: dict[str, Any] = json.loads(result.out)["agents"][0]
+    return row
