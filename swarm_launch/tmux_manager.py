@@ -58,6 +58,7 @@ from swarm_launch.tmux_script import (
     parse_listing,
     parse_spawn_output,
     parse_version,
+    reap_line,
     server_environment,
     signal_number,
     window_line,
@@ -74,7 +75,7 @@ INSTALL_HINT = ("install tmux 3.2 or newer: `apt-get install tmux` (Debian/Ubunt
 # stderr of a tmux client whose server or session is not there.
 _GONE = ("no server running", "error connecting to", "can't find session",
          "no such session", "session not found", "server exited unexpectedly",
-         "can't find window")
+         "can't find window", "no current target")
 # spawn_agents reuses an observation this recent (the reconciler observes right before).
 OBSERVATION_TTL_S = 2.0
 _POLL_S = 0.02
@@ -312,7 +313,7 @@ class TmuxSwarmManager:
     # -- observing ----------------------------------------------------------
 
     async def _listing(self) -> tuple[tuple[PaneState, SendSettings], ...]:
-        result = await self._tmux("list-panes", "-s", "-t", f"={self.session_name}",
+        result = await self._tmux("list-panes", "-s", "-t", f"={self.session_name}:",
                                   "-F", LISTING_FORMAT)
         return self._parse_listing(result)
 
@@ -330,7 +331,7 @@ class TmuxSwarmManager:
         return panes
 
     def _observe_sync(self) -> tuple[PaneState, ...]:
-        result = self._tmux_sync("list-panes", "-s", "-t", f"={self.session_name}",
+        result = self._tmux_sync("list-panes", "-s", "-t", f"={self.session_name}:",
                                  "-F", LISTING_FORMAT)
         return tuple(pane for pane, _ in self._parse_listing(result))
 
@@ -424,6 +425,7 @@ class TmuxSwarmManager:
                               _pipe_command(log_path, launch.logs, launch.agent_id), now,
                               log_path=log_path, hook_command=hook)
             lines.append(window_line(self.session_name, self.cluster_id, plan))
+        lines.append(reap_line())
         self._logs_dir()
         return "".join(text + "\n" for text in lines)
 

@@ -54,7 +54,7 @@ def tmux(sock: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def session_panes(sock: str, name: str) -> list[dict[str, str]]:
     """Every pane of the swarm's session (ours or not); [] when session or server is gone."""
-    result = tmux(sock, "list-panes", "-s", "-t", f"=swarm-{name}", "-F", PANE_FORMAT)
+    result = tmux(sock, "list-panes", "-s", "-t", f"=swarm-{name}:", "-F", PANE_FORMAT)
     if result.returncode != 0:
         return []
     keys = ("pane_id", "cluster", "agent", "pid", "dead")
@@ -64,7 +64,7 @@ def session_panes(sock: str, name: str) -> list[dict[str, str]]:
 
 def tagged_agents(sock: str, name: str) -> list[str]:
     """`list-panes -s -F '#{@swarm_agent}'`: the agent tag of every pane, sorted."""
-    result = tmux(sock, "list-panes", "-s", "-t", f"=swarm-{name}", "-F", "#{@swarm_agent}")
+    result = tmux(sock, "list-panes", "-s", "-t", f"=swarm-{name}:", "-F", "#{@swarm_agent}")
     if result.returncode != 0:
         return []
     return sorted(line for line in result.stdout.splitlines() if line)

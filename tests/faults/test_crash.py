@@ -91,11 +91,11 @@ def test_sigkilled_up_is_followed_by_an_exact_up(
         assert "Traceback" not in result.stderr
         assert_converged(sock, NAME, ids, isolated_environment)
         # And once converged, `up` again is a no-op (pane ids unchanged).
-        before = tmux(sock, "list-panes", "-s", "-t", f"=swarm-{NAME}", "-F", "#{pane_id}")
+        before = tmux(sock, "list-panes", "-s", "-t", f"=swarm-{NAME}:", "-F", "#{pane_id}")
         again = run_cli(sock, "up", path)
         assert again.returncode == 0
         assert f"0 created, 0 replaced, 0 removed, {AGENTS} unchanged" in again.stdout
-        after = tmux(sock, "list-panes", "-s", "-t", f"=swarm-{NAME}", "-F", "#{pane_id}")
+        after = tmux(sock, "list-panes", "-s", "-t", f"=swarm-{NAME}:", "-F", "#{pane_id}")
         assert before.stdout == after.stdout
     record_figures(f"crash[seed={seed}]", {
         "trials": TRIALS_PER_SEED, "agents": AGENTS, "kills": killed,
