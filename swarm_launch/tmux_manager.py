@@ -58,7 +58,6 @@ from swarm_launch.tmux_script import (
     parse_listing,
     parse_spawn_output,
     parse_version,
-    reap_line,
     server_environment,
     signal_number,
     window_line,
@@ -425,7 +424,6 @@ class TmuxSwarmManager:
                               _pipe_command(log_path, launch.logs, launch.agent_id), now,
                               log_path=log_path, hook_command=hook)
             lines.append(window_line(self.session_name, self.cluster_id, plan))
-        lines.append(reap_line())
         self._logs_dir()
         return "".join(text + "\n" for text in lines)
 
