@@ -95,7 +95,15 @@ def atomic_write_text(path: str, text: str) -> None:
 
 
 def atomic_write_json(path: str, document: Any) -> None:
-    atomic_write_text(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
+    try:
+        atomic_write_text(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
+    except OSError as exc:  # a full disk, a read-only or vanished directory
+        raise _write_error(path, exc) from exc
+
+
+def _write_error(path: str, exc: OSError) -> StoreError:
+    return StoreError(f"cannot write {path}: {exc.strerror or exc}; free some space and run "
+                      "again (tmux holds the truth: the next `up` rewrites the records)")
 
 
 def read_json(path: str) -> Any | None:
@@ -113,13 +121,24 @@ def read_json(path: str) -> Any | None:
 def append_jsonl(path: str, record: dict[str, Any]) -> None:
     """Append one JSON line with a single write, so a killed writer leaves whole lines."""
     line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        _repair_torn_tail(fd, path)
-        os.write(fd, line)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            _repair_torn_tail(fd, path)
+            size = os.fstat(fd).st_size
+            try:
+                rest = memoryview(line)
+                while rest:  # a full disk may first accept part of the line
+                    rest = rest[os.write(fd, rest):]
+                os.fsync(fd)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)  # leave whole lines only
+                raise
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
 
 
 def read_jsonl(path: str) -> list[dict[str, Any]]:
@@ -138,11 +157,20 @@ def read_jsonl(path: str) -> list[dict[str, Any]]:
 
 
 def _repair_torn_tail(fd: int, path: str) -> None:
-    # A disk-full write can leave a partial last line; start ours on a fresh line.
+    # A writer that died mid-line left a partial last line: drop it, keep whole lines only.
     size = os.fstat(fd).st_size
-    if size and os.pread(fd, 1, size - 1) != b"\n":
-        log.warning("%s ended in a partial line; starting a new one", path)
-        os.write(fd, b"\n")
+    if not size or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    end, keep = size, 0
+    while end > 0:
+        start = max(0, end - 65536)
+        cut = os.pread(fd, end - start, start).rfind(b"\n")
+        if cut >= 0:
+            keep = start + cut + 1
+            break
+        end = start
+    log.warning("%s ended in a partial line; dropping it", path)
+    os.ftruncate(fd, keep)
 
 
 def _fsync_dir(directory: str) -> None:

@@ -22,7 +22,8 @@ def run(globals_: Globals, *, spec: str | None, name: str | None, as_json: bool)
     else:
         agents = records.load_state(target.name).get("agents", {})
         wanted = {i: str(a.get("config_hash", "")) for i, a in agents.items()}
-    panes = asyncio.run(reconcile.manager_for(target).observe())
+    manager = reconcile.manager_for(target)
+    panes = asyncio.run(manager.observe())
     now = time.time()
     rows = status_view.rows(wanted, panes, cluster=target.name, now=now)
     if as_json:
@@ -30,6 +31,9 @@ def run(globals_: Globals, *, spec: str | None, name: str | None, as_json: bool)
                           "agents": [r.document() for r in rows]})
     else:
         _table(rows, now)
+        if not panes:
+            click.echo(f"swarm {target.name} is not running: no tmux session {target.session} "
+                       f"on {manager.socket_label()}; `swarm-launch up` starts it")
     return 0
 
 

@@ -104,7 +104,7 @@ def assert_converged(sock: str, name: str, ids: Sequence[str], swarm_dir: pathli
     assert all(p["dead"] == "0" for p in ours), [p for p in ours if p["dead"] != "0"]
     if not foreign_ok:
         # Besides the agents only the swarm's placeholder (our cluster tag, no agent).
-        strays = [p for p in panes if not (p["cluster"] == name)]
+        strays = [p for p in panes if p["cluster"] != name]
         assert not strays, f"untagged panes left in the session: {strays}"
         placeholders = [p for p in panes if p["cluster"] == name and not p["agent"]]
         assert len(placeholders) <= 1, placeholders

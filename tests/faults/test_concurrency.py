@@ -37,6 +37,12 @@ def _finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
+def _changed(record: dict[str, object]) -> bool:
+    actions = record.get("actions")
+    return isinstance(actions, list) and any(
+        isinstance(a, dict) and a.get("action") != "keep" for a in actions)
+
+
 def test_five_simultaneous_ups_of_one_spec(
     tmp_path: pathlib.Path, isolated_environment: pathlib.Path
 ) -> None:
@@ -75,8 +81,7 @@ def test_up_racing_down_ends_as_the_last_writer_says(
             assert code == 0, (command, err)
         history = assert_runs_valid(isolated_environment, name)
         # The last mutating run (a no-op `up` records without the lock) decides.
-        last = next(r for r in reversed(history) if r["command"] == "down" or r["actions"]
-                    and any(a["action"] != "keep" for a in r["actions"]))  # type: ignore[union-attr]
+        last = next(r for r in reversed(history) if r["command"] == "down" or _changed(r))
         outcomes[str(last["command"])] += 1
         if last["command"] == "up":
             assert_converged(sock, name, ids, isolated_environment)
