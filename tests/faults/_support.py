@@ -100,7 +100,8 @@ def assert_converged(sock: str, name: str, ids: Sequence[str], swarm_dir: pathli
     panes = session_panes(sock, name)
     ours = [p for p in panes if p["cluster"] == name and p["agent"]]
     assert sorted(p["agent"] for p in ours) == sorted(ids), "agents in tmux"
-    assert tagged_agents(sock, name) == sorted(ids)
+    if not foreign_ok:
+        assert tagged_agents(sock, name) == sorted(ids)
     assert all(p["dead"] == "0" for p in ours), [p for p in ours if p["dead"] != "0"]
     if not foreign_ok:
         # Besides the agents only the swarm's placeholder (our cluster tag, no agent).

@@ -1,0 +1,100 @@
+"""Secrets: an env value never reaches AI_SWARM_DIR, any output, the error log, or any argv."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import secrets
+import threading
+
+import pytest
+
+from tests.faults._support import (
+    agent_ids,
+    assert_converged,
+    record_figures,
+    socket_name,
+    write_spec,
+)
+from tests.helpers import invoke
+
+pytestmark = [pytest.mark.faults, pytest.mark.tmux]
+
+NAME = "vault"
+
+
+def _sample_argv(tokens: list[bytes], stop: threading.Event, seen: list[str],
+                 samples: list[int]) -> None:
+    """Read every process's /proc/PID/cmdline until `stop`; note any holding a token."""
+    while not stop.is_set():
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    cmdline = handle.read()
+            except OSError:
+                continue
+            if any(token in cmdline for token in tokens):
+                seen.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
+        samples[0] += 1
+
+
+def test_secret_values_leak_nowhere(
+    tmp_path: pathlib.Path, isolated_environment: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from_env = "sk-env-" + secrets.token_hex(16)
+    literal = "sk-lit-" + secrets.token_hex(16)
+    monkeypatch.setenv("SECRET", from_env)
+    tokens = [from_env, literal]
+    agents = "".join(
+        f"  a{i}:\n    command: sleep 600\n    env:\n      API_KEY: ${{SECRET}}\n"
+        f"      LITERAL_KEY: {literal}\n" for i in range(30))
+    path = write_spec(tmp_path / "swarm.yaml",
+                      f"version: 1\nname: {NAME}\nenv:\n  SHARED: ${{SECRET}}\nagents:\n{agents}")
+    sock = socket_name()
+    outputs: list[str] = []
+
+    def run(*args: str) -> None:
+        result = invoke("-L", sock, *args)
+        assert result.code == 0, result
+        outputs.append(result.out + result.err)
+
+    run("plan", path)
+    run("plan", path, "--json")
+    stop, seen, samples = threading.Event(), [], [0]
+    sampler = threading.Thread(target=_sample_argv,
+                               args=([t.encode() for t in tokens], stop, seen, samples))
+    sampler.start()
+    try:
+        run("up", path)
+    finally:
+        stop.set()
+        sampler.join()
+    assert not seen, seen
+    assert_converged(sock, NAME, agent_ids(30), isolated_environment)
+    # A changed secret replaces every agent; still nothing printed or stored.
+    monkeypatch.setenv("SECRET", from_env + "-rotated")
+    tokens.append(from_env + "-rotated")
+    run("plan", path, "--json")
+    run("up", path, "--json")
+    run("up", path)
+    for args in (("status", path), ("status", path, "--json"), ("status", "--name", NAME),
+                 ("ls",), ("ls", "--json"), ("up", "--dry-run", path)):
+        run(*args)
+    # A failing command writes the error log; it must not carry the values either.
+    bad = write_spec(tmp_path / "bad.yaml", f"version: 1\nname: {NAME}\nagents:\n"
+                     f"  x:\n    command: [sleep, 600]\n    env: {{K: [{literal}]}}\n")
+    outputs.append(invoke("-L", sock, "up", bad).err)
+    for text in outputs:
+        for token in tokens:
+            assert token not in text, text
+    files = 0
+    for root, _, names in os.walk(isolated_environment):
+        for name in names:
+            data = pathlib.Path(root, name).read_bytes()
+            files += 1
+            for token in tokens:
+                assert token.encode() not in data, os.path.join(root, name)
+    record_figures("secrets", {"argv_samples": samples[0], "files_scanned": files,
+                               "outputs_checked": len(outputs), "agents": 30})
