@@ -9,7 +9,6 @@ import stat
 
 import pytest
 
-from swarm_launch import store
 from tests.faults._support import (
     agent_ids,
     assert_converged,
@@ -50,7 +49,7 @@ def test_unsafe_ai_swarm_dir_is_refused(
             os.chown(real, 12345, -1)
         else:
             real_uid = os.getuid()
-            monkeypatch.setattr(store.os, "getuid", lambda: real_uid + 1)
+            monkeypatch.setattr(os, "getuid", lambda: real_uid + 1)
     else:
         real.chmod(0o777 if unsafe == "world-writable" else 0o770)
     monkeypatch.setenv("AI_SWARM_DIR", str(target))

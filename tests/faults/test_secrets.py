@@ -62,7 +62,7 @@ def test_secret_values_leak_nowhere(
 
     run("plan", path)
     run("plan", path, "--json")
-    stop, seen, samples = threading.Event(), [], [0]
+    stop, seen, samples = threading.Event(), list[str](), [0]
     sampler = threading.Thread(target=_sample_argv,
                                args=([t.encode() for t in tokens], stop, seen, samples))
     sampler.start()
