@@ -7,13 +7,16 @@ waits out the backoff, and asks tmux to run the respawn command; it survives the
 launcher's exit because tmux, not the launcher, started it. A pane killed or replaced
 meanwhile makes it exit quietly.
 
-It runs once per death of an agent: stdlib only (`os`, `sys`, `time`, `subprocess`),
+It runs once per death of an agent (and once per first start, to `watch` it): stdlib
+only (`os`, `signal`, `sys`, `time`, `subprocess`),
 and every tmux call is bounded by a timeout. It prints nothing (tmux would show it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -32,11 +35,16 @@ OPT_LOG = "@swarm_log"
 OPT_RESPAWN = "@swarm_respawn"  # tmux commands: respawn-pane (with -e env) ; pipe-pane
 
 CALL_TIMEOUT_S = 5.0
+# After each start, watch the agent's process this long for a lost SIGCHLD (see `watch`).
+WATCH_S = 10.0
+WATCH_POLL_S = 0.1
+ZOMBIE_GRACE_S = 0.3
 SEPARATOR = "\x1f"
-_FIELDS = ("pane_id", "pane_dead", "pane_dead_status", "pane_dead_signal", OPT_AGENT,
+_FIELDS = ("pane_id", "pid", "pane_dead", "pane_dead_status", "pane_dead_signal", OPT_AGENT,
            OPT_MODE, OPT_MAX_RESTARTS, OPT_BACKOFF, OPT_RESET_AFTER, OPT_STARTED,
            OPT_RESTARTS, OPT_LOG)
-USAGE = "usage: supervise.py TMUX SOCKET_PATH PANE_ID"
+USAGE = ("usage: supervise.py TMUX SOCKET_PATH PANE_ID died\n"
+         "       supervise.py TMUX SOCKET_PATH PANE_ID watch SERVER_PID PANE_PID")
 
 
 class Tmux:
@@ -55,13 +63,15 @@ class Tmux:
         return done.stdout.decode("utf-8", "surrogateescape") if done.returncode == 0 else None
 
 
-def read_pane(tmux: Tmux, pane: str) -> dict[str, str] | None:
+def read_pane(tmux: Tmux, pane: str,
+              fields: tuple[str, ...] = _FIELDS) -> dict[str, str] | None:
     """The pane's state and restart options in one call; None if the pane is gone."""
-    form = SEPARATOR.join("#{" + name + "}" for name in _FIELDS)
+    fields = ("pane_id", *fields)
+    form = SEPARATOR.join("#{" + name + "}" for name in fields)
     out = tmux.run("display-message", "-p", "-t", pane, form)
     if out is None:
         return None
-    values = dict(zip(_FIELDS, out.rstrip("\n").split(SEPARATOR), strict=False))
+    values = dict(zip(fields, out.rstrip("\n").split(SEPARATOR), strict=False))
     return values if values.get("pane_id") == pane else None
 
 
@@ -168,6 +178,41 @@ def supervise(tmux: Tmux, pane: str) -> None:
         return
     time.sleep(delay)
     respawn(tmux, pane, token, restarts)
+    started = read_pane(tmux, pane, ("pane_pid",))
+    if started and state.get("pid"):
+        watch(int(state["pid"]), int(started.get("pane_pid") or 0))
+
+
+def watch(server_pid: int, pane_pid: int, duration_s: float = WATCH_S) -> None:
+    """Nudge tmux (SIGCHLD) if the agent's process stays a zombie: tmux 3.3 can miss the
+    SIGCHLD of a child that exits quickly, leaving its pane dead without an exit status
+    and without its pane-died hook. A nudge makes it reap, so the hook runs."""
+    deadline, zombie_since = time.monotonic() + duration_s, None
+    while pane_pid > 0 and time.monotonic() < deadline:
+        state = _process_state(pane_pid)
+        if state is None:
+            return  # reaped: tmux saw the exit
+        if state == "Z":
+            now = time.monotonic()
+            zombie_since = zombie_since or now
+            if now - zombie_since >= ZOMBIE_GRACE_S:
+                _nudge(server_pid)
+                zombie_since = now
+        time.sleep(WATCH_POLL_S)
+
+
+def _process_state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    return stat[stat.rfind(b")") + 2:][:1].decode()
+
+
+def _nudge(server_pid: int) -> None:
+    with contextlib.suppress(OSError):
+        os.kill(server_pid, signal.SIGCHLD)
 
 
 def _number(text: str | None, default: float) -> float:
@@ -177,24 +222,28 @@ def _number(text: str | None, default: float) -> float:
         return default
 
 
-def hook_command(tmux_binary: str) -> str:
-    """The shell command for `run-shell -b` in the pane-died hook (a tmux format string).
+def hook_command(tmux_binary: str, *, watch_only: bool = False) -> str:
+    """The shell command for `run-shell -b` (a tmux format string): in the pane-died hook,
+    or (`watch_only`) right after the pane is created, to watch its first start.
 
-    tmux expands the socket (shell-quoted by `q:`) and the pane that died; every other
-    `#` is doubled. Absolute paths and `python -I -S`: no dependence on the server's env.
+    tmux expands the socket (shell-quoted by `q:`), the pane and pids; every other `#`
+    is doubled. Absolute paths and `python -I -S`: no dependence on the server's env.
     """
     import shlex
 
     words = [os.path.abspath(sys.executable), "-I", "-S", os.path.abspath(__file__), tmux_binary]
     quoted = " ".join(shlex.quote(word).replace("#", "##") for word in words)
-    return f"exec {quoted} #{{q:socket_path}} #{{hook_pane}} </dev/null >/dev/null 2>&1"
+    mode = "#{pane_id} watch #{pid} #{pane_pid}" if watch_only else "#{hook_pane} died"
+    return f"exec {quoted} #{{q:socket_path}} {mode} </dev/null >/dev/null 2>&1"
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3:
+    if len(argv) == 4 and argv[3] == "died":
+        supervise(Tmux(argv[0], argv[1]), argv[2])
+    elif len(argv) == 6 and argv[3] == "watch" and argv[4].isdigit() and argv[5].isdigit():
+        watch(int(argv[4]), int(argv[5]))
+    else:
         raise SystemExit(USAGE)
-    binary, socket, pane = argv
-    supervise(Tmux(binary, socket), pane)
     return 0
 
 

@@ -418,11 +418,12 @@ class TmuxSwarmManager:
         lines = [] if panes else [self._session_line()]
         now = time.time()
         hook = supervise.hook_command(find_tmux())
+        watch = supervise.hook_command(find_tmux(), watch_only=True)
         for offset, launch in enumerate(launches):
             log_path = self.log_path(launch.agent_id)
             plan = WindowPlan(launch, first + offset,
                               _pipe_command(log_path, launch.logs, launch.agent_id), now,
-                              log_path=log_path, hook_command=hook)
+                              log_path=log_path, hook_command=hook, watch_command=watch)
             lines.append(window_line(self.session_name, self.cluster_id, plan))
         self._logs_dir()
         return "".join(text + "\n" for text in lines)

@@ -70,6 +70,7 @@ class WindowPlan:
     started_at: float
     log_path: str = ""
     hook_command: str = ""  # `supervise.hook_command`: a format string, `#` escaped
+    watch_command: str = ""  # the same, watching the first start
 
 
 def quote(word: str) -> str:
@@ -198,7 +199,7 @@ def restart_commands(target: str, plan: WindowPlan) -> list[list[str]]:
     new pane's id into it; everything else in it is escaped to stay literal.
     """
     policy = plan.launch.restart
-    if policy.mode == "never" or not plan.hook_command:
+    if policy.mode == "never" or not plan.hook_command or not plan.watch_command:
         return []
     backoff = policy.backoff
     options = {supervise.OPT_MODE: policy.mode,
@@ -208,6 +209,7 @@ def restart_commands(target: str, plan: WindowPlan) -> list[list[str]]:
                supervise.OPT_LOG: plan.log_path}
     hook = line(["run-shell", "-b", quote(plan.hook_command)])
     return [
+        ["run-shell", "-b", "-t", target, quote(plan.watch_command)],
         *(["set-option", "-p", "-t", target, name, quote(value)]
           for name, value in options.items()),
         ["set-option", "-p", "-F", "-t", target, supervise.OPT_RESPAWN,

@@ -8,13 +8,14 @@ second; every wait has a deadline.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import pathlib
 import subprocess
 import sys
 import textwrap
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
@@ -63,16 +64,22 @@ def pane_of(mgr: TmuxSwarmManager, agent_id: str) -> PaneState:
     return next(p for p in run(mgr.observe()) if p.agent_id == agent_id)
 
 
+def pane_if(mgr: TmuxSwarmManager, agent_id: str,
+            condition: Callable[[PaneState], bool]) -> PaneState | None:
+    pane = pane_of(mgr, agent_id)
+    return pane if condition(pane) else None
+
+
 def test_on_failure_backs_off_growing_then_gives_up_as_failed(
     manager: TmuxSwarmManager, tmp_path: pathlib.Path
 ) -> None:
     out = tmp_path / "starts"
     run(manager.spawn_agents([starter("c", out, 1, policy("on-failure", 3))]))
-    pane = wait_until(lambda: (p := pane_of(manager, "c")).gave_up and p, timeout=20,
+    pane = wait_until(lambda: pane_if(manager, "c", lambda p: p.gave_up), timeout=20,
                       message="give up")
     times = [s["t"] for s in starts(out)]
     assert len(times) == 4  # the first start and 3 restarts
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps[0] >= 0.2 and gaps[1] >= 0.4 and gaps[2] >= 0.8, gaps
     assert gaps[0] < gaps[1] < gaps[2], gaps
     assert (pane.status, pane.exit_code, pane.restarts, pane.dead) == (
@@ -140,7 +147,7 @@ def test_replace_during_a_pending_restart_leaves_no_duplicate(
 ) -> None:
     old, new = tmp_path / "old", tmp_path / "new"
     run(manager.spawn_agents([starter("p", old, 1, policy("on-failure", 3, initial=1.0))]))
-    pending = wait_until(lambda: (p := pane_of(manager, "p")).next_restart_at and p,
+    pending = wait_until(lambda: pane_if(manager, "p", lambda p: p.next_restart_at is not None),
                          message="restart pending")
     run(manager.kill_agent("p"))
     run(manager.spawn_agents([AgentLaunch("p", (PY, agent("argv_env"), str(new)))]))
