@@ -1,0 +1,89 @@
+"""supervise.py's decisions and tmux_script's restart lines, without tmux."""
+
+from __future__ import annotations
+
+import pathlib
+
+from swarm_launch import observed, supervise
+from swarm_launch.model import Backoff, LogSettings, RestartPolicy
+from swarm_launch.tmux_script import (
+    AgentLaunch,
+    WindowPlan,
+    respawn_command,
+    restart_commands,
+    server_environment,
+)
+
+
+def test_option_names_match_the_observation() -> None:
+    assert (supervise.OPT_STARTED, supervise.OPT_RESTARTS, supervise.OPT_NEXT_RESTART,
+            supervise.OPT_GAVE_UP, supervise.OPT_AGENT) == (
+        observed.OPT_STARTED, observed.OPT_RESTARTS, observed.OPT_NEXT_RESTART,
+        observed.OPT_GAVE_UP, observed.OPT_AGENT)
+
+
+def test_backoff_grows_and_caps() -> None:
+    assert [supervise.backoff_delay("0.5:3:2", n) for n in range(5)] == [0.5, 1, 2, 3, 3]
+    assert supervise.backoff_delay("1:60:10", 10_000) == 60
+
+
+def test_which_exits_restart() -> None:
+    def dead(mode: str, status: str = "", sig: str = "") -> dict[str, str]:
+        return {"pane_dead": "1", supervise.OPT_MODE: mode, "pane_dead_status": status,
+                "pane_dead_signal": sig}
+
+    assert supervise.wants_restart(dead("on-failure", "1"))
+    assert supervise.wants_restart(dead("on-failure", sig="9"))
+    assert not supervise.wants_restart(dead("on-failure", "0"))
+    assert supervise.wants_restart(dead("always", "0"))
+    assert not supervise.wants_restart(dead("never", "1"))
+    assert not supervise.wants_restart({**dead("always", "1"), "pane_dead": "0"})
+    assert supervise.exit_code(dead("x", sig="15")) == 143
+
+
+def test_counter_resets_after_a_stable_run() -> None:
+    state = {supervise.OPT_RESTARTS: "4", supervise.OPT_RESET_AFTER: "60",
+             supervise.OPT_STARTED: "1000"}
+    assert supervise.restarts_so_far(state, now=1059) == 4
+    assert supervise.restarts_so_far(state, now=1060) == 0
+
+
+def test_give_up_line_goes_on_a_line_of_its_own(tmp_path: pathlib.Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(b"partial")
+    supervise.append_log(str(log), "gave up")
+    assert log.read_bytes() == b"partial\ngave up\n"
+
+
+def test_secret_named_variables_are_dropped() -> None:
+    env = {"OPENAI_API_KEY": "x", "gh_token": "x", "DB_PASSWORD": "x", "MY_PASSWD": "x",
+           "AWS_SECRET_ACCESS_KEY": "x", "GOOGLE_CREDENTIALS": "x", "PRIVATE_X": "x",
+           "SSH_AUTH_SOCK": "/s", "PATH": "/bin", "HOME": "/h", "TMUX_TMPDIR": "/t"}
+    assert server_environment(env) == {"SSH_AUTH_SOCK": "/s", "PATH": "/bin", "HOME": "/h",
+                                       "TMUX_TMPDIR": "/t"}
+
+
+def plan_for(mode: str) -> WindowPlan:
+    launch = AgentLaunch("a", ("prog", "x"), env={"K": "it's #{x}"}, workdir="/w#1",
+                         logs=LogSettings(), restart=RestartPolicy(
+                             mode, 2, Backoff(0.5, 4, 3), 30))  # type: ignore[arg-type]
+    return WindowPlan(launch, 1, "exec log ##x #{pane_id}", 0.0, log_path="/l/a.log",
+                      hook_command="HOOK", watch_command="WATCH")
+
+
+def test_never_adds_nothing() -> None:
+    assert restart_commands("'=s:1'", plan_for("never")) == []
+
+
+def test_restart_lines_hold_the_policy_and_the_hook() -> None:
+    words = [" ".join(c) for c in restart_commands("'=s:1'", plan_for("on-failure"))]
+    assert "set-option -p -t '=s:1' @swarm_backoff '0.5:4:3'" in words
+    assert "set-option -p -t '=s:1' @swarm_max_restarts '2'" in words
+    assert "set-option -p -t '=s:1' @swarm_log '/l/a.log'" in words
+    assert words[-1] == "set-hook -p -t '=s:1' pane-died 'run-shell -b '\\''HOOK'\\'''"
+
+
+def test_respawn_command_escapes_everything_but_the_pane_id() -> None:
+    text = respawn_command(plan_for("always"))
+    assert text == ("respawn-pane -t #{pane_id} -e 'K=it'\\''s ##{x}' -c '/w####1' -- "
+                    "'prog' 'x' ; pipe-pane -O -t #{pane_id} 'exec log ####x ##{pane_id}'")
