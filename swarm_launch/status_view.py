@@ -19,6 +19,7 @@ class AgentRow:
     uptime_s: float | None
     restarts: int
     next_restart_at: float | None
+    gave_up: bool
     sync: str
 
     def document(self) -> dict[str, Any]:
@@ -40,7 +41,7 @@ def _row(agent_id: str, pane: PaneState | None, config_hash: str | None,
          now: float) -> AgentRow:
     if pane is None:
         return AgentRow(agent_id, None, None, AgentStatus.PENDING.value, None, None, 0, None,
-                        "missing")
+                        False, "missing")
     alive = not pane.dead and pane.started_at is not None
     return AgentRow(
         id=agent_id,
@@ -51,6 +52,7 @@ def _row(agent_id: str, pane: PaneState | None, config_hash: str | None,
         uptime_s=round(now - pane.started_at, 1) if alive and pane.started_at else None,
         restarts=pane.restarts,
         next_restart_at=pane.next_restart_at,
+        gave_up=pane.gave_up,
         sync=_sync(pane, config_hash),
     )
 

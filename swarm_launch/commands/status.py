@@ -55,6 +55,8 @@ def _table(rows: list[status_view.AgentRow], now: float) -> None:
 
 
 def _restarts(row: status_view.AgentRow, now: float) -> str:
+    if row.gave_up:
+        return f"{row.restarts} (gave up)"
     if row.next_restart_at is None:
         return str(row.restarts)
     return f"{row.restarts} (next in {status_view.duration(max(0.0, row.next_restart_at - now))})"
