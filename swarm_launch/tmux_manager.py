@@ -646,7 +646,7 @@ class TmuxSwarmManager:
         `inside` is the caller's $TMUX: a client of this same server is switched
         over; any other terminal attaches (a nested attach unsets $TMUX first).
         """
-        target = f"={self.session_name}"
+        target = f"={self.session_name}:"
         if agent_id is not None:
             target = (await self._agent(agent_id))[0].pane_id
         elif not await self.observe():
