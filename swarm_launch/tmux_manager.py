@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import logging
 import os
@@ -22,9 +23,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
-
-import libtmux
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from swarm_launch import store, supervise
 from swarm_launch.exceptions import (
@@ -79,6 +78,9 @@ _GONE = ("no server running", "error connecting to", "can't find session",
 OBSERVATION_TTL_S = 2.0
 _POLL_S = 0.02
 
+
+if TYPE_CHECKING:
+    import libtmux  # imported when first used: it costs ~50 ms of every command's start-up
 
 class TmuxResult(NamedTuple):
     rc: int
@@ -284,8 +286,14 @@ class TmuxSwarmManager:
         self.call_timeout_s = call_timeout_s
         self.data_dir = store.data_dir()
         self.session_name = f"swarm-{cluster_id}"
-        self.server = libtmux.Server(socket_name=socket_name, socket_path=socket_path)
         self._seen: tuple[float, tuple[PaneState, ...]] | None = None
+
+    @functools.cached_property
+    def server(self) -> libtmux.Server:
+        """A libtmux handle on this swarm's server, for callers who want libtmux objects."""
+        import libtmux
+
+        return libtmux.Server(socket_name=self.socket_name, socket_path=self.socket_path)
 
     # -- running tmux -------------------------------------------------------
 
@@ -449,6 +457,8 @@ class TmuxSwarmManager:
 
     def _agent_pane(self, agent_id: str, pane_id: str, window_id: str,
                     session_id: str) -> AgentPane:
+        import libtmux
+
         pane = libtmux.Pane(server=self.server, pane_id=pane_id)
         return AgentPane(agent_id, pane_id, window_id, session_id, pane)
 

@@ -55,3 +55,14 @@ def test_ctrl_c_exits_130() -> None:
         raise KeyboardInterrupt
 
     assert errors.run_with_exit_codes(interrupted) == 130
+
+
+def test_cli_start_up_does_not_import_libtmux_or_jsonschema_for_help() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from swarm_launch import cli; "
+            "print(sorted(m for m in ('libtmux', 'jsonschema', 'asyncio') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

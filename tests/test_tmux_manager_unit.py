@@ -49,6 +49,8 @@ def test_defaults_and_data_dir_from_ai_swarm_dir(
     assert mgr.session_name == "swarm-c1"
     assert (mgr.base_dir, mgr.socket_path, mgr.socket_name) == (None, None, None)
     assert mgr.log_path("a") == os.path.join(str(isolated_environment), "c1", "logs", "a.log")
+    patched_server.assert_not_called()  # built on first use: CLI start-up skips libtmux
+    assert mgr.server is patched_server.return_value
     patched_server.assert_called_once_with(socket_name=None, socket_path=None)
 
 
