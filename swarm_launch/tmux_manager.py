@@ -273,6 +273,10 @@ async def _terminate(live: set[int], dead: set[int], sig: int | None,
         await asyncio.sleep(_POLL_S)
 
 
+def _unreaped(pane: PaneState) -> bool:
+    return pane.dead and pane.exit_status is None and pane.exit_signal is None
+
+
 class TmuxSwarmManager:
     """One swarm (`cluster_id`) in its tmux session `swarm-{cluster_id}`."""
 
@@ -320,9 +324,23 @@ class TmuxSwarmManager:
     # -- observing ----------------------------------------------------------
 
     async def _listing(self) -> tuple[tuple[PaneState, SendSettings], ...]:
+        listing = await self._query_listing()
+        if any(_unreaped(pane) for pane, _ in listing):
+            # tmux 3.3 can miss the SIGCHLD of a child that exits fast: its pane reads
+            # dead without an exit status until the server is nudged into reaping it.
+            await self._nudge_server()
+            listing = await self._query_listing()
+        return listing
+
+    async def _query_listing(self) -> tuple[tuple[PaneState, SendSettings], ...]:
         result = await self._tmux("list-panes", "-s", "-t", f"={self.session_name}:",
                                   "-F", LISTING_FORMAT)
         return self._parse_listing(result)
+
+    async def _nudge_server(self) -> None:
+        result = await self._tmux("display-message", "-p", "#{pid}")
+        with contextlib.suppress(ValueError, OSError):
+            os.kill(int(result.out.strip()), signals.SIGCHLD)
 
     def _parse_listing(self, result: TmuxResult) -> tuple[tuple[PaneState, SendSettings], ...]:
         if result.rc != 0:

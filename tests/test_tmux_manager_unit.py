@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import os
 import pathlib
+import signal
 from collections.abc import Iterator
 from unittest import mock
 
@@ -88,3 +89,34 @@ def test_info_keys_and_no_agents_at_first() -> None:
 def test_timeout_is_a_clear_error() -> None:
     with pytest.raises(TmuxTimeoutError, match=r"did not answer within 0\.2s"):
         asyncio.run(tmux_manager.run_tmux(["sleep", "5"], timeout_s=0.2))
+
+
+def test_a_dead_pane_without_status_nudges_the_server_to_reap(
+    monkeypatch: pytest.MonkeyPatch, patched_server: mock.MagicMock
+) -> None:
+    """tmux 3.3 can miss a fast child's SIGCHLD; observing sends one and asks again."""
+    from swarm_launch.observed import LIST_PANES_FORMAT, SEPARATOR
+
+    fields = LIST_PANES_FORMAT.count(SEPARATOR) + 1
+
+    def line(dead_status: str) -> str:
+        values = ["%1", "@1", "1", "$1", "", "1", dead_status, ""] + [""] * (fields - 8)
+        values[8:10] = ["c1", "a"]
+        return SEPARATOR.join([*values, "Enter", "150"]) + "\n"
+
+    answers = [line(""), "4242\n", line("3")]
+    calls: list[list[str]] = []
+
+    async def fake_run(argv: list[str], **_: object) -> tmux_manager.TmuxResult:
+        calls.append(argv)
+        return tmux_manager.TmuxResult(0, answers.pop(0), "")
+
+    kills: list[tuple[int, int]] = []
+    monkeypatch.setattr(tmux_manager, "run_tmux", fake_run)
+    monkeypatch.setattr(tmux_manager, "find_tmux", lambda: "tmux")
+    monkeypatch.setattr(os, "kill", lambda pid, sig: kills.append((pid, sig)))
+    panes = asyncio.run(TmuxSwarmManager("c1").observe())
+    assert kills == [(4242, signal.SIGCHLD)]
+    assert [(p.agent_id, p.exit_status, p.status) for p in panes] == [
+        ("a", 3, AgentStatus.FAILED)]
+    assert len(calls) == 3
