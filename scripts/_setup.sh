@@ -1,14 +1,22 @@
 # Shared set-up steps of scripts/demo and scripts/test (sourced, not run).
 
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
 ensure_tmux() {
     if ! command -v tmux >/dev/null 2>&1; then
         echo "tmux is missing: installing it with apt-get" >&2
-        if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-        $SUDO apt-get update -qq && $SUDO apt-get install -y -qq tmux >/dev/null
+        as_root apt-get update -qq && as_root apt-get install -y -qq tmux >/dev/null
     fi
 }
 
 ensure_venv() {
-    python3 -m venv .venv
+    if ! python3 -m venv .venv >/dev/null 2>&1; then
+        # Debian and Ubuntu ship venv separately from python3.
+        echo "python3 venv support is missing: installing python3-venv with apt-get" >&2
+        as_root apt-get update -qq && as_root apt-get install -y -qq python3-venv >/dev/null
+        python3 -m venv .venv
+    fi
     .venv/bin/python -m pip install -q --disable-pip-version-check "$@"
 }
