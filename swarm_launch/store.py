@@ -106,6 +106,9 @@ def _write_error(path: str, exc: OSError) -> StoreError:
                       "again (tmux holds the truth: the next `up` rewrites the records)")
 
 
+_warned: set[str] = set()
+
+
 def read_json(path: str) -> Any | None:
     """The JSON document at `path`, or None when missing or unreadable (tmux is the truth)."""
     try:
@@ -114,7 +117,9 @@ def read_json(path: str) -> Any | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        log.warning("ignoring unreadable %s (%s); it will be rewritten", path, exc)
+        if path not in _warned:  # once per file and process, however often it is read
+            _warned.add(path)
+            log.warning("ignoring unreadable %s (%s); it will be rewritten", path, exc)
         return None
 
 
