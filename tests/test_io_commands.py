@@ -124,3 +124,21 @@ def test_logs_survive_a_replace(server: Server, tmp_path: pathlib.Path) -> None:
     out = wait_until(both_runs, message="second run logged")
     assert out.index("said-one") < out.index("said-two")
     assert out.count("--- swarm-launch: agent talker started") == 2
+
+
+def test_a_fast_printer_in_a_pane_loses_no_line(server: Server, tmp_path: pathlib.Path,
+                                               isolated_environment: pathlib.Path) -> None:
+    path = tmp_path / "fast.yaml"
+    path.write_text("version: 1\nname: io\nagents:\n  fast:\n"
+                    f"    command: [{PY}, -c, 'import sys; sys.stdout.writelines(\"%d\\n\" % i "
+                    "for i in range(200000)); sys.stdout.flush()']\n")
+    assert invoke("-L", str(server.socket_name), "up", str(path)).code == 0
+    log = isolated_environment / "io" / "logs" / "fast.log"
+
+    def numbers() -> list[str] | None:
+        lines = [line.rstrip("\r") for line in log.read_text().splitlines()
+                 if not line.startswith("--- swarm-launch")] if log.exists() else []
+        return lines if lines[-1:] == ["199999"] else None
+
+    assert wait_until(numbers, timeout=60, message="all 200,000 lines logged") == [
+        str(i) for i in range(200000)]
