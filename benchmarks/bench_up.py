@@ -67,10 +67,11 @@ def write_tmuxp(directory: str, n: int) -> str:
     return path
 
 
-def tmuxp_load(sock: str, config: str) -> None:
+def tmuxp_load(sock: str, config: str, shell: str = "/bin/sh") -> None:
+    """tmuxp types each command into a shell: its cost depends on the shell's start-up."""
     tmuxp = shutil.which("tmuxp") or os.path.join(os.path.dirname(sys.executable), "tmuxp")
     subprocess.run([tmuxp, "load", "-d", "-y", "-L", sock, config], check=True,
-                   capture_output=True)
+                   capture_output=True, env={**os.environ, "SHELL": shell})
 
 
 def timed(setup: Callable[[str], None] | None, body: Callable[[str], None],
@@ -105,11 +106,17 @@ def main() -> None:
     raw50 = timed(None, lambda s: raw_chained(s, 50), args.repeat)
     up50 = timed(None, lambda s: swarm_up(s, spec50), args.repeat)
     tmuxp50 = timed(None, lambda s: tmuxp_load(s, write_tmuxp(work, 50)), max(1, args.repeat // 2))
+    bash = shutil.which("bash") or "/bin/sh"
+    tmuxp50_bash = timed(None, lambda s: tmuxp_load(s, write_tmuxp(work, 50), bash),
+                         max(1, args.repeat // 2))
     noop50 = timed(lambda s: swarm_up(s, spec50), lambda s: swarm_up(s, spec50), args.repeat)
     rows += [
         ("raw tmux, one chained call, 50 windows", raw50, "1.0x (floor)"),
         ("swarm-launch up, 50 agents from nothing", up50, f"{up50 / raw50:.1f}x raw"),
-        ("tmuxp load -d, 50 windows", tmuxp50, f"{tmuxp50 / up50:.1f}x slower than up"),
+        ("tmuxp load -d, 50 windows, SHELL=/bin/sh", tmuxp50,
+         f"{tmuxp50 / up50:.1f}x slower than up"),
+        ("tmuxp load -d, 50 windows, SHELL=bash", tmuxp50_bash,
+         f"{tmuxp50_bash / up50:.1f}x slower than up"),
         ("swarm-launch up, no-op on 50 converged", noop50, "target < 0.3 s"),
     ]
     if not args.skip_500:
