@@ -123,7 +123,9 @@ def test_adopts_an_existing_session(manager: TmuxSwarmManager, server: Server) -
 
 def test_capture_joins_wrapped_lines(manager: TmuxSwarmManager) -> None:
     long_line = "x" * 500
-    run(manager.spawn_agent("p", ("printf", f"first\\n{long_line}\\n")))
+    # The agent stays up: this test is about joining wrapped lines, not about the race of
+    # a process that exits before tmux has drawn its output (see the log for that).
+    run(manager.spawn_agent("p", f"printf 'first\\n{long_line}\\n'; exec sleep 600"))
     wait_until(lambda: long_line in run(manager.capture_agent_output("p")))
     assert run(manager.capture_agent_output("p", lines=1)) == long_line + "\n"
 
