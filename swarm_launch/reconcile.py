@@ -46,11 +46,13 @@ def manager_for(target: SwarmTarget) -> TmuxSwarmManager:
                             socket_name=target.socket_name, socket_path=target.socket_path)
 
 
-async def compute_plan(manager: TmuxSwarmManager, spec: SwarmSpec, *, prune: bool) -> Plan:
+async def compute_plan(manager: TmuxSwarmManager, spec: SwarmSpec, *, prune: bool,
+                       desired: dict[str, DesiredAgent] | None = None) -> Plan:
+    """Observe once, then plan; `desired` saves re-expanding a spec already expanded."""
     panes = await manager.observe()
     state = records.load_state(spec.name)
-    return plan(expand(spec), panes, cluster=spec.name, prune=prune,
-                recorded=records.recorded_field_hashes(state))
+    return plan(expand(spec) if desired is None else desired, panes, cluster=spec.name,
+                prune=prune, recorded=records.recorded_field_hashes(state))
 
 
 async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = False,
@@ -62,14 +64,14 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
     """
     started = time.time()
     manager = manager_for(target)
-    first = await compute_plan(manager, spec, prune=prune)
     desired = expand(spec)
+    first = await compute_plan(manager, spec, prune=prune, desired=desired)
     if first.in_sync and _records_current(spec, first):
         _record(target, spec, "up", started, applied=Applied(first), desired=desired,
                 panes=None)
         return Applied(first)
     with store.locked(records.swarm_dir(spec.name), what=f"swarm {spec.name!r}"):
-        current = await compute_plan(manager, spec, prune=prune)
+        current = await compute_plan(manager, spec, prune=prune, desired=desired)
         applied = Applied(current)
         startup = Startup(manager, desired)
         await _apply(manager, current, applied, report, startup)

@@ -12,6 +12,7 @@ from swarm_launch import reconcile, render
 from swarm_launch.cli import Globals
 from swarm_launch.commands import plan as plan_command
 from swarm_launch.commands._common import load
+from swarm_launch.model import SwarmSpec
 from swarm_launch.plan import Action
 
 
@@ -23,14 +24,7 @@ def run(globals_: Globals, *, spec: str, no_prune: bool, dry_run: bool, as_json:
     if watch:
         return _watch(globals_, spec, prune=not no_prune)
     swarm, target = load(globals_, spec)
-    printed: list[tuple[Action, str | None]] = []
-
-    def report(action: Action, error: str | None) -> None:
-        printed.append((action, error))
-        if not as_json:
-            click.echo(render.action_line(action, error, width=width))
-
-    width = max((len(i) for i in swarm.agents), default=0) + 8
+    report = None if as_json else _printer(swarm)
     applied = asyncio.run(reconcile.up(swarm, target, prune=not no_prune, wait=wait,
                                        wait_timeout_s=timeout, report=report))
     if as_json:
@@ -38,6 +32,16 @@ def run(globals_: Globals, *, spec: str, no_prune: bool, dry_run: bool, as_json:
         return 0 if applied.ok else 1
     click.echo(applied.plan.summary())
     return _verdict(applied, reconcile.manager_for(target).log_path)
+
+
+def _printer(swarm: SwarmSpec) -> reconcile.Report:
+    """Print each action as it is done, ids aligned (room for a replica suffix)."""
+    width = max((len(i) for i in swarm.agents), default=0) + 8
+
+    def report(action: Action, error: str | None) -> None:
+        click.echo(render.action_line(action, error, width=width))
+
+    return report
 
 
 def _verdict(applied: reconcile.Applied, log_path: Callable[[str], str]) -> int:
@@ -85,13 +89,9 @@ def _watch(globals_: Globals, spec: str, *, prune: bool) -> int:
             click.echo(exc.report(), err=True)
             click.echo("the spec is invalid; nothing was changed; waiting for a fix", err=True)
             return
-        width = max((len(i) for i in swarm.agents), default=0) + 8
-
-        def report(action: Action, error: str | None) -> None:
-            click.echo(render.action_line(action, error, width=width))
-
         try:
-            applied = asyncio.run(reconcile.up(swarm, target, prune=prune, report=report))
+            applied = asyncio.run(reconcile.up(swarm, target, prune=prune,
+                                               report=_printer(swarm)))
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
             return
