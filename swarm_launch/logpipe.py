@@ -106,10 +106,14 @@ def _shift(path: str, keep: int, suffix: str = "") -> None:
         pass  # someone removed it; the fresh file is created anyway
 
 
+# Every line swarm-launch itself writes into an agent's log starts with this.
+MARKER_PREFIX = "--- swarm-launch: "
+
+
 def marker(agent_id: str, pane: str, when: float | None = None) -> bytes:
     """The line written at each start, so a restart or replace is visible in the log."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if when is None else when))
-    return f"--- swarm-launch: agent {agent_id} started {stamp} (pane {pane}) ---\n".encode()
+    return f"{MARKER_PREFIX}agent {agent_id} started {stamp} (pane {pane}) ---\n".encode()
 
 
 def pump(source: int, writer: LogWriter) -> None:

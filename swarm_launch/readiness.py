@@ -11,8 +11,10 @@ import os
 import re
 import time
 
-# The start marker logpipe.marker() writes is ours, not the agent's output.
-_MARKER = re.compile(r"^--- swarm-launch: agent .*---$\n?", re.MULTILINE)
+from swarm_launch.logpipe import MARKER_PREFIX
+
+# Lines logpipe and supervise write (start markers, restart notes) are ours, not the agent's.
+_MARKER = re.compile(rf"^{re.escape(MARKER_PREFIX)}.*$\n?", re.MULTILINE)
 # Enough to hold a TUI's start-up screens; older text is dropped from the match window.
 _WINDOW_BYTES = 256 * 1024
 
