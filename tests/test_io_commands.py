@@ -140,5 +140,7 @@ def test_a_fast_printer_in_a_pane_loses_no_line(server: Server, tmp_path: pathli
                  if not line.startswith("--- swarm-launch")] if log.exists() else []
         return lines if lines[-1:] == ["199999"] else None
 
-    assert wait_until(numbers, timeout=60, message="all 200,000 lines logged") == [
-        str(i) for i in range(200000)]
+    logged = wait_until(numbers, timeout=60, message="all 200,000 lines logged")
+    expected = [str(i) for i in range(200000)]
+    missing = sorted(set(expected) - set(logged), key=int)[:5]
+    assert logged == expected, f"{len(logged)} lines logged; first missing: {missing}"
