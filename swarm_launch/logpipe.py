@@ -1,5 +1,9 @@
 """The per-agent log writer: tmux `pipe-pane -O` feeds it every byte an agent writes.
 
+Two programs do this job, byte for byte alike: `logpipe.pl` (Perl, used when a `perl`
+is found: it starts in ~2 ms, which matters at one process per agent) and this one
+(Python, ~16 ms), used without Perl or with SWARM_LAUNCH_LOG_WRITER=python.
+
 It appends each chunk straight to the log (no buffering beyond one read), marks
 every start with a line, rotates by renaming, and keeps a per-second time index
 (`LOG.idx`: `EPOCH OFFSET` lines) so `logs --since` can seek without scanning.
@@ -168,17 +172,35 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+WRITER_ENV = "SWARM_LAUNCH_LOG_WRITER"  # "python" forces this file; anything else: auto
+PERL_WRITER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "logpipe.pl")
+
+
+def writer_argv(choice: str | None = None, search_path: str | None = None) -> list[str]:
+    """The writer program by absolute paths: Perl's if a `perl` is on PATH, else Python's.
+
+    Absolute, so it runs whatever the tmux server's PATH and current directory are;
+    Python under `-I -S`: no PYTHONPATH, no user site, no site import.
+    """
+    import shutil
+
+    choice = os.environ.get(WRITER_ENV, "auto") if choice is None else choice
+    perl = shutil.which("perl", path=search_path) if choice != "python" else None
+    if perl and os.path.isfile(PERL_WRITER):
+        return [os.path.abspath(perl), PERL_WRITER]
+    return [os.path.abspath(sys.executable), "-I", "-S", os.path.abspath(__file__)]
+
+
 def pipe_command(log_path: str, settings: LogSettings, *, agent_id: str,
-                 pane_id_format: str = "#{pane_id}") -> str:
+                 pane_id_format: str = "#{pane_id}", writer: list[str] | None = None) -> str:
     """The shell command to give `pipe-pane -O`: tmux format-expands it, then runs it with sh.
 
-    The script runs by its absolute path under `python -I`, so it works whatever the
-    tmux server's environment and current directory are (no PYTHONPATH, no user site).
     Every `#` is doubled except in `pane_id_format`, which tmux expands to the pane id.
+    `writer` (from `writer_argv`, looked up once per batch by callers that have many).
     """
     import shlex
 
-    words = [os.path.abspath(sys.executable), "-I", "-S", os.path.abspath(__file__), log_path,
+    words = [*(writer or writer_argv()), log_path,
              "--max-bytes", str(settings.max_bytes), "--keep", str(settings.keep),
              "--agent", agent_id, "--pane"]
     quoted = " ".join(shlex.quote(word).replace("#", "##") for word in words)

@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import importlib
 import logging
 import os
-import shlex
 import shutil
 import signal as signals
 import subprocess
@@ -25,7 +23,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mappi
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from swarm_launch import store, supervise
+from swarm_launch import logpipe, store, supervise
 from swarm_launch.exceptions import (
     AgentNotFoundError,
     PaneDeadError,
@@ -36,7 +34,7 @@ from swarm_launch.exceptions import (
     TmuxTimeoutError,
 )
 from swarm_launch.logfiles import LogFollower, decode_line
-from swarm_launch.model import LogSettings, SendSettings
+from swarm_launch.model import SendSettings
 from swarm_launch.observed import (
     LIST_PANES_FORMAT,
     AgentStatus,
@@ -51,7 +49,6 @@ from swarm_launch.tmux_script import (
     WindowPlan,
     assign_errors,
     check_launch,
-    escape_format,
     kill_windows_script,
     new_session_line,
     parse_listing,
@@ -191,19 +188,6 @@ async def observe_server(*, socket_name: str | None = None, socket_path: str | N
             return ()
         raise TmuxSwarmError(f"list-panes -a: tmux said: {result.err.strip()}")
     return parse_panes(result.out)
-
-
-def _pipe_command(log_path: str, settings: LogSettings, agent_id: str) -> str:
-    """The pipe-pane command writing an agent's log (a tmux format string)."""
-    try:
-        logpipe = importlib.import_module("swarm_launch.logpipe")
-    except ModuleNotFoundError as exc:
-        if exc.name != "swarm_launch.logpipe":
-            raise
-        # Until the rotating writer exists: append, never truncate.
-        return "cat >> " + escape_format(shlex.quote(log_path))
-    command: str = logpipe.pipe_command(log_path, settings, agent_id=agent_id)
-    return command
 
 
 def _proc_table() -> dict[int, tuple[int, int, int]]:
@@ -445,10 +429,12 @@ class TmuxSwarmManager:
         now = time.time()
         hook = supervise.hook_command(find_tmux())
         watch = supervise.hook_command(find_tmux(), watch_only=True)
+        writer = logpipe.writer_argv()
         for offset, launch in enumerate(launches):
             log_path = self.log_path(launch.agent_id)
-            plan = WindowPlan(launch, first + offset,
-                              _pipe_command(log_path, launch.logs, launch.agent_id), now,
+            log_command = logpipe.pipe_command(log_path, launch.logs, agent_id=launch.agent_id,
+                                               writer=writer)
+            plan = WindowPlan(launch, first + offset, log_command, now,
                               log_path=log_path, hook_command=hook, watch_command=watch)
             lines.append(window_line(self.session_name, self.cluster_id, plan))
         self._logs_dir()

@@ -6,6 +6,7 @@ import os
 import pathlib
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,11 +20,27 @@ from tests.helpers import wait_until
 MARKER = re.compile(rb"^--- swarm-launch: agent (\S+) started \S+Z \(pane (\S+)\) ---$")
 
 
-def run_logpipe(log: pathlib.Path, data: bytes, *, max_bytes: int = 50 * 1024 * 1024,
-                keep: int = 3, agent: str = "planner", pane: str = "%3") -> None:
-    """Feed `data` through the real `python -m swarm_launch.logpipe` process, to its EOF."""
-    command = [sys.executable, "-m", "swarm_launch.logpipe", str(log),
-               "--max-bytes", str(max_bytes), "--keep", str(keep),
+PYTHON_WRITER = logpipe.writer_argv("python")
+PERL = shutil.which("perl")
+WRITERS = [
+    pytest.param(PYTHON_WRITER, id="python"),
+    pytest.param([PERL or "perl", logpipe.PERL_WRITER], id="perl",
+                 marks=pytest.mark.skipif(PERL is None, reason="no perl on PATH")),
+]
+
+
+@pytest.fixture(params=WRITERS)
+def writer(request: pytest.FixtureRequest) -> list[str]:
+    """Each case runs against both writer programs: they must write the same bytes."""
+    argv: list[str] = request.param
+    return argv
+
+
+def run_logpipe(writer: list[str], log: pathlib.Path, data: bytes, *,
+                max_bytes: int = 50 * 1024 * 1024, keep: int = 3, agent: str = "planner",
+                pane: str = "%3") -> None:
+    """Feed `data` through the real writer process, to its EOF."""
+    command = [*writer, str(log), "--max-bytes", str(max_bytes), "--keep", str(keep),
                "--agent", agent, "--pane", pane]
     subprocess.run(command, input=data, check=True, timeout=60)
 
@@ -36,38 +53,42 @@ def without_markers(data: bytes) -> list[bytes]:
     return [line for line in data.split(b"\n") if not MARKER.match(line)]
 
 
-def test_200000_numbered_lines_arrive_whole_and_in_order(tmp_path: pathlib.Path) -> None:
+def test_200000_numbered_lines_arrive_whole_and_in_order(writer: list[str],
+                                                         tmp_path: pathlib.Path) -> None:
     log = tmp_path / "logs" / "planner.log"
-    run_logpipe(log, numbered(200_000))
+    run_logpipe(writer, log, numbered(200_000))
     lines = log.read_bytes().split(b"\n")
     assert MARKER.match(lines[0])
     assert lines[1:-1] == [b"line %d" % i for i in range(200_000)]
     assert lines[-1] == b""
 
 
-def test_each_start_appends_a_marker_and_never_truncates(tmp_path: pathlib.Path) -> None:
+def test_each_start_appends_a_marker_and_never_truncates(writer: list[str],
+                                                         tmp_path: pathlib.Path) -> None:
     log = tmp_path / "a.log"
-    run_logpipe(log, b"first run\n", agent="coder-0", pane="%1")
-    run_logpipe(log, b"second run\n", agent="coder-0", pane="%7")
+    run_logpipe(writer, log, b"first run\n", agent="coder-0", pane="%1")
+    run_logpipe(writer, log, b"second run\n", agent="coder-0", pane="%7")
     lines = log.read_bytes().splitlines()
     assert [MARKER.match(line) is not None for line in lines] == [True, False, True, False]
     assert lines[1] == b"first run" and lines[3] == b"second run"
     assert MARKER.match(lines[2]).groups() == (b"coder-0", b"%7")  # type: ignore[union-attr]
 
 
-def test_marker_starts_on_a_fresh_line_after_a_partial_one(tmp_path: pathlib.Path) -> None:
+def test_marker_starts_on_a_fresh_line_after_a_partial_one(writer: list[str],
+                                                           tmp_path: pathlib.Path) -> None:
     log = tmp_path / "a.log"
-    run_logpipe(log, b"prompt> ")
-    run_logpipe(log, b"again\n")
+    run_logpipe(writer, log, b"prompt> ")
+    run_logpipe(writer, log, b"again\n")
     lines = log.read_bytes().split(b"\n")
     assert lines[1] == b"prompt> "
     assert MARKER.match(lines[2])
 
 
-def test_rotation_keeps_k_files_and_loses_no_byte(tmp_path: pathlib.Path) -> None:
+def test_rotation_keeps_k_files_and_loses_no_byte(writer: list[str],
+                                                  tmp_path: pathlib.Path) -> None:
     log = tmp_path / "a.log"
     data = numbered(20_000)  # ~200 KB through a 16 KB cap: a dozen rotations
-    run_logpipe(log, data, max_bytes=16 * 1024, keep=3)
+    run_logpipe(writer, log, data, max_bytes=16 * 1024, keep=3)
     files = [tmp_path / f"a.log.{n}" for n in (3, 2, 1)] + [log]
     assert sorted(p.name for p in tmp_path.glob("a.log*")) == [
         "a.log", "a.log.1", "a.log.1.idx", "a.log.2", "a.log.2.idx", "a.log.3", "a.log.3.idx",
@@ -78,35 +99,36 @@ def test_rotation_keeps_k_files_and_loses_no_byte(tmp_path: pathlib.Path) -> Non
     assert kept == data[-len(kept):]  # the newest bytes, contiguous across every boundary
 
 
-def test_rotation_within_one_run_is_lossless_across_the_boundary(tmp_path: pathlib.Path) -> None:
+def test_rotation_within_one_run_is_lossless_across_the_boundary(writer: list[str],
+                                                                 tmp_path: pathlib.Path) -> None:
     log = tmp_path / "a.log"
     data = numbered(5_000)  # ~49 KB through a 20 KB cap: two rotations
-    run_logpipe(log, data, max_bytes=20_000, keep=5)
+    run_logpipe(writer, log, data, max_bytes=20_000, keep=5)
     files = [tmp_path / f"a.log.{n}" for n in (2, 1)] + [log]
     assert not (tmp_path / "a.log.3").exists()
     assert without_markers(b"".join(p.read_bytes() for p in files)) == without_markers(data)
 
 
-def test_keep_zero_keeps_no_old_file(tmp_path: pathlib.Path) -> None:
+def test_keep_zero_keeps_no_old_file(writer: list[str], tmp_path: pathlib.Path) -> None:
     log = tmp_path / "a.log"
-    run_logpipe(log, numbered(5_000), max_bytes=4096, keep=0)
+    run_logpipe(writer, log, numbered(5_000), max_bytes=4096, keep=0)
     assert not (tmp_path / "a.log.1").exists()
     assert log.stat().st_size <= 4096
     assert log.read_bytes().endswith(b"line 4999\n")
 
 
-def test_files_are_0600_and_the_directory_0700(tmp_path: pathlib.Path) -> None:
+def test_files_are_0600_and_the_directory_0700(writer: list[str], tmp_path: pathlib.Path) -> None:
     log = tmp_path / "new" / "logs" / "a.log"
-    run_logpipe(log, numbered(3_000), max_bytes=8192, keep=2)
+    run_logpipe(writer, log, numbered(3_000), max_bytes=8192, keep=2)
     assert (tmp_path / "new" / "logs").stat().st_mode & 0o777 == 0o700
     for path in (log.parent).iterdir():
         assert path.stat().st_mode & 0o777 == 0o600, path.name
 
 
-def test_index_notes_where_each_run_starts(tmp_path: pathlib.Path) -> None:
+def test_index_notes_where_each_run_starts(writer: list[str], tmp_path: pathlib.Path) -> None:
     log = tmp_path / "a.log"
-    run_logpipe(log, b"hello\n")
-    run_logpipe(log, b"again\n")
+    run_logpipe(writer, log, b"hello\n")
+    run_logpipe(writer, log, b"again\n")
     entries = [line.split() for line in (tmp_path / "a.log.idx").read_text().splitlines()]
     second_start = log.read_bytes().index(b"--- swarm-launch", 1)
     assert [int(offset) for _, offset in entries] == [0, second_start]
@@ -121,9 +143,46 @@ def test_writer_splits_a_line_longer_than_the_cap(tmp_path: pathlib.Path) -> Non
     assert parts == [b"0123456789", b"abcdefghij", b"-tail\n"]
 
 
+def test_both_writers_write_the_same_bytes(tmp_path: pathlib.Path) -> None:
+    if PERL is None:
+        pytest.skip("no perl on PATH")
+    data = b"no newline at the end> " + numbered(3_000) + "é\x00\xff\r\n".encode("latin-1")
+    for name, argv in (("py", PYTHON_WRITER), ("pl", [PERL, logpipe.PERL_WRITER])):
+        for run in range(2):  # the second start follows a partial line
+            run_logpipe(argv, tmp_path / name / "a.log", data, max_bytes=9_000, keep=2,
+                        agent="a", pane=f"%{run}")
+    for suffix in ("", ".1", ".2"):
+        python_bytes = (tmp_path / "py" / f"a.log{suffix}").read_bytes()
+        perl_bytes = (tmp_path / "pl" / f"a.log{suffix}").read_bytes()
+        stamps = re.compile(rb"started \S+Z")  # the seconds may differ, not the length
+        assert stamps.sub(b"T", python_bytes) == stamps.sub(b"T", perl_bytes), suffix
+        offsets = [[line.split()[1] for line in (tmp_path / name / f"a.log{suffix}.idx")
+                    .read_text().splitlines()] for name in ("py", "pl")]
+        assert offsets[0] == offsets[1], suffix
+
+
+def test_the_perl_writer_compiles_under_strict_and_warnings() -> None:
+    if PERL is None:
+        pytest.skip("no perl on PATH")
+    checked = subprocess.run([PERL, "-Mstrict", "-w", "-c", logpipe.PERL_WRITER],
+                             capture_output=True, text=True, check=False)
+    assert checked.returncode == 0 and "syntax OK" in checked.stderr, checked.stderr
+    assert checked.stderr.strip().endswith("syntax OK")  # and not one warning
+
+
+def test_perl_is_the_writer_when_found_and_python_otherwise(tmp_path: pathlib.Path) -> None:
+    fake = tmp_path / "perl"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    assert logpipe.writer_argv("auto", str(tmp_path)) == [str(fake), logpipe.PERL_WRITER]
+    assert logpipe.writer_argv("python", str(tmp_path))[1:] == ["-I", "-S", logpipe.__file__]
+    assert logpipe.writer_argv("auto", str(tmp_path / "empty"))[0] == sys.executable
+
+
 def test_pipe_command_quotes_for_sh_and_doubles_hashes_for_tmux(tmp_path: pathlib.Path) -> None:
     path = "/tmp/we#ird dir's $HOME ~/a#1.log"
-    command = logpipe.pipe_command(path, LogSettings(max_bytes=1000, keep=2), agent_id="a#b")
+    command = logpipe.pipe_command(path, LogSettings(max_bytes=1000, keep=2), agent_id="a#b",
+                                   writer=PYTHON_WRITER)
     assert command.startswith("exec ")
     assert command.endswith(" '#{pane_id}'")
     expanded = command[:-len("'#{pane_id}'")].replace("##", "#") + "%5"  # what tmux does
@@ -146,11 +205,11 @@ def test_bad_arguments_print_usage(argv: list[str]) -> None:
         logpipe.main(argv)
 
 
-def test_sigterm_writes_what_is_already_in_the_pipe_then_exits(tmp_path: pathlib.Path) -> None:
+def test_sigterm_writes_what_is_already_in_the_pipe_then_exits(
+        writer: list[str], tmp_path: pathlib.Path) -> None:
     log = tmp_path / "a.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "swarm_launch.logpipe", str(log), "--agent", "a", "--pane", "%1"],
-        stdin=subprocess.PIPE)
+    process = subprocess.Popen([*writer, str(log), "--agent", "a", "--pane", "%1"],
+                               stdin=subprocess.PIPE)
     assert process.stdin is not None
     try:
         wait_until(lambda: log.exists() and log.read_bytes().endswith(b"---\n"),
