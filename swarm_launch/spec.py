@@ -7,6 +7,7 @@ is a frozen record of `swarm_launch.model`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import hashlib
@@ -17,7 +18,7 @@ from importlib import resources
 from typing import Any
 
 from swarm_launch import spec_checks
-from swarm_launch.exceptions import SpecError
+from swarm_launch.exceptions import SpecError, SpecIssue
 from swarm_launch.interpolate import interpolate
 from swarm_launch.model import (
     AgentSpec,
@@ -30,10 +31,11 @@ from swarm_launch.model import (
     SwarmSpec,
     TmuxSettings,
 )
-from swarm_launch.spec_yaml import LoadFailure, read_document
+from swarm_launch.spec_yaml import Document, LoadFailure, read_document
 
 SCHEMA_FILE = "swarm.schema.json"
 NESTED_DEFAULTS = ("backoff", "send", "logs", "stop")
+VALID_CACHE_SIZE = 256  # versions of spec files remembered as valid
 
 
 @functools.lru_cache(maxsize=1)
@@ -58,8 +60,12 @@ def schema() -> dict[str, Any]:
     return copy.deepcopy(_schema())
 
 
-def load_spec(path: str, environ: Mapping[str, str] | None = None) -> SwarmSpec:
-    """Load, check and interpolate the spec at `path`; raise SpecError with every issue."""
+def load_spec(path: str, environ: Mapping[str, str] | None = None, *,
+              valid_cache: str | None = None) -> SwarmSpec:
+    """Load, check and interpolate the spec at `path`; raise SpecError with every issue.
+
+    `valid_cache`: a private directory remembering the files that passed the schema.
+    """
     env = os.environ if environ is None else environ
     try:
         document = read_document(path, path)
@@ -67,11 +73,38 @@ def load_spec(path: str, environ: Mapping[str, str] | None = None) -> SwarmSpec:
         raise SpecError(path, failure.issues) from None
     context = spec_checks.Context(file=path, root=document.root,
                                   spec_dir=os.path.dirname(os.path.abspath(path)), environ=env)
-    issues = [*document.issues, *spec_checks.schema_issues(context, document.data, _schema())]
+    issues = [*document.issues, *_schema_issues(context, document, valid_cache)]
     issues += spec_checks.semantic_issues(context, document.data)
     if issues:
         raise SpecError(path, issues)
     return _build(context, document.data, document.raw)
+
+
+def _schema_issues(context: spec_checks.Context, document: Document,
+                   valid_cache: str | None) -> list[SpecIssue]:
+    """The schema's verdict; remembered for a file that passed, as one empty file named
+    by the hash of (schema, file bytes): jsonschema costs ~45 ms of start-up to import,
+    and `up` of an unchanged spec is the common case. Semantic checks always run."""
+    if valid_cache is None:
+        return spec_checks.schema_issues(context, document.data, _schema())
+    digest = hashlib.sha256(schema_text().encode() + b"\0" + document.raw).hexdigest()
+    remembered = os.path.join(valid_cache, digest)
+    if os.path.exists(remembered):
+        return []
+    issues = spec_checks.schema_issues(context, document.data, _schema())
+    if not issues and not document.issues:
+        with contextlib.suppress(OSError):  # a cache: failing to remember costs nothing
+            _forget_oldest(valid_cache)
+            os.close(os.open(remembered, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+    return issues
+
+
+def _forget_oldest(directory: str, keep: int = VALID_CACHE_SIZE) -> None:
+    entries = [entry for entry in os.scandir(directory) if entry.is_file()]
+    if len(entries) >= keep:
+        entries.sort(key=lambda entry: entry.stat().st_mtime)
+        for entry in entries[:len(entries) - keep + 1]:
+            os.unlink(entry.path)
 
 
 def _build(context: spec_checks.Context, data: dict[str, Any], raw: bytes) -> SwarmSpec:

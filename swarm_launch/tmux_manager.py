@@ -93,9 +93,16 @@ class AgentPane:
     pane_id: str
     window_id: str
     session_id: str
-    # Excluded from repr/eq: libtmux's repr queries tmux (and asserts) on a bare handle.
-    pane: libtmux.Pane = field(repr=False, compare=False)
+    # The manager's libtmux server, asked for only when `pane` is (not in repr/eq).
+    server: Callable[[], libtmux.Server] = field(repr=False, compare=False)
     status: AgentStatus = AgentStatus.RUNNING
+
+    @property
+    def pane(self) -> libtmux.Pane:
+        """Built on first use, so `up` and the CLI never import libtmux (~40 ms)."""
+        import libtmux
+
+        return libtmux.Pane(server=self.server(), pane_id=self.pane_id)
 
 
 class AgentSpawnError(SessionCreationError):
@@ -461,10 +468,7 @@ class TmuxSwarmManager:
 
     def _agent_pane(self, agent_id: str, pane_id: str, window_id: str,
                     session_id: str) -> AgentPane:
-        import libtmux
-
-        pane = libtmux.Pane(server=self.server, pane_id=pane_id)
-        return AgentPane(agent_id, pane_id, window_id, session_id, pane)
+        return AgentPane(agent_id, pane_id, window_id, session_id, lambda: self.server)
 
     # -- stopping -----------------------------------------------------------
 

@@ -196,3 +196,40 @@ def test_concurrent_ups_end_with_one_pane_per_agent(
     assert sorted(agents) == sorted(f"a{i}" for i in range(10))
     state = json.loads((isolated_environment / NAME / "state.json").read_text())
     assert len(state["agents"]) == 10
+
+
+def test_up_of_an_unchanged_spec_imports_neither_jsonschema_nor_libtmux(
+        server: Server, spec: pathlib.Path) -> None:
+    """Start-up is most of a no-op `up`: a spec that passed the schema is not checked again
+    (jsonschema costs ~45 ms to import), and `up` never needs libtmux (~40 ms)."""
+    path = write(spec, TWO)
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('IMPORTED', sorted(m for m in ('jsonschema', 'libtmux')"
+            " if m in sys.modules), file=sys.stderr))\n"
+            "from swarm_launch.cli import main\n"
+            f"sys.argv = ['swarm-launch', '-L', {server.socket_name!r}, 'up', {path!r}]\n"
+            "main()\n")
+
+    def imported() -> str:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=False, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stderr.strip().splitlines()[-1]
+
+    assert imported() == "IMPORTED ['jsonschema']"  # first sight of this file: validated
+    assert imported() == "IMPORTED []"
+    spec.write_text(spec.read_text().replace("one", "two"))
+    assert imported() == "IMPORTED ['jsonschema']"  # edited: validated again
+
+
+def test_a_spec_failing_the_schema_is_never_remembered_as_valid(
+        server: Server, spec: pathlib.Path) -> None:
+    path = write(spec, "a:\n  command: sleep 600\n  restart: sometimes\n")
+    for _ in range(2):
+        result = invoke("-L", str(server.socket_name), "up", path)
+        assert result.code == 1 and "restart" in result.err
+    assert agents_of_or_none(server) is None
+
+
+def agents_of_or_none(server: Server) -> dict[str, str] | None:
+    return agents_of(server) if server.has_session(f"swarm-{NAME}") else None

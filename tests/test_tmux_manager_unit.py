@@ -40,7 +40,16 @@ def test_agent_status_values() -> None:
 
 def test_agent_pane_fields() -> None:
     names = [f.name for f in dataclasses.fields(AgentPane)]
-    assert names == ["agent_id", "pane_id", "window_id", "session_id", "pane", "status"]
+    assert names == ["agent_id", "pane_id", "window_id", "session_id", "server", "status"]
+
+
+def test_agent_pane_builds_its_libtmux_pane_on_first_use() -> None:
+    server = mock.MagicMock()
+    asked = mock.MagicMock(return_value=server)
+    agent = AgentPane("a", "%3", "@1", "$0", asked)
+    asked.assert_not_called()
+    assert (agent.pane.pane_id, agent.pane.server) == ("%3", server)
+    assert "server" not in repr(agent) and agent == AgentPane("a", "%3", "@1", "$0", asked)
 
 
 def test_defaults_and_data_dir_from_ai_swarm_dir(

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import re
 
-from swarm_launch import records
+from swarm_launch import records, store
 from swarm_launch.cli import Globals
 from swarm_launch.exceptions import UserError
 from swarm_launch.model import ID_PATTERN, SwarmSpec
 from swarm_launch.records import SwarmTarget
+
+# Under AI_SWARM_DIR: the spec files that passed the schema (see `spec.load_spec`).
+# Not a swarm: `records.known_swarms` lists only directories holding a state.json.
+VALID_SPECS_DIR = ".valid-specs"
 
 
 def load(globals_: Globals, spec_path: str) -> tuple[SwarmSpec, SwarmTarget]:
     """Load and validate a spec; its tmux server is the spec's unless -L/-S say otherwise."""
     from swarm_launch.spec import load_spec
 
-    spec = load_spec(spec_path)
+    spec = load_spec(spec_path, valid_cache=store.ensure_private_dir(
+        os.path.join(store.data_dir(), VALID_SPECS_DIR)))
     socket_name, socket_path = spec.tmux.socket_name, spec.tmux.socket_path
     if globals_.socket_name or globals_.socket_path:
         socket_name, socket_path = globals_.socket_name, globals_.socket_path
