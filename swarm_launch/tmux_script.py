@@ -178,8 +178,7 @@ def window_line(session: str, cluster: str, plan: WindowPlan) -> str:
         create += ["-c", quote(escape_format(launch.workdir))]
     create += ["--", *map(quote, argv_for(launch.command))]
     tags = {OPT_CLUSTER: cluster, OPT_AGENT: agent, OPT_HASH: launch.config_hash,
-            OPT_STARTED: f"{plan.started_at:.3f}", OPT_SUBMIT_KEY: launch.send.submit_key,
-            OPT_SUBMIT_DELAY_MS: str(launch.send.submit_delay_ms)}
+            OPT_STARTED: f"{plan.started_at:.3f}", **send_tags(launch.send)}
     return line(
         create,
         # First, so a command that exits at once still leaves a readable dead pane.
@@ -190,6 +189,20 @@ def window_line(session: str, cluster: str, plan: WindowPlan) -> str:
         *restart_commands(target, plan),
         ["display-message", "-p", quote(escape_format(f"{DONE} {agent}"))],
     )
+
+
+def send_tags(send: SendSettings) -> dict[str, str]:
+    """The send settings differing from the defaults (which `parse_listing` assumes).
+
+    Each set-option costs tmux a pass over every window (options_push_changes), so a
+    500-agent swarm pays ~0.07 s per option per agent; defaults cost nothing.
+    """
+    defaults, tags = SendSettings(), {}
+    if send.submit_key != defaults.submit_key:
+        tags[OPT_SUBMIT_KEY] = send.submit_key
+    if send.submit_delay_ms != defaults.submit_delay_ms:
+        tags[OPT_SUBMIT_DELAY_MS] = str(send.submit_delay_ms)
+    return tags
 
 
 def restart_commands(target: str, plan: WindowPlan) -> list[list[str]]:

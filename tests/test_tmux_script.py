@@ -66,6 +66,12 @@ def test_window_line_is_one_list_with_tags_and_log() -> None:
         assert part in text
 
 
+def test_default_send_settings_cost_no_option() -> None:
+    text = window_line("swarm-c", "c", WindowPlan(AgentLaunch("a", "x"), 1, "cat", 1.0))
+    assert "@swarm_submit" not in text
+    assert text.count("set-option") == 5  # remain-on-exit, cluster, agent, hash, started
+
+
 def test_parse_spawn_output() -> None:
     out = parse_spawn_output("+session\n+created a %1 @1 $0\n+done a\n+created b %2 @2 $0\n")
     assert out.created == {"a": ("%1", "@1", "$0"), "b": ("%2", "@2", "$0")}
