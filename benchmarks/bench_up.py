@@ -3,6 +3,11 @@
 Run: .venv/bin/python benchmarks/bench_up.py [--repeat 5]
 Every measurement uses its own tmux server (own socket under a private
 TMUX_TMPDIR) and `sleep 1000` as the agent. Prints a markdown table.
+
+Fair to both sides: the raw floors create windows of the size swarm-launch gives
+its agents (220x50: bigger windows cost tmux more to fork from, see the 80x24 row),
+and swarm-launch runs as installed (its console script, with compiled bytecode,
+as `pip install` leaves it even where PYTHONDONTWRITEBYTECODE is set).
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import time
 from collections.abc import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLI = [sys.executable, "-m", "swarm_launch"]
+SCRIPT = os.path.join(os.path.dirname(sys.executable), "swarm-launch")
+CLI = [SCRIPT] if os.path.exists(SCRIPT) else [sys.executable, "-m", "swarm_launch"]
+SIZE = ("-x", "220", "-y", "50")  # tmux_script.SESSION_SIZE
 
 
 def tmux(sock: str, *args: str, stdin: str | None = None) -> None:
@@ -30,18 +37,27 @@ def kill(sock: str) -> None:
     subprocess.run(["tmux", "-L", sock, "kill-server"], capture_output=True, check=False)
 
 
-def raw_chained(sock: str, n: int) -> None:
+def raw_chained(sock: str, n: int, size: tuple[str, ...] = SIZE) -> None:
     """The floor for 50: one tmux client invocation chaining every new-window."""
-    args = ["new-session", "-d", "-s", "raw", "sleep 1000"]
+    args = ["new-session", "-d", "-s", "raw", *size, "sleep 1000"]
     for i in range(n):
         args += [";", "new-window", "-d", "-t", "=raw:", "-n", f"agent-{i}", "sleep 1000"]
     tmux(sock, *args)
 
 
-def raw_source_file(sock: str, n: int) -> None:
-    """The floor for 500: one tmux invocation reading the commands from stdin."""
-    lines = ["new-session -d -s raw 'sleep 1000'"]
-    lines += [f"new-window -d -t '=raw:' -n agent-{i} 'sleep 1000'" for i in range(n)]
+def raw_source_file(sock: str, n: int, size: tuple[str, ...] = SIZE,
+                    log_dir: str | None = None) -> None:
+    """The floor for 500: one tmux invocation reading the commands from stdin.
+
+    With `log_dir`, each window also gets `pipe-pane -O 'cat >> LOG'`: the least any
+    launcher keeping a lossless log per agent can pay (one process per pane).
+    """
+    lines = [f"new-session -d -s raw {' '.join(size)} 'sleep 1000'"]
+    for i in range(n):
+        line = f"new-window -d -t '=raw:{i + 1}' -n agent-{i} 'sleep 1000'"
+        if log_dir:
+            line += f" ; pipe-pane -O -t '=raw:{i + 1}' 'exec cat >> {log_dir}/{i}.log'"
+        lines.append(line)
     tmux(sock, "start-server", ";", "source-file", "-", stdin="\n".join(lines) + "\n")
 
 
@@ -101,8 +117,11 @@ def main() -> None:
     os.environ["TMUX_TMPDIR"] = tempfile.mkdtemp(prefix="sb-")
     os.environ["SHELL"] = "/bin/sh"
     spec50, spec500 = write_spec(work, 50), write_spec(work, 500)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(ROOT, "swarm_launch")],
+                   check=True)
     rows: list[tuple[str, float, str]] = []
 
+    raw50_small = timed(None, lambda s: raw_chained(s, 50, ()), args.repeat)
     raw50 = timed(None, lambda s: raw_chained(s, 50), args.repeat)
     up50 = timed(None, lambda s: swarm_up(s, spec50), args.repeat)
     tmuxp50 = timed(None, lambda s: tmuxp_load(s, write_tmuxp(work, 50)), max(1, args.repeat // 2))
@@ -111,7 +130,8 @@ def main() -> None:
                          max(1, args.repeat // 2))
     noop50 = timed(lambda s: swarm_up(s, spec50), lambda s: swarm_up(s, spec50), args.repeat)
     rows += [
-        ("raw tmux, one chained call, 50 windows", raw50, "1.0x (floor)"),
+        ("raw tmux, one chained call, 50 windows of 80x24", raw50_small, ""),
+        ("raw tmux, one chained call, 50 windows of 220x50", raw50, "1.0x (floor)"),
         ("swarm-launch up, 50 agents from nothing", up50, f"{up50 / raw50:.1f}x raw"),
         ("tmuxp load -d, 50 windows, SHELL=/bin/sh", tmuxp50,
          f"{tmuxp50 / up50:.1f}x slower than up"),
@@ -120,11 +140,19 @@ def main() -> None:
         ("swarm-launch up, no-op on 50 converged", noop50, "target < 0.3 s"),
     ]
     if not args.skip_500:
-        raw500 = timed(None, lambda s: raw_source_file(s, 500), max(1, args.repeat // 2))
-        up500 = timed(None, lambda s: swarm_up(s, spec500), max(1, args.repeat // 2))
+        few = max(1, args.repeat // 2)
+        raw500_small = timed(None, lambda s: raw_source_file(s, 500, ()), few)
+        raw500 = timed(None, lambda s: raw_source_file(s, 500), few)
+        logs = tempfile.mkdtemp(prefix="raw-logs-", dir=work)
+        piped500 = timed(None, lambda s: raw_source_file(s, 500, log_dir=logs), few)
+        up500 = timed(None, lambda s: swarm_up(s, spec500), few)
         rows += [
-            ("raw tmux, source-file, 500 windows", raw500, "1.0x (floor)"),
-            ("swarm-launch up, 500 agents from nothing", up500, f"{up500 / raw500:.1f}x raw"),
+            ("raw tmux, source-file, 500 windows of 80x24", raw500_small, ""),
+            ("raw tmux, source-file, 500 windows of 220x50", raw500, "1.0x (floor)"),
+            ("raw tmux, 500 windows of 220x50, each with pipe-pane to cat", piped500,
+             f"{piped500 / raw500:.1f}x raw"),
+            ("swarm-launch up, 500 agents from nothing", up500,
+             f"{up500 / raw500:.1f}x raw, {up500 / piped500:.1f}x raw with pipe-pane"),
         ]
     version = subprocess.run(["tmux", "-V"], check=False, capture_output=True, text=True)
     print(f"median of {args.repeat} runs, {os.cpu_count()} cores, {version.stdout.strip()}\n")
