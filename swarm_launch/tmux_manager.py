@@ -16,7 +16,6 @@ import os
 import shutil
 import signal as signals
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
@@ -44,7 +43,7 @@ from swarm_launch.observed import (
 )
 from swarm_launch.tmux_script import (
     LISTING_FORMAT,
-    PLACEHOLDER_PROGRAM,
+    PLACEHOLDER_SCRIPT,
     AgentLaunch,
     WindowPlan,
     assign_errors,
@@ -385,7 +384,7 @@ class TmuxSwarmManager:
         await asyncio.to_thread(self._track, lambda _: agents)
 
     def _session_line(self) -> str:
-        placeholder = (sys.executable, "-I", "-S", "-c", PLACEHOLDER_PROGRAM, self.cluster_id)
+        placeholder = ("/bin/sh", "-c", PLACEHOLDER_SCRIPT, self.cluster_id)
         return new_session_line(self.session_name, self.cluster_id,
                                 start_dir=self.base_dir, placeholder=placeholder)
 

@@ -36,14 +36,10 @@ SESSION_OK = "+session"
 # The observation format plus what `send` needs, read back from the pane's own tags.
 LISTING_FORMAT = SEPARATOR.join(
     (LIST_PANES_FORMAT, "#{" + OPT_SUBMIT_KEY + "}", "#{" + OPT_SUBMIT_DELAY_MS + "}"))
-# The placeholder window's program: idle, shell-free, deaf to Ctrl-C, says what it is.
-PLACEHOLDER_PROGRAM = (
-    "import signal, sys\n"
-    "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-    "print(f'swarm-launch: swarm {sys.argv[1]!r}; its agents run in the other windows.',"
-    " flush=True)\n"
-    "while True:\n    signal.pause()\n"
-)
+# The placeholder window's program: idle, deaf to Ctrl-C (an ignored signal stays ignored
+# across exec), says what it is, then is a bare `sleep`: no shell to type into, ~1 MB.
+PLACEHOLDER_SCRIPT = ("trap '' INT; printf 'swarm-launch: swarm %s; its agents run in the other"
+                      " windows.\\n' \"$0\"; exec sleep 2147483647")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import pathlib
+import signal
 import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -54,6 +55,28 @@ def test_start_creates_detached_session_with_only_the_placeholder(
     panes = run(manager.observe())
     assert [(p.window_index, p.cluster, p.agent_id) for p in panes] == [(0, "t", "")]
     assert manager.list_agents() == []
+
+
+def test_the_placeholder_says_what_it_is_is_no_shell_and_ignores_ctrl_c(
+        manager: TmuxSwarmManager, server: Server) -> None:
+    target = "=swarm-t:0"
+
+    def screen() -> str:
+        return "\n".join(server.cmd("capture-pane", "-p", "-t", target).stdout)
+
+    wait_until(lambda: "swarm-launch: swarm t; its agents run in the other windows." in screen(),
+               message="the placeholder's line")
+    pid = server.cmd("display-message", "-p", "-t", target, "#{pane_pid}").stdout[0]
+    wait_until(lambda: pathlib.Path(f"/proc/{pid}/comm").read_text().strip() == "sleep",
+               message="the placeholder to become a bare sleep")
+    ignored = next(line for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines()
+                   if line.startswith("SigIgn:"))
+    assert int(ignored.split()[1], 16) & (1 << (signal.SIGINT - 1))  # inherited across exec
+    server.cmd("send-keys", "-t", target, "C-c")
+    server.cmd("send-keys", "-t", target, "-l", "echo typed")
+    server.cmd("send-keys", "-t", target, "Enter")
+    assert server.cmd("display-message", "-p", "-t", target, "#{pane_dead}").stdout == ["0"]
+    assert pathlib.Path(f"/proc/{pid}/comm").read_text().strip() == "sleep"
 
 
 def test_spawn_then_list_and_info(manager: TmuxSwarmManager) -> None:
