@@ -7,7 +7,7 @@ waits out the backoff, and asks tmux to run the respawn command; it survives the
 launcher's exit because tmux, not the launcher, started it. A pane killed or replaced
 meanwhile makes it exit quietly.
 
-It runs once per death of an agent (and once per first start, to `watch` it): stdlib
+It runs once per death of an agent (and once per batch of starts, to `watch` them): stdlib
 only (`os`, `signal`, `sys`, `time`, `subprocess`),
 and every tmux call is bounded by a timeout. It prints nothing (tmux would show it).
 """
@@ -44,7 +44,7 @@ _FIELDS = ("pane_id", "pid", "pane_dead", "pane_dead_status", "pane_dead_signal"
            OPT_MODE, OPT_MAX_RESTARTS, OPT_BACKOFF, OPT_RESET_AFTER, OPT_STARTED,
            OPT_RESTARTS, OPT_LOG)
 USAGE = ("usage: supervise.py TMUX SOCKET_PATH PANE_ID died\n"
-         "       supervise.py TMUX SOCKET_PATH PANE_ID watch SERVER_PID PANE_PID")
+         "       supervise.py TMUX SOCKET_PATH SESSION_ID watch SERVER_PID")
 
 
 class Tmux:
@@ -179,25 +179,42 @@ def supervise(tmux: Tmux, pane: str) -> None:
     time.sleep(delay)
     respawn(tmux, pane, token, restarts)
     started = read_pane(tmux, pane, ("pane_pid",))
-    if started and state.get("pid"):
-        watch(int(state["pid"]), int(started.get("pane_pid") or 0))
+    if started and state.get("pid") and (started.get("pane_pid") or "").isdigit():
+        watch(int(state["pid"]), {int(started["pane_pid"])})
 
 
-def watch(server_pid: int, pane_pid: int, duration_s: float = WATCH_S) -> None:
-    """Nudge tmux (SIGCHLD) if the agent's process stays a zombie: tmux 3.3 can miss the
+def watch_session(tmux: Tmux, session: str, server_pid: int) -> None:
+    """After a batch of spawns: watch every agent of `session` with a restart policy that
+    started within WATCH_S. One process per batch, not one per agent."""
+    fields = ("pane_pid", OPT_MODE, OPT_STARTED)
+    out = tmux.run("list-panes", "-s", "-t", session, "-F",
+                   SEPARATOR.join("#{" + name + "}" for name in fields))
+    if out is None:
+        return
+    now, pids = time.time(), set()
+    for text in out.splitlines():
+        pid, mode, started = [*text.split(SEPARATOR), "", ""][:3]
+        if pid.isdigit() and mode not in ("", "never") and now - _number(started, 0) < WATCH_S:
+            pids.add(int(pid))
+    watch(server_pid, pids)
+
+
+def watch(server_pid: int, pids: set[int], duration_s: float = WATCH_S) -> None:
+    """Nudge tmux (SIGCHLD) if an agent's process stays a zombie: tmux 3.3 can miss the
     SIGCHLD of a child that exits quickly, leaving its pane dead without an exit status
     and without its pane-died hook. A nudge makes it reap, so the hook runs."""
-    deadline, zombie_since = time.monotonic() + duration_s, None
-    while pane_pid > 0 and time.monotonic() < deadline:
-        state = _process_state(pane_pid)
-        if state is None:
-            return  # reaped: tmux saw the exit
-        if state == "Z":
-            now = time.monotonic()
-            zombie_since = zombie_since or now
-            if now - zombie_since >= ZOMBIE_GRACE_S:
+    deadline = time.monotonic() + duration_s
+    zombie_since: dict[int, float] = {}
+    pending = {pid for pid in pids if pid > 0}
+    while pending and time.monotonic() < deadline:
+        now = time.monotonic()
+        for pid in list(pending):
+            state = _process_state(pid)
+            if state is None:
+                pending.discard(pid)  # reaped: tmux saw the exit
+            elif state == "Z" and now - zombie_since.setdefault(pid, now) >= ZOMBIE_GRACE_S:
                 _nudge(server_pid)
-                zombie_since = now
+                zombie_since[pid] = now
         time.sleep(WATCH_POLL_S)
 
 
@@ -224,7 +241,7 @@ def _number(text: str | None, default: float) -> float:
 
 def hook_command(tmux_binary: str, *, watch_only: bool = False) -> str:
     """The shell command for `run-shell -b` (a tmux format string): in the pane-died hook,
-    or (`watch_only`) right after the pane is created, to watch its first start.
+    or (`watch_only`) once after a batch of spawns, run on the session, to watch them.
 
     tmux expands the socket (shell-quoted by `q:`), the pane and pids; every other `#`
     is doubled. Absolute paths and `python -I -S`: no dependence on the server's env.
@@ -233,15 +250,15 @@ def hook_command(tmux_binary: str, *, watch_only: bool = False) -> str:
 
     words = [os.path.abspath(sys.executable), "-I", "-S", os.path.abspath(__file__), tmux_binary]
     quoted = " ".join(shlex.quote(word).replace("#", "##") for word in words)
-    mode = "#{pane_id} watch #{pid} #{pane_pid}" if watch_only else "#{hook_pane} died"
+    mode = "#{q:session_id} watch #{pid}" if watch_only else "#{hook_pane} died"
     return f"exec {quoted} #{{q:socket_path}} {mode} </dev/null >/dev/null 2>&1"
 
 
 def main(argv: list[str]) -> int:
     if len(argv) == 4 and argv[3] == "died":
         supervise(Tmux(argv[0], argv[1]), argv[2])
-    elif len(argv) == 6 and argv[3] == "watch" and argv[4].isdigit() and argv[5].isdigit():
-        watch(int(argv[4]), int(argv[5]))
+    elif len(argv) == 5 and argv[3] == "watch" and argv[4].isdigit():
+        watch_session(Tmux(argv[0], argv[1]), argv[2], int(argv[4]))
     else:
         raise SystemExit(USAGE)
     return 0

@@ -55,6 +55,7 @@ from swarm_launch.tmux_script import (
     parse_version,
     server_environment,
     signal_number,
+    watch_line,
     window_line,
 )
 
@@ -441,8 +442,10 @@ class TmuxSwarmManager:
             log_command = logpipe.pipe_command(log_path, launch.logs, agent_id=launch.agent_id,
                                                writer=writer)
             plan = WindowPlan(launch, first + offset, log_command, now,
-                              log_path=log_path, hook_command=hook, watch_command=watch)
+                              log_path=log_path, hook_command=hook)
             lines.append(window_line(self.session_name, self.cluster_id, plan))
+        if any(launch.restart.mode != "never" for launch in launches):
+            lines.append(watch_line(self.session_name, watch))
         self._logs_dir()
         return "".join(text + "\n" for text in lines)
 

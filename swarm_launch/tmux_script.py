@@ -66,7 +66,6 @@ class WindowPlan:
     started_at: float
     log_path: str = ""
     hook_command: str = ""  # `supervise.hook_command`: a format string, `#` escaped
-    watch_command: str = ""  # the same, watching the first start
 
 
 def quote(word: str) -> str:
@@ -208,7 +207,7 @@ def restart_commands(target: str, plan: WindowPlan) -> list[list[str]]:
     new pane's id into it; everything else in it is escaped to stay literal.
     """
     policy = plan.launch.restart
-    if policy.mode == "never" or not plan.hook_command or not plan.watch_command:
+    if policy.mode == "never" or not plan.hook_command:
         return []
     backoff = policy.backoff
     options = {supervise.OPT_MODE: policy.mode,
@@ -218,13 +217,18 @@ def restart_commands(target: str, plan: WindowPlan) -> list[list[str]]:
                supervise.OPT_LOG: plan.log_path}
     hook = line(["run-shell", "-b", quote(plan.hook_command)])
     return [
-        ["run-shell", "-b", "-t", target, quote(plan.watch_command)],
         *(["set-option", "-p", "-t", target, name, quote(value)]
           for name, value in options.items()),
         ["set-option", "-p", "-F", "-t", target, supervise.OPT_RESPAWN,
          quote(respawn_command(plan))],
         ["set-hook", "-p", "-t", target, "pane-died", quote(hook)],
     ]
+
+
+def watch_line(session: str, watch_command: str) -> str:
+    """Once after a batch with restart policies: one process watches all its new agents
+    (`supervise.watch_session`), run on the session so tmux expands its id and pid."""
+    return line(["run-shell", "-b", "-t", session_target(session), quote(watch_command)])
 
 
 def respawn_command(plan: WindowPlan) -> str:

@@ -160,16 +160,7 @@ def test_replace_during_a_pending_restart_leaves_no_duplicate(
 
 def supervisors(pane_id: str) -> list[int]:
     """pids of supervise.py processes watching `pane_id`."""
-    found = []
-    for name in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as handle:
-                argv = handle.read().split(b"\0")
-        except OSError:
-            continue
-        if any(word.endswith(b"supervise.py") for word in argv) and pane_id.encode() in argv:
-            found.append(int(name))
-    return found
+    return [pid for pid, argv in supervise_processes() if pane_id.encode() in argv]
 
 
 def test_counters_survive_the_launcher_exiting(server: Server, tmp_path: pathlib.Path) -> None:
@@ -204,3 +195,32 @@ def status_row(socket: str, spec: pathlib.Path) -> dict[str, Any]:
     assert result.code == 0, result.err
     row: dict[str, Any] = json.loads(result.out)["agents"][0]
     return row
+
+
+def test_one_watcher_process_per_batch_not_per_agent(manager: TmuxSwarmManager,
+                                                    server: Server) -> None:
+    """A batch with restart policies starts one `supervise watch` for all its agents."""
+    run(manager.spawn_agents([AgentLaunch(f"w{i}", "sleep 60", restart=policy("on-failure"))
+                              for i in range(4)]))
+    socket = server.cmd("display-message", "-p", "-t", manager.session_name,
+                        "#{socket_path}").stdout[0].encode()
+
+    def watchers() -> list[int]:
+        return [pid for pid, argv in supervise_processes() if socket in argv and b"watch" in argv]
+
+    assert len(wait_until(watchers, message="the batch's watcher")) == 1
+    run(manager.spawn_agents([AgentLaunch("plain", "sleep 60")]))  # never: nothing to watch
+    assert len(watchers()) == 1
+
+
+def supervise_processes() -> list[tuple[int, list[bytes]]]:
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if any(word.endswith(b"supervise.py") for word in argv):
+            found.append((int(name), argv))
+    return found

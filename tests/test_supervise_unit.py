@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import pathlib
+import subprocess
+import time
+
+import pytest
 
 from swarm_launch import observed, supervise
 from swarm_launch.model import Backoff, LogSettings, RestartPolicy
@@ -68,7 +72,7 @@ def plan_for(mode: str) -> WindowPlan:
                          logs=LogSettings(), restart=RestartPolicy(
                              mode, 2, Backoff(0.5, 4, 3), 30))  # type: ignore[arg-type]
     return WindowPlan(launch, 1, "exec log ##x #{pane_id}", 0.0, log_path="/l/a.log",
-                      hook_command="HOOK", watch_command="WATCH")
+                      hook_command="HOOK")
 
 
 def test_never_adds_nothing() -> None:
@@ -87,3 +91,44 @@ def test_respawn_command_escapes_everything_but_the_pane_id() -> None:
     text = respawn_command(plan_for("always"))
     assert text == ("respawn-pane -t #{pane_id} -e 'K=it'\\''s ##{x}' -c '/w####1' -- "
                     "'prog' 'x' ; pipe-pane -O -t #{pane_id} 'exec log ####x ##{pane_id}'")
+
+
+class FakeTmux(supervise.Tmux):
+    def __init__(self, listing: str) -> None:
+        super().__init__("tmux", "/s")
+        self.listing = listing
+
+    def run(self, *args: str) -> str | None:
+        return self.listing
+
+
+def test_the_batch_watcher_picks_recent_agents_with_a_policy(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    now, sep = time.time(), supervise.SEPARATOR
+    listing = "".join(sep.join(row) + "\n" for row in [
+        ("11", "on-failure", f"{now:.3f}"), ("12", "always", f"{now - 1:.3f}"),
+        ("13", "", f"{now:.3f}"),  # the placeholder, or an agent without a policy
+        ("14", "never", f"{now:.3f}"), ("15", "always", f"{now - 3600:.3f}")])  # long up
+    watched: list[set[int]] = []
+    monkeypatch.setattr(supervise, "watch", lambda server, pids: watched.append(pids))
+    supervise.watch_session(FakeTmux(listing), "$1", 99)
+    assert watched == [{11, 12}]
+
+
+def test_watch_nudges_the_server_for_a_zombie_among_live_agents(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    live = subprocess.Popen(["sleep", "30"])
+    dead = subprocess.Popen(["true"])  # exits; we do not reap it yet: a zombie
+    nudged: list[int] = []
+
+    def nudge(server_pid: int) -> None:
+        nudged.append(server_pid)
+        dead.wait()  # what tmux does when nudged: reap
+
+    monkeypatch.setattr(supervise, "_nudge", nudge)
+    try:
+        supervise.watch(4242, {live.pid, dead.pid}, duration_s=3)
+    finally:
+        live.kill()
+        live.wait()
+    assert nudged == [4242]
