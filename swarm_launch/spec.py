@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from importlib import resources
 from typing import Any
 
 from swarm_launch import spec_checks
@@ -41,12 +40,16 @@ VALID_CACHE_SIZE = 256  # versions of spec files remembered as valid
 @functools.lru_cache(maxsize=1)
 def schema_text() -> str:
     """The JSON Schema of spec files, as shipped in the package (or the repo's schemas/)."""
-    packaged = resources.files("swarm_launch") / "_data" / SCHEMA_FILE
-    if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
-    repo = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schemas")
-    with open(os.path.join(repo, SCHEMA_FILE), encoding="utf-8") as handle:
-        return handle.read()
+    here = os.path.dirname(os.path.abspath(__file__))
+    for path in (os.path.join(here, "_data", SCHEMA_FILE),  # installed from a wheel
+                 os.path.join(os.path.dirname(here), "schemas", SCHEMA_FILE)):  # the repo
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                return handle.read()
+    # Imported from a zip: importlib.resources (~5 ms to import, so only here) reads it.
+    from importlib import resources
+
+    return (resources.files("swarm_launch") / "_data" / SCHEMA_FILE).read_text(encoding="utf-8")
 
 
 @functools.lru_cache(maxsize=1)
