@@ -27,10 +27,10 @@ OPT_RESTARTS = "@swarm_restarts"
 OPT_NEXT_RESTART = "@swarm_next_restart"
 OPT_GAVE_UP = "@swarm_gave_up"
 OPT_AGENT = "@swarm_agent"
-OPT_MODE = "@swarm_restart"
-OPT_MAX_RESTARTS = "@swarm_max_restarts"
-OPT_BACKOFF = "@swarm_backoff"  # "initial_s:max_s:factor"
-OPT_RESET_AFTER = "@swarm_reset_after"
+# The whole policy in one option (each set-option costs tmux a pass over every window):
+# "MODE MAX_RESTARTS INITIAL_S:MAX_S:FACTOR RESET_AFTER_S". `read_pane` splits it into:
+OPT_POLICY = "@swarm_restart"
+MODE, MAX_RESTARTS, BACKOFF, RESET_AFTER = "mode", "max_restarts", "backoff", "reset_after"
 OPT_LOG = "@swarm_log"
 OPT_RESPAWN = "@swarm_respawn"  # tmux commands: respawn-pane (with -e env) ; pipe-pane
 
@@ -41,8 +41,7 @@ WATCH_POLL_S = 0.1
 ZOMBIE_GRACE_S = 0.3
 SEPARATOR = "\x1f"
 _FIELDS = ("pane_id", "pid", "pane_dead", "pane_dead_status", "pane_dead_signal", OPT_AGENT,
-           OPT_MODE, OPT_MAX_RESTARTS, OPT_BACKOFF, OPT_RESET_AFTER, OPT_STARTED,
-           OPT_RESTARTS, OPT_LOG)
+           OPT_POLICY, OPT_STARTED, OPT_RESTARTS, OPT_LOG)
 USAGE = ("usage: supervise.py TMUX SOCKET_PATH PANE_ID died\n"
          "       supervise.py TMUX SOCKET_PATH SESSION_ID watch SERVER_PID")
 
@@ -72,7 +71,20 @@ def read_pane(tmux: Tmux, pane: str,
     if out is None:
         return None
     values = dict(zip(fields, out.rstrip("\n").split(SEPARATOR), strict=False))
+    values.update(split_policy(values.get(OPT_POLICY, "")))
     return values if values.get("pane_id") == pane else None
+
+
+def policy_value(mode: str, max_restarts: int, backoff: tuple[float, float, float],
+                 reset_after_s: float) -> str:
+    """The value of OPT_POLICY."""
+    initial, most, factor = backoff
+    return f"{mode} {max_restarts} {initial:g}:{most:g}:{factor:g} {reset_after_s:g}"
+
+
+def split_policy(value: str) -> dict[str, str]:
+    """OPT_POLICY's parts by name; missing ones are left out (their defaults apply)."""
+    return dict(zip((MODE, MAX_RESTARTS, BACKOFF, RESET_AFTER), value.split(), strict=False))
 
 
 def exit_code(state: dict[str, str]) -> int:
@@ -83,7 +95,7 @@ def exit_code(state: dict[str, str]) -> int:
 
 
 def wants_restart(state: dict[str, str]) -> bool:
-    mode = state.get(OPT_MODE, "")
+    mode = state.get(MODE, "")
     return state.get("pane_dead") == "1" and (
         mode == "always" or (mode == "on-failure" and exit_code(state) != 0))
 
@@ -92,7 +104,7 @@ def restarts_so_far(state: dict[str, str], now: float) -> int:
     """The counter, back to 0 when the agent had run stably for reset_after_s."""
     restarts = _number(state.get(OPT_RESTARTS), 0)
     started = _number(state.get(OPT_STARTED), now)
-    if now - started >= _number(state.get(OPT_RESET_AFTER), float("inf")):
+    if now - started >= _number(state.get(RESET_AFTER), float("inf")):
         return 0
     return int(restarts)
 
@@ -166,10 +178,10 @@ def supervise(tmux: Tmux, pane: str) -> None:
         return
     now = time.time()
     restarts = restarts_so_far(state, now)
-    if restarts >= int(_number(state.get(OPT_MAX_RESTARTS), 0)):
+    if restarts >= int(_number(state.get(MAX_RESTARTS), 0)):
         give_up(tmux, pane, state, restarts)
         return
-    delay = backoff_delay(state.get(OPT_BACKOFF) or "1:60:2", restarts)
+    delay = backoff_delay(state.get(BACKOFF) or "1:60:2", restarts)
     append_log(state.get(OPT_LOG, ""),
                f"--- swarm-launch: agent {state.get(OPT_AGENT, '?')} exited with code "
                f"{exit_code(state)}; restart {restarts + 1} in {delay:g}s ---")
@@ -186,15 +198,16 @@ def supervise(tmux: Tmux, pane: str) -> None:
 def watch_session(tmux: Tmux, session: str, server_pid: int) -> None:
     """After a batch of spawns: watch every agent of `session` with a restart policy that
     started within WATCH_S. One process per batch, not one per agent."""
-    fields = ("pane_pid", OPT_MODE, OPT_STARTED)
+    fields = ("pane_pid", OPT_POLICY, OPT_STARTED)
     out = tmux.run("list-panes", "-s", "-t", session, "-F",
                    SEPARATOR.join("#{" + name + "}" for name in fields))
     if out is None:
         return
     now, pids = time.time(), set()
     for text in out.splitlines():
-        pid, mode, started = [*text.split(SEPARATOR), "", ""][:3]
-        if pid.isdigit() and mode not in ("", "never") and now - _number(started, 0) < WATCH_S:
+        pid, policy, started = [*text.split(SEPARATOR), "", ""][:3]
+        restarts = split_policy(policy).get(MODE, "never") != "never"
+        if pid.isdigit() and restarts and now - _number(started, 0) < WATCH_S:
             pids.add(int(pid))
     watch(server_pid, pids)
 

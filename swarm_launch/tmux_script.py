@@ -210,10 +210,9 @@ def restart_commands(target: str, plan: WindowPlan) -> list[list[str]]:
     if policy.mode == "never" or not plan.hook_command:
         return []
     backoff = policy.backoff
-    options = {supervise.OPT_MODE: policy.mode,
-               supervise.OPT_MAX_RESTARTS: str(policy.max_restarts),
-               supervise.OPT_BACKOFF: f"{backoff.initial_s:g}:{backoff.max_s:g}:{backoff.factor:g}",
-               supervise.OPT_RESET_AFTER: f"{policy.reset_after_s:g}",
+    options = {supervise.OPT_POLICY: supervise.policy_value(
+                   policy.mode, policy.max_restarts,
+                   (backoff.initial_s, backoff.max_s, backoff.factor), policy.reset_after_s),
                supervise.OPT_LOG: plan.log_path}
     hook = line(["run-shell", "-b", quote(plan.hook_command)])
     return [

@@ -33,7 +33,7 @@ def test_backoff_grows_and_caps() -> None:
 
 def test_which_exits_restart() -> None:
     def dead(mode: str, status: str = "", sig: str = "") -> dict[str, str]:
-        return {"pane_dead": "1", supervise.OPT_MODE: mode, "pane_dead_status": status,
+        return {"pane_dead": "1", supervise.MODE: mode, "pane_dead_status": status,
                 "pane_dead_signal": sig}
 
     assert supervise.wants_restart(dead("on-failure", "1"))
@@ -46,7 +46,7 @@ def test_which_exits_restart() -> None:
 
 
 def test_counter_resets_after_a_stable_run() -> None:
-    state = {supervise.OPT_RESTARTS: "4", supervise.OPT_RESET_AFTER: "60",
+    state = {supervise.OPT_RESTARTS: "4", supervise.RESET_AFTER: "60",
              supervise.OPT_STARTED: "1000"}
     assert supervise.restarts_so_far(state, now=1059) == 4
     assert supervise.restarts_so_far(state, now=1060) == 0
@@ -81,8 +81,11 @@ def test_never_adds_nothing() -> None:
 
 def test_restart_lines_hold_the_policy_and_the_hook() -> None:
     words = [" ".join(c) for c in restart_commands("'=s:1'", plan_for("on-failure"))]
-    assert "set-option -p -t '=s:1' @swarm_backoff '0.5:4:3'" in words
-    assert "set-option -p -t '=s:1' @swarm_max_restarts '2'" in words
+    assert "set-option -p -t '=s:1' @swarm_restart 'on-failure 2 0.5:4:3 30'" in words
+    policy = supervise.split_policy("on-failure 2 0.5:4:3 30")
+    assert policy == {supervise.MODE: "on-failure", supervise.MAX_RESTARTS: "2",
+                      supervise.BACKOFF: "0.5:4:3", supervise.RESET_AFTER: "30"}
+    assert supervise.split_policy("") == {}
     assert "set-option -p -t '=s:1' @swarm_log '/l/a.log'" in words
     assert words[-1] == "set-hook -p -t '=s:1' pane-died 'run-shell -b '\\''HOOK'\\'''"
 
@@ -106,9 +109,11 @@ def test_the_batch_watcher_picks_recent_agents_with_a_policy(
         monkeypatch: pytest.MonkeyPatch) -> None:
     now, sep = time.time(), supervise.SEPARATOR
     listing = "".join(sep.join(row) + "\n" for row in [
-        ("11", "on-failure", f"{now:.3f}"), ("12", "always", f"{now - 1:.3f}"),
+        ("11", "on-failure 3 1:60:2 300", f"{now:.3f}"),
+        ("12", "always 3 1:60:2 300", f"{now - 1:.3f}"),
         ("13", "", f"{now:.3f}"),  # the placeholder, or an agent without a policy
-        ("14", "never", f"{now:.3f}"), ("15", "always", f"{now - 3600:.3f}")])  # long up
+        ("14", "never", f"{now:.3f}"),
+        ("15", "always 3 1:60:2 300", f"{now - 3600:.3f}")])  # up for long: not watched
     watched: list[set[int]] = []
     monkeypatch.setattr(supervise, "watch", lambda server, pids: watched.append(pids))
     supervise.watch_session(FakeTmux(listing), "$1", 99)
