@@ -5,9 +5,11 @@ Every measurement uses its own tmux server (own socket under a private
 TMUX_TMPDIR) and `sleep 1000` as the agent. Prints a markdown table.
 
 Fair to both sides: the raw floors create windows of the size swarm-launch gives
-its agents (220x50: bigger windows cost tmux more to fork from, see the 80x24 row),
-and swarm-launch runs as installed (its console script, with compiled bytecode,
-as `pip install` leaves it even where PYTHONDONTWRITEBYTECODE is set).
+its agents (220x50; the 80x24 rows show the size makes no measurable difference),
+swarm-launch runs as installed (its console script, with compiled bytecode, as
+`pip install` leaves it even where PYTHONDONTWRITEBYTECODE is set), and each sample
+starts once the previous sample's processes are gone (`settle`): a killed server's
+500 dying agents would otherwise slow whatever is measured next.
 """
 
 from __future__ import annotations
@@ -90,12 +92,34 @@ def tmuxp_load(sock: str, config: str, shell: str = "/bin/sh") -> None:
                    capture_output=True, env={**os.environ, "SHELL": shell})
 
 
+def leftovers() -> int:
+    """Processes a killed server leaves dying for a moment: agents, log writers, tmux."""
+    count = 0
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as handle:
+                argv = handle.read()
+        except OSError:
+            continue
+        if argv == b"sleep\x001000\x00" or b"logpipe" in argv or b"-L\x00bench-" in argv:
+            count += 1
+    return count
+
+
+def settle(deadline_s: float = 20.0) -> None:
+    """Wait until the previous sample's processes are gone: their exit must not be timed."""
+    deadline = time.monotonic() + deadline_s
+    while leftovers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def timed(setup: Callable[[str], None] | None, body: Callable[[str], None],
           repeat: int) -> float:
     """Median wall time of `body` on a fresh server each time (`setup` runs untimed first)."""
     samples = []
     for i in range(repeat):
         sock = f"bench-{os.getpid()}-{i}-{time.monotonic_ns()}"
+        settle()
         try:
             if setup:
                 setup(sock)
