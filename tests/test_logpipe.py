@@ -179,6 +179,13 @@ def test_perl_is_the_writer_when_found_and_python_otherwise(tmp_path: pathlib.Pa
     assert logpipe.writer_argv("auto", str(tmp_path / "empty"))[0] == sys.executable
 
 
+def test_the_environment_can_force_the_python_writer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(logpipe.WRITER_ENV, "python")
+    assert logpipe.writer_argv()[1:] == ["-I", "-S", logpipe.__file__]
+    assert logpipe.pipe_command("/l", LogSettings(), agent_id="a").startswith(
+        f"exec {sys.executable} -I -S ")
+
+
 def test_pipe_command_quotes_for_sh_and_doubles_hashes_for_tmux(tmp_path: pathlib.Path) -> None:
     path = "/tmp/we#ird dir's $HOME ~/a#1.log"
     command = logpipe.pipe_command(path, LogSettings(max_bytes=1000, keep=2), agent_id="a#b",

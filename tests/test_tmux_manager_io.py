@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import pytest
 from libtmux import Server
 
-from swarm_launch import tmux_manager
+from swarm_launch import logpipe, tmux_manager
 from swarm_launch.exceptions import AgentNotFoundError
 from swarm_launch.model import SendSettings
 from swarm_launch.tmux_manager import AgentLaunch, TmuxResult, TmuxSwarmManager
@@ -250,6 +250,24 @@ def test_first_line_printed_at_start_up_is_in_the_log(manager: TmuxSwarmManager)
     path = pathlib.Path(manager.log_path("p"))
     wait_until(lambda: path.exists() and "very first line" in path.read_text())
     assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+
+
+@pytest.mark.parametrize("writer", ["auto", "python"])
+def test_each_log_writer_logs_through_tmux(manager: TmuxSwarmManager, writer: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Perl writer (found on PATH here) and the Python one, fed by a real pipe-pane."""
+    monkeypatch.setenv(logpipe.WRITER_ENV, writer)
+    run(manager.spawn_agent("p", ("printf", "one\\ntwo\\n")))
+    path = pathlib.Path(manager.log_path("p"))
+
+    def logged() -> list[str] | None:
+        text = path.read_text() if path.exists() else ""
+        return text.splitlines() if text.count("\n") >= 3 else None
+
+    lines = wait_until(logged, message="the marker and both lines")
+    assert lines[0].startswith(logpipe.MARKER_PREFIX + "agent p started ") and lines[1:] == [
+        "one", "two"]
+    assert pathlib.Path(str(path) + ".idx").read_text().split()[1] == "0"
 
 
 TICKER = ("import time\ntime.sleep(0.5)\n"
