@@ -31,6 +31,9 @@ OPT_AGENT = "@swarm_agent"
 # "MODE MAX_RESTARTS INITIAL_S:MAX_S:FACTOR RESET_AFTER_S". `read_pane` splits it into:
 OPT_POLICY = "@swarm_restart"
 MODE, MAX_RESTARTS, BACKOFF, RESET_AFTER = "mode", "max_restarts", "backoff", "reset_after"
+# Where panes made by earlier versions (the policy in four options) keep all but the mode.
+_LEGACY_POLICY = {MAX_RESTARTS: "@swarm_max_restarts", BACKOFF: "@swarm_backoff",
+                  RESET_AFTER: "@swarm_reset_after"}
 OPT_LOG = "@swarm_log"
 OPT_RESPAWN = "@swarm_respawn"  # tmux commands: respawn-pane (with -e env) ; pipe-pane
 
@@ -41,7 +44,7 @@ WATCH_POLL_S = 0.1
 ZOMBIE_GRACE_S = 0.3
 SEPARATOR = "\x1f"
 _FIELDS = ("pane_id", "pid", "pane_dead", "pane_dead_status", "pane_dead_signal", OPT_AGENT,
-           OPT_POLICY, OPT_STARTED, OPT_RESTARTS, OPT_LOG)
+           OPT_POLICY, OPT_STARTED, OPT_RESTARTS, OPT_LOG, *_LEGACY_POLICY.values())
 USAGE = ("usage: supervise.py TMUX SOCKET_PATH PANE_ID died\n"
          "       supervise.py TMUX SOCKET_PATH SESSION_ID watch SERVER_PID")
 
@@ -71,7 +74,10 @@ def read_pane(tmux: Tmux, pane: str,
     if out is None:
         return None
     values = dict(zip(fields, out.rstrip("\n").split(SEPARATOR), strict=False))
-    values.update(split_policy(values.get(OPT_POLICY, "")))
+    policy = split_policy(values.get(OPT_POLICY, ""))
+    for part, legacy in _LEGACY_POLICY.items():
+        policy.setdefault(part, values.get(legacy, ""))
+    values.update({part: value for part, value in policy.items() if value})
     return values if values.get("pane_id") == pane else None
 
 

@@ -137,3 +137,19 @@ def test_watch_nudges_the_server_for_a_zombie_among_live_agents(
         live.kill()
         live.wait()
     assert nudged == [4242]
+
+
+def test_a_pane_made_by_an_earlier_version_keeps_its_policy() -> None:
+    """Then the policy lived in four options; a running swarm outlives an upgrade."""
+    fields = ("pane_id", *supervise._FIELDS)
+    old = {"pane_id": "%4", "pane_dead": "1", supervise.OPT_POLICY: "on-failure",
+           "@swarm_max_restarts": "5", "@swarm_backoff": "2:30:3", "@swarm_reset_after": "60"}
+    state = supervise.read_pane(FakeTmux(supervise.SEPARATOR.join(
+        old.get(name, "") for name in fields) + "\n"), "%4")
+    assert state is not None
+    assert [state[part] for part in (supervise.MODE, supervise.MAX_RESTARTS, supervise.BACKOFF,
+                                     supervise.RESET_AFTER)] == ["on-failure", "5", "2:30:3", "60"]
+    new = {**old, supervise.OPT_POLICY: "always 2 1:9:2 30"}
+    state = supervise.read_pane(FakeTmux(supervise.SEPARATOR.join(
+        new.get(name, "") for name in fields) + "\n"), "%4")
+    assert state is not None and state[supervise.MAX_RESTARTS] == "2"
