@@ -183,17 +183,31 @@ def test_the_environment_can_force_the_python_writer(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv(logpipe.WRITER_ENV, "python")
     assert logpipe.writer_argv()[1:] == ["-I", "-S", logpipe.__file__]
     assert logpipe.pipe_command("/l", LogSettings(), agent_id="a").startswith(
-        f"exec {sys.executable} -I -S ")
+        f"LC_ALL=C exec {sys.executable} -I -S ")
+
+
+@pytest.mark.parametrize("writer_name", ["auto", "python"])
+def test_the_pipe_command_says_nothing_about_an_uninstalled_locale(
+        writer_name: str, tmp_path: pathlib.Path) -> None:
+    """tmux runs it with sh and the server's env, whose LANG may name a missing locale."""
+    log = tmp_path / "a.log"
+    command = logpipe.pipe_command(str(log), LogSettings(), agent_id="a",
+                                   writer=logpipe.writer_argv(writer_name))
+    done = subprocess.run(["/bin/sh", "-c", command.replace("#{pane_id}", "%1")],
+                          input=b"hello\n", capture_output=True, timeout=30, check=False,
+                          env={**os.environ, "LANG": "xx_XX.UTF-8", "LC_ALL": ""})
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert log.read_bytes().endswith(b"---\nhello\n")
 
 
 def test_pipe_command_quotes_for_sh_and_doubles_hashes_for_tmux(tmp_path: pathlib.Path) -> None:
     path = "/tmp/we#ird dir's $HOME ~/a#1.log"
     command = logpipe.pipe_command(path, LogSettings(max_bytes=1000, keep=2), agent_id="a#b",
                                    writer=PYTHON_WRITER)
-    assert command.startswith("exec ")
+    assert command.startswith("LC_ALL=C exec ")
     assert command.endswith(" '#{pane_id}'")
     expanded = command[:-len("'#{pane_id}'")].replace("##", "#") + "%5"  # what tmux does
-    words = shlex.split(expanded[len("exec "):])
+    words = shlex.split(expanded[len("LC_ALL=C exec "):])
     assert os.path.isabs(words[0])
     assert words[1:3] == ["-I", "-S"]  # isolated, and no site import: it starts once per agent
     assert words[4:] == [path, "--max-bytes", "1000", "--keep", "2", "--agent", "a#b",
