@@ -435,7 +435,6 @@ class TmuxSwarmManager:
         lines = [] if panes else [self._session_line()]
         now = time.time()
         hook = supervise.hook_command(find_tmux())
-        watch = supervise.hook_command(find_tmux(), watch_only=True)
         writer = logpipe.writer_argv()
         for offset, launch in enumerate(launches):
             log_path = self.log_path(launch.agent_id)
@@ -445,6 +444,7 @@ class TmuxSwarmManager:
                               log_path=log_path, hook_command=hook)
             lines.append(window_line(self.session_name, self.cluster_id, plan))
         if any(launch.restart.mode != "never" for launch in launches):
+            watch = supervise.hook_command(find_tmux(), watch_only=True)
             lines.append(watch_line(self.session_name, watch))
         self._logs_dir()
         return "".join(text + "\n" for text in lines)

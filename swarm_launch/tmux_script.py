@@ -189,8 +189,8 @@ def window_line(session: str, cluster: str, plan: WindowPlan) -> str:
 def send_tags(send: SendSettings) -> dict[str, str]:
     """The send settings differing from the defaults (which `parse_listing` assumes).
 
-    Each set-option costs tmux a pass over every window (options_push_changes), so a
-    500-agent swarm pays ~0.07 s per option per agent; defaults cost nothing.
+    Each set-option costs tmux a pass over every window (options_push_changes): one more
+    option on each of 500 agents costs ~0.07 s; defaults cost nothing.
     """
     defaults, tags = SendSettings(), {}
     if send.submit_key != defaults.submit_key:
