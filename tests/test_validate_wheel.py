@@ -62,3 +62,14 @@ def test_installed_wheel_validates_an_example_from_another_directory(
         f"sys.argv = ['swarm-launch', 'validate', {str(demo)!r}]; main()"
     ))
     assert out == f"{demo}: ok\n"
+
+
+@pytest.mark.timeout(180)
+def test_wheel_ships_the_perl_log_writer(installed_wheel: pathlib.Path,
+                                         tmp_path: pathlib.Path) -> None:
+    out = run_installed(installed_wheel, tmp_path, (
+        "import os; from swarm_launch import logpipe; "
+        "print(logpipe.PERL_WRITER); print(os.path.isfile(logpipe.PERL_WRITER))"
+    ))
+    path, exists = out.splitlines()
+    assert path.startswith(str(installed_wheel)) and exists == "True"
