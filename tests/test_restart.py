@@ -199,18 +199,56 @@ def status_row(socket: str, spec: pathlib.Path) -> dict[str, Any]:
 
 def test_one_watcher_process_per_batch_not_per_agent(manager: TmuxSwarmManager,
                                                     server: Server) -> None:
-    """A batch with restart policies starts one `supervise watch` for all its agents."""
+    """A batch with restart policies starts one `supervise watch` for all its agents; a
+    batch without starts none.
+
+    Counted as the server's children that are neither panes nor log pipes: a `run-shell -b`
+    job is forked before the client gets its reply, so a watcher cannot hide from this
+    count before its exec. (Matching argv alone was flaky: the watcher's own `tmux
+    list-panes` child shows the watcher's argv until it execs.)"""
     run(manager.spawn_agents([AgentLaunch(f"w{i}", "sleep 60", restart=policy("on-failure"))
                               for i in range(4)]))
-    socket = server.cmd("display-message", "-p", "-t", manager.session_name,
-                        "#{socket_path}").stdout[0].encode()
+    server_pid = int(server.cmd("display-message", "-p", "#{pid}").stdout[0])
+
+    def jobs() -> list[int]:
+        panes = {int(pid) for pid in server.cmd("list-panes", "-a", "-F",
+                                                 "#{pane_pid}").stdout}
+        forked = [pid for pid in children(server_pid) if pid not in panes]
+        # A child still showing the server's argv has not exec'd yet: look again.
+        if any(cmdline(pid) == cmdline(server_pid) for pid in forked):
+            return []
+        return [pid for pid in forked if b"logpipe" not in cmdline(pid)]
 
     def watchers() -> list[int]:
-        return [pid for pid, argv in supervise_processes() if socket in argv and b"watch" in argv]
+        return [pid for pid, argv in supervise_processes() if pid in jobs() and b"watch" in argv]
 
-    assert len(wait_until(watchers, message="the batch's watcher")) == 1
+    first = wait_until(lambda: len(watchers()) == 1 and watchers(),
+                       message="the batch's watcher")
+    assert wait_until(jobs, message="the server's children to exec") == first
     run(manager.spawn_agents([AgentLaunch("plain", "sleep 60")]))  # never: nothing to watch
-    assert len(watchers()) == 1
+    assert wait_until(jobs, message="the server's children to exec") == first
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""
+
+
+def children(parent: int) -> list[int]:
+    """pids whose parent is `parent`, from /proc."""
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        if int(stat[stat.rfind(b")") + 2:].split()[1]) == parent:
+            found.append(int(name))
+    return found
 
 
 def supervise_processes() -> list[tuple[int, list[bytes]]]:
