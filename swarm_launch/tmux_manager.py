@@ -268,6 +268,12 @@ def _unreaped(pane: PaneState) -> bool:
     return pane.dead and pane.exit_status is None and pane.exit_signal is None
 
 
+def _signal_server(pid_query: TmuxResult) -> None:
+    """SIGCHLD to the server whose `#{pid}` was queried: it reaps its exited children."""
+    with contextlib.suppress(ValueError, OSError):
+        os.kill(int(pid_query.out.strip()), signals.SIGCHLD)
+
+
 class TmuxSwarmManager:
     """One swarm (`cluster_id`) in its tmux session `swarm-{cluster_id}`."""
 
@@ -329,9 +335,7 @@ class TmuxSwarmManager:
         return self._parse_listing(result)
 
     async def _nudge_server(self) -> None:
-        result = await self._tmux("display-message", "-p", "#{pid}")
-        with contextlib.suppress(ValueError, OSError):
-            os.kill(int(result.out.strip()), signals.SIGCHLD)
+        _signal_server(await self._tmux("display-message", "-p", "#{pid}"))
 
     def _parse_listing(self, result: TmuxResult) -> tuple[tuple[PaneState, SendSettings], ...]:
         if result.rc != 0:
@@ -347,9 +351,15 @@ class TmuxSwarmManager:
         return panes
 
     def _observe_sync(self) -> tuple[PaneState, ...]:
-        result = self._tmux_sync("list-panes", "-s", "-t", f"={self.session_name}:",
-                                 "-F", LISTING_FORMAT)
-        return tuple(pane for pane, _ in self._parse_listing(result))
+        """`observe` for the synchronous API, nudging an unreaped pane like `_listing`."""
+        for attempt in range(2):
+            result = self._tmux_sync("list-panes", "-s", "-t", f"={self.session_name}:",
+                                     "-F", LISTING_FORMAT)
+            panes = tuple(pane for pane, _ in self._parse_listing(result))
+            if attempt or not any(_unreaped(pane) for pane in panes):
+                break
+            _signal_server(self._tmux_sync("display-message", "-p", "#{pid}"))
+        return panes
 
     async def _recent_observation(self) -> tuple[PaneState, ...]:
         if self._seen and time.monotonic() - self._seen[0] < OBSERVATION_TTL_S:

@@ -100,19 +100,21 @@ def test_timeout_is_a_clear_error() -> None:
         asyncio.run(tmux_manager.run_tmux(["sleep", "5"], timeout_s=0.2))
 
 
+def listing_line(dead_status: str) -> str:
+    """One line of the manager's listing: agent `a` of `c1`, dead, with `dead_status`."""
+    from swarm_launch.observed import LIST_PANES_FORMAT, SEPARATOR
+
+    fields = LIST_PANES_FORMAT.count(SEPARATOR) + 1
+    values = ["%1", "@1", "1", "$1", "", "1", dead_status, ""] + [""] * (fields - 8)
+    values[8:10] = ["c1", "a"]
+    return SEPARATOR.join([*values, "Enter", "150"]) + "\n"
+
+
 def test_a_dead_pane_without_status_nudges_the_server_to_reap(
     monkeypatch: pytest.MonkeyPatch, patched_server: mock.MagicMock
 ) -> None:
     """tmux 3.3 can miss a fast child's SIGCHLD; observing sends one and asks again."""
-    from swarm_launch.observed import LIST_PANES_FORMAT, SEPARATOR
-
-    fields = LIST_PANES_FORMAT.count(SEPARATOR) + 1
-
-    def line(dead_status: str) -> str:
-        values = ["%1", "@1", "1", "$1", "", "1", dead_status, ""] + [""] * (fields - 8)
-        values[8:10] = ["c1", "a"]
-        return SEPARATOR.join([*values, "Enter", "150"]) + "\n"
-
+    line = listing_line
     answers = [line(""), "4242\n", line("3")]
     calls: list[list[str]] = []
 
@@ -129,3 +131,19 @@ def test_a_dead_pane_without_status_nudges_the_server_to_reap(
     assert [(p.agent_id, p.exit_status, p.status) for p in panes] == [
         ("a", 3, AgentStatus.FAILED)]
     assert len(calls) == 3
+
+
+def test_session_info_nudges_an_unreaped_pane_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The synchronous `get_session_info` reported such a pane "unknown" for ever."""
+    answers = [listing_line(""), "4242\n", listing_line("0")]
+
+    def fake_run(argv: list[str], **_: object) -> tmux_manager.TmuxResult:
+        return tmux_manager.TmuxResult(0, answers.pop(0), "")
+
+    kills: list[tuple[int, int]] = []
+    monkeypatch.setattr(tmux_manager, "_run_tmux_sync", fake_run)
+    monkeypatch.setattr(tmux_manager, "find_tmux", lambda: "tmux")
+    monkeypatch.setattr(os, "kill", lambda pid, sig: kills.append((pid, sig)))
+    info = TmuxSwarmManager("c1").get_session_info()
+    assert kills == [(4242, signal.SIGCHLD)] and not answers
+    assert info["agents"]["a"]["status"] == "stopped"
