@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import click
 
 from swarm_launch import reconcile, render
 from swarm_launch.cli import Globals
-from swarm_launch.commands._common import spec_or_name
+from swarm_launch.commands._common import run_async, spec_or_name
 from swarm_launch.plan import Action
 
 
@@ -18,7 +16,7 @@ def run(globals_: Globals, *, spec: str | None, name: str | None) -> int:
     def report(action: Action, error: str | None) -> None:
         click.echo(render.action_line(action, error, width=14))
 
-    applied = asyncio.run(reconcile.down(target, swarm, report=report))
+    applied = run_async(lambda: reconcile.down(target, swarm, report=report))
     removed = len(applied.outcomes)
     click.echo(f"{removed} removed; swarm {target.name} is down")
     failed = [f"{a.agent_id} ({error})" for a, error in applied.outcomes if error]

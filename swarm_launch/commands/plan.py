@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import click
 
 from swarm_launch import reconcile, render
 from swarm_launch.cli import Globals
-from swarm_launch.commands._common import load
+from swarm_launch.commands._common import load, run_async
 from swarm_launch.plan import Plan
 
 EXIT_CHANGES_PENDING = 2
@@ -18,7 +16,7 @@ def run(globals_: Globals, *, spec: str, as_json: bool, detailed_exitcode: bool,
         no_prune: bool) -> int:
     swarm, target = load(globals_, spec)
     manager = reconcile.manager_for(target)
-    result = asyncio.run(reconcile.compute_plan(manager, swarm, prune=not no_prune))
+    result = run_async(lambda: reconcile.compute_plan(manager, swarm, prune=not no_prune))
     if as_json:
         render.echo_json(render.plan_document(swarm.name, target.session, result))
     else:

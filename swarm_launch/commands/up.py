@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
@@ -11,7 +10,7 @@ import click
 from swarm_launch import reconcile, render
 from swarm_launch.cli import Globals
 from swarm_launch.commands import plan as plan_command
-from swarm_launch.commands._common import load
+from swarm_launch.commands._common import load, run_async
 from swarm_launch.model import SwarmSpec
 from swarm_launch.plan import Action
 
@@ -25,8 +24,8 @@ def run(globals_: Globals, *, spec: str, no_prune: bool, dry_run: bool, as_json:
         return _watch(globals_, spec, prune=not no_prune)
     swarm, target = load(globals_, spec)
     report = None if as_json else _printer(swarm)
-    applied = asyncio.run(reconcile.up(swarm, target, prune=not no_prune, wait=wait,
-                                       wait_timeout_s=timeout, report=report))
+    applied = run_async(lambda: reconcile.up(swarm, target, prune=not no_prune, wait=wait,
+                                              wait_timeout_s=timeout, report=report))
     if as_json:
         render.echo_json(_document(swarm.name, target.session, applied))
         return 0 if applied.ok else 1
@@ -90,8 +89,8 @@ def _watch(globals_: Globals, spec: str, *, prune: bool) -> int:
             click.echo("the spec is invalid; nothing was changed; waiting for a fix", err=True)
             return
         try:
-            applied = asyncio.run(reconcile.up(swarm, target, prune=prune,
-                                               report=_printer(swarm)))
+            applied = run_async(lambda: reconcile.up(swarm, target, prune=prune,
+                                                      report=_printer(swarm)))
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
             return
