@@ -22,7 +22,7 @@ from swarm_launch.exceptions import (
     SessionCreationError,
     SessionNotFoundError,
 )
-from swarm_launch.observed import AgentStatus
+from swarm_launch.observed import AGENT_FORMAT, AgentStatus
 from swarm_launch.tmux_manager import AgentLaunch, TmuxSwarmManager, observe_server
 from tests.agents import agent
 from tests.helpers import wait_until
@@ -96,6 +96,11 @@ def test_window_is_named_and_tagged(manager: TmuxSwarmManager, server: Server) -
                      "#{window_name} #{@swarm} #{remain-on-exit}").stdout
     started = re.fullmatch(r"agent-a t a h1 (\d+\.\d{3}) on", out[-1])
     assert started and abs(float(started[1]) - time.time()) < 60
+    created = server.cmd("new-window", "-d", "-t", "=swarm-t:", "-n", "foreign", "sleep 60")
+    assert not created.stderr, created.stderr
+    ids = server.cmd("list-panes", "-s", "-t", "=swarm-t", "-F",
+                     "#{window_name}=" + AGENT_FORMAT).stdout
+    assert ids == ["swarm=", "agent-a=a", "foreign="]  # the placeholder: cluster alone
 
 
 def test_spawn_creates_the_session_when_missing(server: Server) -> None:
