@@ -63,12 +63,15 @@ def raw_source_file(sock: str, n: int, size: tuple[str, ...] = SIZE,
     tmux(sock, "start-server", ";", "source-file", "-", stdin="\n".join(lines) + "\n")
 
 
-def write_spec(directory: str, n: int) -> str:
-    path = os.path.join(directory, f"bench{n}.yaml")
+def write_spec(directory: str, n: int, restart: str | None = None) -> str:
+    name = f"bench{n}{'-' + restart if restart else ''}"
+    path = os.path.join(directory, f"{name}.yaml")
     with open(path, "w", encoding="utf-8") as handle:
-        handle.write(f"version: 1\nname: bench{n}\nagents:\n")
+        handle.write(f"version: 1\nname: {name}\nagents:\n")
         for i in range(n):
             handle.write(f"  a{i}:\n    command: sleep 1000\n")
+            if restart:
+                handle.write(f"    restart: {restart}\n")
     return path
 
 
@@ -101,7 +104,8 @@ def leftovers() -> int:
                 argv = handle.read()
         except OSError:
             continue
-        if argv == b"sleep\x001000\x00" or b"logpipe" in argv or b"-L\x00bench-" in argv:
+        if (argv == b"sleep\x001000\x00" or b"logpipe" in argv or b"-L\x00bench-" in argv
+                or b"supervise.py" in argv):
             count += 1
     return count
 
@@ -153,6 +157,8 @@ def main() -> None:
     tmuxp50_bash = timed(None, lambda s: tmuxp_load(s, write_tmuxp(work, 50), bash),
                          max(1, args.repeat // 2))
     noop50 = timed(lambda s: swarm_up(s, spec50), lambda s: swarm_up(s, spec50), args.repeat)
+    policy50 = write_spec(work, 50, "on-failure")
+    restart50 = timed(None, lambda s: swarm_up(s, policy50), args.repeat)
     rows += [
         ("raw tmux, one chained call, 50 windows of 80x24", raw50_small, ""),
         ("raw tmux, one chained call, 50 windows of 220x50", raw50, "1.0x (floor)"),
@@ -162,6 +168,8 @@ def main() -> None:
         ("tmuxp load -d, 50 windows, SHELL=bash", tmuxp50_bash,
          f"{tmuxp50_bash / up50:.1f}x slower than up"),
         ("swarm-launch up, no-op on 50 converged", noop50, "target < 0.3 s"),
+        ("swarm-launch up, 50 agents with restart: on-failure", restart50,
+         f"{restart50 / raw50:.1f}x raw"),
     ]
     if not args.skip_500:
         few = max(1, args.repeat // 2)
@@ -170,6 +178,8 @@ def main() -> None:
         logs = tempfile.mkdtemp(prefix="raw-logs-", dir=work)
         piped500 = timed(None, lambda s: raw_source_file(s, 500, log_dir=logs), few)
         up500 = timed(None, lambda s: swarm_up(s, spec500), few)
+        policy500 = write_spec(work, 500, "on-failure")
+        restart500 = timed(None, lambda s: swarm_up(s, policy500), few)
         rows += [
             ("raw tmux, source-file, 500 windows of 80x24", raw500_small, ""),
             ("raw tmux, source-file, 500 windows of 220x50", raw500, "1.0x (floor)"),
@@ -177,6 +187,8 @@ def main() -> None:
              f"{piped500 / raw500:.1f}x raw"),
             ("swarm-launch up, 500 agents from nothing", up500,
              f"{up500 / raw500:.1f}x raw, {up500 / piped500:.1f}x raw with pipe-pane"),
+            ("swarm-launch up, 500 agents with restart: on-failure", restart500,
+             f"{restart500 / raw500:.1f}x raw"),
         ]
     version = subprocess.run(["tmux", "-V"], check=False, capture_output=True, text=True)
     print(f"median of {args.repeat} runs, {os.cpu_count()} cores, {version.stdout.strip()}\n")
