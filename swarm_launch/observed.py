@@ -10,14 +10,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-# The user option that marks a pane as ours: "CLUSTER AGENT CONFIG_HASH STARTED" (the
-# placeholder pane: CLUSTER alone). One option, not four: each set-option costs tmux a
-# pass over every window, 0.35 s for three more options on each of 500 agents.
-OPT_IDENTITY = "@swarm"
-# A tmux format for a pane's agent id ("" for other panes), for status lines and scripts:
-# `tmux list-panes -a -F "#{pane_id} AGENT_FORMAT"`.
-AGENT_FORMAT = "#{?#{m/r:^[^ ]+ [^ ],#{@swarm}},#{s/^[^ ]+ ([^ ]+).*$/\\1/:@swarm},}"
-# Panes made by earlier versions carry the four parts in these; still read.
+# User options that mark a pane as ours; read back with every observation.
 OPT_CLUSTER = "@swarm_cluster"
 OPT_AGENT = "@swarm_agent"
 OPT_HASH = "@swarm_hash"
@@ -35,7 +28,6 @@ _FIELDS = (
     "#{pane_dead}",
     "#{pane_dead_status}",
     "#{pane_dead_signal}",
-    "#{" + OPT_IDENTITY + "}",
     "#{" + OPT_CLUSTER + "}",
     "#{" + OPT_AGENT + "}",
     "#{" + OPT_HASH + "}",
@@ -139,8 +131,7 @@ def _parse_line(line: str) -> PaneState:
     parts = line.split(SEPARATOR)
     parts += [""] * (len(_FIELDS) - len(parts))
     (pane_id, window_id, window_index, session_id, pid, dead, dead_status, dead_signal,
-     identity, *legacy, restarts, next_restart, gave_up) = parts[:len(_FIELDS)]
-    cluster, agent, config_hash, started = split_identity(identity) if identity else legacy
+     cluster, agent, config_hash, started, restarts, next_restart, gave_up) = parts[:len(_FIELDS)]
     is_dead = dead == "1"
     return PaneState(
         pane_id=pane_id,
@@ -159,19 +150,6 @@ def _parse_line(line: str) -> PaneState:
         next_restart_at=_float(next_restart),
         gave_up=gave_up == "1",
     )
-
-
-def identity_value(cluster: str, agent: str = "", config_hash: str = "",
-                   started_at: float | None = None) -> str:
-    """The value of OPT_IDENTITY. Ids and hashes hold no spaces (the spec's id pattern)."""
-    started = "" if started_at is None else f"{started_at:.3f}"
-    return " ".join((cluster, agent, config_hash, started)).rstrip()
-
-
-def split_identity(value: str) -> list[str]:
-    """OPT_IDENTITY's four parts: cluster, agent, config hash, start time ("" if absent)."""
-    parts = value.split(" ")
-    return [*parts, "", "", ""][:4]
 
 
 def _int(text: str) -> int | None:

@@ -22,14 +22,11 @@ import sys
 import time
 
 # Pane options (the first four are also read by every observation: see `observed`).
-# OPT_IDENTITY is "CLUSTER AGENT CONFIG_HASH STARTED"; `read_pane` gives its parts as
-# OPT_AGENT and OPT_STARTED, the options that held them in panes of earlier versions.
-OPT_IDENTITY = "@swarm"
+OPT_STARTED = "@swarm_started"
 OPT_RESTARTS = "@swarm_restarts"
 OPT_NEXT_RESTART = "@swarm_next_restart"
 OPT_GAVE_UP = "@swarm_gave_up"
 OPT_AGENT = "@swarm_agent"
-OPT_STARTED = "@swarm_started"
 # The whole policy in one option (each set-option costs tmux a pass over every window):
 # "MODE MAX_RESTARTS INITIAL_S:MAX_S:FACTOR RESET_AFTER_S". `read_pane` splits it into:
 OPT_POLICY = "@swarm_restart"
@@ -46,8 +43,8 @@ WATCH_S = 10.0
 WATCH_POLL_S = 0.1
 ZOMBIE_GRACE_S = 0.3
 SEPARATOR = "\x1f"
-_FIELDS = ("pane_id", "pid", "pane_dead", "pane_dead_status", "pane_dead_signal", OPT_IDENTITY,
-           OPT_AGENT, OPT_POLICY, OPT_STARTED, OPT_RESTARTS, OPT_LOG, *_LEGACY_POLICY.values())
+_FIELDS = ("pane_id", "pid", "pane_dead", "pane_dead_status", "pane_dead_signal", OPT_AGENT,
+           OPT_POLICY, OPT_STARTED, OPT_RESTARTS, OPT_LOG, *_LEGACY_POLICY.values())
 USAGE = ("usage: supervise.py TMUX SOCKET_PATH PANE_ID died\n"
          "       supervise.py TMUX SOCKET_PATH SESSION_ID watch SERVER_PID")
 
@@ -77,24 +74,11 @@ def read_pane(tmux: Tmux, pane: str,
     if out is None:
         return None
     values = dict(zip(fields, out.rstrip("\n").split(SEPARATOR), strict=False))
-    if values.get(OPT_IDENTITY):
-        _, values[OPT_AGENT], _, values[OPT_STARTED] = split_identity(values[OPT_IDENTITY])
     policy = split_policy(values.get(OPT_POLICY, ""))
     for part, legacy in _LEGACY_POLICY.items():
         policy.setdefault(part, values.get(legacy, ""))
     values.update({part: value for part, value in policy.items() if value})
     return values if values.get("pane_id") == pane else None
-
-
-def split_identity(value: str) -> list[str]:
-    """OPT_IDENTITY's parts (as `observed.split_identity`: this script imports nothing)."""
-    return [*value.split(" "), "", "", ""][:4]
-
-
-def with_start_time(identity: str, started: float) -> str:
-    """OPT_IDENTITY with a new start time (after a respawn)."""
-    cluster, agent, config_hash, _ = split_identity(identity)
-    return f"{cluster} {agent} {config_hash} {started:.3f}"
 
 
 def policy_value(mode: str, max_restarts: int, backoff: tuple[float, float, float],
@@ -182,17 +166,14 @@ def schedule(tmux: Tmux, pane: str, restarts: int, when: float) -> str | None:
     return token if done is not None else None
 
 
-def respawn(tmux: Tmux, pane: str, token: str, restarts: int, identity: str = "") -> None:
+def respawn(tmux: Tmux, pane: str, token: str, restarts: int) -> None:
     """Respawn, in one tmux call, only if the pane is still this same dead pane with our
     token (a replace makes a new pane; a kill removes it; a newer death a new token)."""
     condition = ("#{&&:#{==:#{pane_id}," + pane + "},#{&&:#{pane_dead},#{==:#{"
                  + OPT_NEXT_RESTART + "}," + token + "}}}")
-    now = time.time()
-    started = (f"{OPT_IDENTITY} '{with_start_time(identity, now)}'" if identity
-               else f"{OPT_STARTED} {now:.3f}")  # a pane of an earlier version
     commands = (f"set-option -p -u -t {pane} {OPT_NEXT_RESTART} ; "
                 f"set-option -p -t {pane} {OPT_RESTARTS} {restarts + 1} ; "
-                f"set-option -p -t {pane} {started} ; "
+                f"set-option -p -t {pane} {OPT_STARTED} {time.time():.3f} ; "
                 f"run-shell -C -t {pane} '#{{{OPT_RESPAWN}}}'")
     tmux.run("if-shell", "-F", "-t", pane, condition, commands)
 
@@ -214,7 +195,7 @@ def supervise(tmux: Tmux, pane: str) -> None:
     if token is None:
         return
     time.sleep(delay)
-    respawn(tmux, pane, token, restarts, state.get(OPT_IDENTITY, ""))
+    respawn(tmux, pane, token, restarts)
     started = read_pane(tmux, pane, ("pane_pid",))
     if started and state.get("pid") and (started.get("pane_pid") or "").isdigit():
         watch(int(state["pid"]), {int(started["pane_pid"])})
@@ -223,15 +204,14 @@ def supervise(tmux: Tmux, pane: str) -> None:
 def watch_session(tmux: Tmux, session: str, server_pid: int) -> None:
     """After a batch of spawns: watch every agent of `session` with a restart policy that
     started within WATCH_S. One process per batch, not one per agent."""
-    fields = ("pane_pid", OPT_POLICY, OPT_IDENTITY)
+    fields = ("pane_pid", OPT_POLICY, OPT_STARTED)
     out = tmux.run("list-panes", "-s", "-t", session, "-F",
                    SEPARATOR.join("#{" + name + "}" for name in fields))
     if out is None:
         return
     now, pids = time.time(), set()
     for text in out.splitlines():
-        pid, policy, identity = [*text.split(SEPARATOR), "", ""][:3]
-        started = split_identity(identity)[3]
+        pid, policy, started = [*text.split(SEPARATOR), "", ""][:3]
         restarts = split_policy(policy).get(MODE, "never") != "never"
         if pid.isdigit() and restarts and now - _number(started, 0) < WATCH_S:
             pids.add(int(pid))

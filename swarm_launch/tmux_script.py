@@ -15,10 +15,12 @@ from swarm_launch import supervise
 from swarm_launch.model import LogSettings, RestartPolicy, SendSettings
 from swarm_launch.observed import (
     LIST_PANES_FORMAT,
-    OPT_IDENTITY,
+    OPT_AGENT,
+    OPT_CLUSTER,
+    OPT_HASH,
+    OPT_STARTED,
     SEPARATOR,
     PaneState,
-    identity_value,
     parse_panes,
 )
 
@@ -151,7 +153,7 @@ def new_session_line(session: str, cluster: str, *, start_dir: str | None,
     return line(
         [*create, "--", *map(quote, placeholder)],
         ["set-option", "-p", "-t", first, "remain-on-exit", "on"],
-        ["set-option", "-p", "-t", first, OPT_IDENTITY, quote(identity_value(cluster))],
+        ["set-option", "-p", "-t", first, OPT_CLUSTER, quote(cluster)],
         ["set-option", "-t", session_target(session), "history-limit", str(HISTORY_LIMIT)],
         ["if-shell", "-F", "-t", first, quote("#{window_index}"), quote(move)],
         ["display-message", "-p", quote(SESSION_OK)],
@@ -170,8 +172,8 @@ def window_line(session: str, cluster: str, plan: WindowPlan) -> str:
     if launch.workdir:
         create += ["-c", quote(escape_format(launch.workdir))]
     create += ["--", *map(quote, argv_for(launch.command))]
-    tags = {OPT_IDENTITY: identity_value(cluster, agent, launch.config_hash, plan.started_at),
-            **send_tags(launch.send)}
+    tags = {OPT_CLUSTER: cluster, OPT_AGENT: agent, OPT_HASH: launch.config_hash,
+            OPT_STARTED: f"{plan.started_at:.3f}", **send_tags(launch.send)}
     return line(
         create,
         # First, so a command that exits at once still leaves a readable dead pane.

@@ -24,9 +24,3 @@ def test_readme_python_example_runs(tmp_path: pathlib.Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "alpha said: got hello" in result.stdout
     assert "['alpha', 'beta', 'gamma'] swarm-workers" in result.stdout
-
-
-def test_readme_agent_format_is_the_one_the_code_exports() -> None:
-    from swarm_launch.observed import AGENT_FORMAT
-
-    assert f"`{AGENT_FORMAT}`" in README.read_text()

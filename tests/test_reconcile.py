@@ -12,13 +12,12 @@ import textwrap
 import pytest
 from libtmux import Server
 
-from swarm_launch.observed import AGENT_FORMAT
 from tests.helpers import invoke
 
 pytestmark = pytest.mark.tmux
 
 NAME = "team"
-FMT = f"#{{pane_id}}\t{AGENT_FORMAT}\t#{{window_name}}"
+FMT = "#{pane_id}\t#{@swarm_agent}\t#{window_name}"
 
 
 def write(path: pathlib.Path, agents: str, *, name: str = NAME) -> str:
@@ -192,7 +191,7 @@ def test_concurrent_ups_end_with_one_pane_per_agent(
     runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             for _ in range(2)]
     assert [p.wait(timeout=60) for p in runs] == [0, 0]
-    out = server.cmd("list-panes", "-s", "-t", f"=swarm-{NAME}", "-F", AGENT_FORMAT).stdout
+    out = server.cmd("list-panes", "-s", "-t", f"=swarm-{NAME}", "-F", "#{@swarm_agent}").stdout
     agents = [line for line in out if line]
     assert sorted(agents) == sorted(f"a{i}" for i in range(10))
     state = json.loads((isolated_environment / NAME / "state.json").read_text())
@@ -234,23 +233,3 @@ def test_a_spec_failing_the_schema_is_never_remembered_as_valid(
 
 def agents_of_or_none(server: Server) -> dict[str, str] | None:
     return agents_of(server) if server.has_session(f"swarm-{NAME}") else None
-
-
-def test_a_swarm_tagged_by_an_earlier_version_stays_in_sync(
-        server: Server, spec: pathlib.Path) -> None:
-    """Earlier versions tagged panes with four options; `up` after an upgrade keeps them."""
-    path = write(spec, TWO)
-    up(server, path)
-    before = agents_of(server)
-    for line in server.cmd("list-panes", "-s", "-t", f"={'swarm-' + NAME}:", "-F",
-                           "#{pane_id} #{@swarm}").stdout:
-        pane, cluster, *rest = line.split(" ")
-        legacy = dict(zip(("@swarm_agent", "@swarm_hash", "@swarm_started"), rest, strict=False))
-        server.cmd("set-option", "-p", "-u", "-t", pane, "@swarm")
-        for option, value in {"@swarm_cluster": cluster, **legacy}.items():
-            server.cmd("set-option", "-p", "-t", pane, option, value)
-    assert agents_of(server) == {}  # AGENT_FORMAT reads the new tag only
-    assert "0 created, 0 replaced, 0 removed, 2 unchanged" in up(server, path)
-    status = json.loads(invoke("-L", str(server.socket_name), "status", path, "--json").out)
-    assert {a["id"]: a["pane_id"] for a in status["agents"]} == before
-    assert {a["sync"] for a in status["agents"]} == {"in-sync"}

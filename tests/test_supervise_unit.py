@@ -20,12 +20,10 @@ from swarm_launch.tmux_script import (
 
 
 def test_option_names_match_the_observation() -> None:
-    assert (supervise.OPT_IDENTITY, supervise.OPT_STARTED, supervise.OPT_RESTARTS,
-            supervise.OPT_NEXT_RESTART, supervise.OPT_GAVE_UP, supervise.OPT_AGENT) == (
-        observed.OPT_IDENTITY, observed.OPT_STARTED, observed.OPT_RESTARTS,
-        observed.OPT_NEXT_RESTART, observed.OPT_GAVE_UP, observed.OPT_AGENT)
-    assert supervise.split_identity("c a h 1.5") == observed.split_identity("c a h 1.5")
-    assert supervise.split_identity("c") == observed.split_identity("c") == ["c", "", "", ""]
+    assert (supervise.OPT_STARTED, supervise.OPT_RESTARTS, supervise.OPT_NEXT_RESTART,
+            supervise.OPT_GAVE_UP, supervise.OPT_AGENT) == (
+        observed.OPT_STARTED, observed.OPT_RESTARTS, observed.OPT_NEXT_RESTART,
+        observed.OPT_GAVE_UP, observed.OPT_AGENT)
 
 
 def test_backoff_grows_and_caps() -> None:
@@ -111,11 +109,11 @@ def test_the_batch_watcher_picks_recent_agents_with_a_policy(
         monkeypatch: pytest.MonkeyPatch) -> None:
     now, sep = time.time(), supervise.SEPARATOR
     listing = "".join(sep.join(row) + "\n" for row in [
-        ("11", "on-failure 3 1:60:2 300", f"c a h {now:.3f}"),
-        ("12", "always 3 1:60:2 300", f"c b h {now - 1:.3f}"),
-        ("13", "", "c"),  # the placeholder
-        ("14", "never", f"c d h {now:.3f}"),
-        ("15", "always 3 1:60:2 300", f"c e h {now - 3600:.3f}")])  # up for long: not watched
+        ("11", "on-failure 3 1:60:2 300", f"{now:.3f}"),
+        ("12", "always 3 1:60:2 300", f"{now - 1:.3f}"),
+        ("13", "", f"{now:.3f}"),  # the placeholder, or an agent without a policy
+        ("14", "never", f"{now:.3f}"),
+        ("15", "always 3 1:60:2 300", f"{now - 3600:.3f}")])  # up for long: not watched
     watched: list[set[int]] = []
     monkeypatch.setattr(supervise, "watch", lambda server, pids: watched.append(pids))
     supervise.watch_session(FakeTmux(listing), "$1", 99)
@@ -155,34 +153,3 @@ def test_a_pane_made_by_an_earlier_version_keeps_its_policy() -> None:
     state = supervise.read_pane(FakeTmux(supervise.SEPARATOR.join(
         new.get(name, "") for name in fields) + "\n"), "%4")
     assert state is not None and state[supervise.MAX_RESTARTS] == "2"
-
-
-class RecordingTmux(supervise.Tmux):
-    def __init__(self) -> None:
-        super().__init__("tmux", "/s")
-        self.calls: list[tuple[str, ...]] = []
-
-    def run(self, *args: str) -> str | None:
-        self.calls.append(args)
-        return ""
-
-
-def test_identity_parts_are_read_and_a_respawn_renews_the_start_time() -> None:
-    fields = ("pane_id", *supervise._FIELDS)
-    pane = {"pane_id": "%4", supervise.OPT_IDENTITY: "team a1 h1 100.000"}
-    state = supervise.read_pane(FakeTmux(supervise.SEPARATOR.join(
-        pane.get(name, "") for name in fields) + "\n"), "%4")
-    assert state is not None
-    assert (state[supervise.OPT_AGENT], state[supervise.OPT_STARTED]) == ("a1", "100.000")
-    tmux = RecordingTmux()
-    supervise.respawn(tmux, "%4", "1.5", 2, state[supervise.OPT_IDENTITY])
-    commands = tmux.calls[0][-1]
-    renewed = commands.split("@swarm '")[1].split("'")[0]
-    assert renewed.startswith("team a1 h1 ") and float(renewed.split()[3]) > 100
-
-
-def test_a_respawn_of_a_pane_of_an_earlier_version_renews_its_old_option() -> None:
-    tmux = RecordingTmux()
-    supervise.respawn(tmux, "%4", "1.5", 2)
-    assert f"{supervise.OPT_STARTED} " in tmux.calls[0][-1]
-    assert "@swarm '" not in tmux.calls[0][-1]

@@ -6,10 +6,8 @@ import asyncio
 import json
 import os
 import pathlib
-import re
 import signal
 import sys
-import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -22,7 +20,7 @@ from swarm_launch.exceptions import (
     SessionCreationError,
     SessionNotFoundError,
 )
-from swarm_launch.observed import AGENT_FORMAT, AgentStatus
+from swarm_launch.observed import AgentStatus
 from swarm_launch.tmux_manager import AgentLaunch, TmuxSwarmManager, observe_server
 from tests.agents import agent
 from tests.helpers import wait_until
@@ -93,14 +91,9 @@ def test_spawn_then_list_and_info(manager: TmuxSwarmManager) -> None:
 def test_window_is_named_and_tagged(manager: TmuxSwarmManager, server: Server) -> None:
     run(manager.spawn_agents([AgentLaunch("a", "sleep 60", config_hash="h1")]))
     out = server.cmd("list-panes", "-s", "-t", "=swarm-t", "-F",
-                     "#{window_name} #{@swarm} #{remain-on-exit}").stdout
-    started = re.fullmatch(r"agent-a t a h1 (\d+\.\d{3}) on", out[-1])
-    assert started and abs(float(started[1]) - time.time()) < 60
-    created = server.cmd("new-window", "-d", "-t", "=swarm-t:", "-n", "foreign", "sleep 60")
-    assert not created.stderr, created.stderr
-    ids = server.cmd("list-panes", "-s", "-t", "=swarm-t", "-F",
-                     "#{window_name}=" + AGENT_FORMAT).stdout
-    assert ids == ["swarm=", "agent-a=a", "foreign="]  # the placeholder: cluster alone
+                     "#{window_name} #{@swarm_cluster} #{@swarm_agent} #{@swarm_hash} "
+                     "#{remain-on-exit}").stdout
+    assert "agent-a t a h1 on" in out
 
 
 def test_spawn_creates_the_session_when_missing(server: Server) -> None:

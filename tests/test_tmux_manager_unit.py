@@ -106,7 +106,7 @@ def listing_line(dead_status: str) -> str:
 
     fields = LIST_PANES_FORMAT.count(SEPARATOR) + 1
     values = ["%1", "@1", "1", "$1", "", "1", dead_status, ""] + [""] * (fields - 8)
-    values[8] = "c1 a"
+    values[8:10] = ["c1", "a"]
     return SEPARATOR.join([*values, "Enter", "150"]) + "\n"
 
 

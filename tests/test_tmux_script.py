@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from swarm_launch.model import SendSettings
-from swarm_launch.observed import parse_panes
 from swarm_launch.tmux_script import (
     AgentLaunch,
     WindowPlan,
@@ -62,7 +61,7 @@ def test_window_line_is_one_list_with_tags_and_log() -> None:
     assert text.startswith("new-window -d -t '=swarm-c:4' -n 'agent-a' -P -F")
     for part in ("-e 'K=v#'", "-c '/w##1'", "-- 'prog' 'x;' ;",
                  "set-option -p -t '=swarm-c:4' remain-on-exit on",
-                 "@swarm 'c a h 12.500'", "@swarm_submit_key 'C-m'",
+                 "@swarm_hash 'h'", "@swarm_started '12.500'", "@swarm_submit_key 'C-m'",
                  "@swarm_submit_delay_ms '300'", "pipe-pane -O -t '=swarm-c:4' 'cat >> /l'"):
         assert part in text
 
@@ -70,7 +69,7 @@ def test_window_line_is_one_list_with_tags_and_log() -> None:
 def test_default_send_settings_cost_no_option() -> None:
     text = window_line("swarm-c", "c", WindowPlan(AgentLaunch("a", "x"), 1, "cat", 1.0))
     assert "@swarm_submit" not in text
-    assert text.count("set-option") == 2  # remain-on-exit, identity
+    assert text.count("set-option") == 5  # remain-on-exit, cluster, agent, hash, started
 
 
 def test_parse_spawn_output() -> None:
@@ -97,21 +96,12 @@ def test_kill_script_is_one_line_per_pane() -> None:
 
 def test_parse_listing_reads_send_settings_with_defaults() -> None:
     sep = "\x1f"
-    base = sep.join(["%1", "@1", "1", "$0", "42", "0", "", "", "c a h 1.0", "", "", "", "",
+    base = sep.join(["%1", "@1", "1", "$0", "42", "0", "", "", "c", "a", "h", "1.0",
                      "0", "", ""])
     (pane, settings), (_, defaults) = parse_listing(
         f"{base}{sep}C-m{sep}300\n{base}{sep}{sep}\n")
     assert (pane.agent_id, pane.pid, settings) == ("a", 42, SendSettings("C-m", 300))
-    assert (pane.cluster, pane.config_hash, pane.started_at) == ("c", "h", 1.0)
     assert defaults == SendSettings()
-
-
-def test_a_pane_tagged_by_an_earlier_version_is_read_from_its_four_options() -> None:
-    sep = "\x1f"
-    packed = sep.join(["%1", "@1", "1", "$0", "42", "0", "", "", "c a h 1.0", "", "", "", ""])
-    legacy = sep.join(["%1", "@1", "1", "$0", "42", "0", "", "", "", "c", "a", "h", "1.0"])
-    assert parse_panes(legacy) == parse_panes(packed)
-    assert parse_panes(legacy)[0].agent_id == "a"
 
 
 @pytest.mark.parametrize(("text", "version"), [

@@ -12,14 +12,13 @@ import time
 import pytest
 from libtmux import Server
 
-from swarm_launch.observed import AGENT_FORMAT
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.tmux
 
 
 def agents(server: Server) -> set[str]:
-    result = server.cmd("list-panes", "-s", "-t", "=swarm-w", "-F", AGENT_FORMAT)
+    result = server.cmd("list-panes", "-s", "-t", "=swarm-w", "-F", "#{@swarm_agent}")
     return {line for line in result.stdout if line}
 
 

@@ -10,11 +10,8 @@ import sys
 import uuid
 from collections.abc import Mapping, Sequence
 
-from swarm_launch.observed import AGENT_FORMAT
-
-CLUSTER_FORMAT = "#{s/ .*$//:@swarm}"  # the first word of the identity option
 FIGURES_ENV = "SWARM_FAULTS_FIGURES_DIR"
-PANE_FORMAT = f"#{{pane_id}}\t{CLUSTER_FORMAT}\t{AGENT_FORMAT}\t#{{pane_pid}}\t#{{pane_dead}}"
+PANE_FORMAT = "#{pane_id}\t#{@swarm_cluster}\t#{@swarm_agent}\t#{pane_pid}\t#{pane_dead}"
 
 
 def socket_name() -> str:
@@ -66,8 +63,8 @@ def session_panes(sock: str, name: str) -> list[dict[str, str]]:
 
 
 def tagged_agents(sock: str, name: str) -> list[str]:
-    """`list-panes -s -F AGENT_FORMAT`: the agent tag of every pane, sorted."""
-    result = tmux(sock, "list-panes", "-s", "-t", f"=swarm-{name}:", "-F", AGENT_FORMAT)
+    """`list-panes -s -F '#{@swarm_agent}'`: the agent tag of every pane, sorted."""
+    result = tmux(sock, "list-panes", "-s", "-t", f"=swarm-{name}:", "-F", "#{@swarm_agent}")
     if result.returncode != 0:
         return []
     return sorted(line for line in result.stdout.splitlines() if line)

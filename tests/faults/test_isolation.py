@@ -99,7 +99,8 @@ def test_a_swarm_touches_only_its_own_panes(
     # A foreign window inside swarm one's session, and a pane tagged by someone else.
     tmux(sock, "new-window", "-d", "-t", "=swarm-one:", "-n", "mine", "sleep 600")
     tmux(sock, "new-window", "-d", "-t", "=swarm-one:", "-n", "fake", "sleep 600")
-    tmux(sock, "set-option", "-p", "-t", "=swarm-one:fake", "@swarm", "one-two t0")
+    tmux(sock, "set-option", "-p", "-t", "=swarm-one:fake", "@swarm_cluster", "one-two")
+    tmux(sock, "set-option", "-p", "-t", "=swarm-one:fake", "@swarm_agent", "t0")
 
     def everything() -> set[str]:
         out = tmux(sock, "list-panes", "-a", "-F", "#{pane_id}").stdout
