@@ -253,12 +253,8 @@ def children(parent: int) -> list[int]:
 
 def supervise_processes() -> list[tuple[int, list[bytes]]]:
     found = []
-    for name in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as handle:
-                argv = handle.read().split(b"\0")
-        except OSError:
-            continue
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        argv = cmdline(int(name)).split(b"\0")
         if any(word.endswith(b"supervise.py") for word in argv):
             found.append((int(name), argv))
     return found
