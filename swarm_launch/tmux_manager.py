@@ -47,6 +47,7 @@ from swarm_launch.tmux_script import (
     AgentLaunch,
     WindowPlan,
     assign_errors,
+    check_id,
     check_launch,
     kill_windows_script,
     new_session_line,
@@ -280,6 +281,7 @@ class TmuxSwarmManager:
     def __init__(self, cluster_id: str, base_dir: str | None = None,
                  socket_path: str | None = None, socket_name: str | None = None, *,
                  call_timeout_s: float = 10.0) -> None:
+        check_id("swarm", cluster_id)
         self.cluster_id = cluster_id
         self.base_dir = base_dir
         self.socket_path = socket_path
@@ -654,6 +656,7 @@ class TmuxSwarmManager:
         }
 
     def log_path(self, agent_id: str) -> str:
+        check_id("agent", agent_id)  # a file name under data_dir, never a path out of it
         return os.path.join(self.data_dir, self.cluster_id, "logs", f"{agent_id}.log")
 
     def _logs_dir(self) -> str:

@@ -104,10 +104,22 @@ def argv_for(command: str | tuple[str, ...]) -> tuple[str, ...]:
     return command
 
 
+# Agent and swarm ids of the Python API: what the spec allows (and replica suffixes), upper
+# case too. Ids become file names (logs) and tmux names: no '/', no '..', no '.' or ':'
+# (tmux rewrites them in session names), no leading '-' (read as an option).
+API_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+
+
+def check_id(kind: str, value: str) -> None:
+    """Refuse an id the spec's rules would not give (see API_ID_PATTERN)."""
+    if not API_ID_PATTERN.fullmatch(value):
+        raise ValueError(f"invalid {kind} id {value!r}: use letters, digits, '-' and '_', "
+                         "starting with a letter or digit, at most 128 characters")
+
+
 def check_launch(launch: AgentLaunch) -> None:
     """Refuse what tmux or the kernel cannot carry, before anything is created."""
-    if not launch.agent_id or any(c in launch.agent_id for c in "\n\r\t\x00\x1f "):
-        raise ValueError(f"invalid agent id {launch.agent_id!r}")
+    check_id("agent", launch.agent_id)
     for key, value in launch.env.items():
         if not key or "=" in key or "\x00" in key or "\x00" in value:
             raise ValueError(f"agent {launch.agent_id}: invalid env entry {key!r}")

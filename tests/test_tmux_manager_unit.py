@@ -147,3 +147,17 @@ def test_session_info_nudges_an_unreaped_pane_too(monkeypatch: pytest.MonkeyPatc
     info = TmuxSwarmManager("c1").get_session_info()
     assert kills == [(4242, signal.SIGCHLD)] and not answers
     assert info["agents"]["a"]["status"] == "stopped"
+
+
+@pytest.mark.parametrize("bad", ["", "../x", "a/b", "a.b", "a b", "-x", "x" * 129])
+def test_ids_that_would_escape_the_data_dir_or_confuse_tmux_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="invalid swarm id"):
+        TmuxSwarmManager(bad)
+    with pytest.raises(ValueError, match="invalid agent id"):
+        TmuxSwarmManager("ok").log_path(bad)
+
+
+def test_ids_the_spec_gives_are_accepted() -> None:
+    manager = TmuxSwarmManager("team_1")
+    assert manager.log_path("coder-0").endswith(os.path.join("team_1", "logs", "coder-0.log"))
+    assert TmuxSwarmManager("Team").session_name == "swarm-Team"

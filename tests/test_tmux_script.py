@@ -44,6 +44,10 @@ def test_argv_for(command: str | tuple[str, ...], argv: tuple[str, ...]) -> None
 @pytest.mark.parametrize("launch", [
     pytest.param(AgentLaunch("", "x"), id="empty-id"),
     pytest.param(AgentLaunch("a b", "x"), id="space-in-id"),
+    pytest.param(AgentLaunch("../../x", "x"), id="path-out-of-the-logs-dir"),
+    pytest.param(AgentLaunch("a/b", "x"), id="slash-in-id"),
+    pytest.param(AgentLaunch("-a", "x"), id="read-as-an-option"),
+    pytest.param(AgentLaunch("a:1", "x"), id="tmux-target-syntax"),
     pytest.param(AgentLaunch("a", ()), id="empty-argv"),
     pytest.param(AgentLaunch("a", "x", env={"A=B": "1"}), id="equals-in-key"),
     pytest.param(AgentLaunch("a", "x", env={"A": "nul\x00"}), id="nul-in-value"),
