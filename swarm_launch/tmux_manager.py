@@ -353,15 +353,17 @@ class TmuxSwarmManager:
         return panes
 
     def _observe_sync(self) -> tuple[PaneState, ...]:
-        """`observe` for the synchronous API, nudging an unreaped pane like `_listing`."""
-        for attempt in range(2):
-            result = self._tmux_sync("list-panes", "-s", "-t", f"={self.session_name}:",
-                                     "-F", LISTING_FORMAT)
-            panes = tuple(pane for pane, _ in self._parse_listing(result))
-            if attempt or not any(_unreaped(pane) for pane in panes):
-                break
+        """`observe` for the synchronous API: the same nudge as `_listing`."""
+        panes = self._query_panes_sync()
+        if any(_unreaped(pane) for pane in panes):
             _signal_server(self._tmux_sync("display-message", "-p", "#{pid}"))
+            panes = self._query_panes_sync()
         return panes
+
+    def _query_panes_sync(self) -> tuple[PaneState, ...]:
+        result = self._tmux_sync("list-panes", "-s", "-t", f"={self.session_name}:",
+                                 "-F", LISTING_FORMAT)
+        return tuple(pane for pane, _ in self._parse_listing(result))
 
     async def _recent_observation(self) -> tuple[PaneState, ...]:
         if self._seen and time.monotonic() - self._seen[0] < OBSERVATION_TTL_S:

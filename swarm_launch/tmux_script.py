@@ -111,7 +111,7 @@ API_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 
 def check_id(kind: str, value: str) -> None:
-    """Refuse an id the spec's rules would not give (see API_ID_PATTERN)."""
+    """Refuse an id unsafe as a file name or a tmux name (see API_ID_PATTERN)."""
     if not API_ID_PATTERN.fullmatch(value):
         raise ValueError(f"invalid {kind} id {value!r}: use letters, digits, '-' and '_', "
                          "starting with a letter or digit, at most 128 characters")
