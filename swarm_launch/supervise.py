@@ -28,13 +28,16 @@ OPT_NEXT_RESTART = "@swarm_next_restart"
 OPT_GAVE_UP = "@swarm_gave_up"
 OPT_AGENT = "@swarm_agent"
 # The whole policy in one option (each set-option costs tmux a pass over every window):
-# "MODE MAX_RESTARTS INITIAL_S:MAX_S:FACTOR RESET_AFTER_S". `read_pane` splits it into:
+# "MODE MAX_RESTARTS INITIAL_S:MAX_S:FACTOR RESET_AFTER_S LOG_PATH", the log path last as
+# it may hold spaces. `read_pane` splits it into:
 OPT_POLICY = "@swarm_restart"
 MODE, MAX_RESTARTS, BACKOFF, RESET_AFTER = "mode", "max_restarts", "backoff", "reset_after"
-# Where panes made by earlier versions (the policy in four options) keep all but the mode.
+LOG = "log"
+_POLICY_PARTS = (MODE, MAX_RESTARTS, BACKOFF, RESET_AFTER, LOG)
+# Where panes made by earlier versions keep all but the mode (the policy in four options)
+# or the log path (in its own option).
 _LEGACY_POLICY = {MAX_RESTARTS: "@swarm_max_restarts", BACKOFF: "@swarm_backoff",
-                  RESET_AFTER: "@swarm_reset_after"}
-OPT_LOG = "@swarm_log"
+                  RESET_AFTER: "@swarm_reset_after", LOG: "@swarm_log"}
 OPT_RESPAWN = "@swarm_respawn"  # tmux commands: respawn-pane (with -e env) ; pipe-pane
 
 CALL_TIMEOUT_S = 5.0
@@ -44,7 +47,7 @@ WATCH_POLL_S = 0.1
 ZOMBIE_GRACE_S = 0.3
 SEPARATOR = "\x1f"
 _FIELDS = ("pane_id", "pid", "pane_dead", "pane_dead_status", "pane_dead_signal", OPT_AGENT,
-           OPT_POLICY, OPT_STARTED, OPT_RESTARTS, OPT_LOG, *_LEGACY_POLICY.values())
+           OPT_POLICY, OPT_STARTED, OPT_RESTARTS, *_LEGACY_POLICY.values())
 USAGE = ("usage: supervise.py TMUX SOCKET_PATH PANE_ID died\n"
          "       supervise.py TMUX SOCKET_PATH SESSION_ID watch SERVER_PID")
 
@@ -82,15 +85,17 @@ def read_pane(tmux: Tmux, pane: str,
 
 
 def policy_value(mode: str, max_restarts: int, backoff: tuple[float, float, float],
-                 reset_after_s: float) -> str:
+                 reset_after_s: float, log_path: str) -> str:
     """The value of OPT_POLICY."""
     initial, most, factor = backoff
-    return f"{mode} {max_restarts} {initial:g}:{most:g}:{factor:g} {reset_after_s:g}"
+    return f"{mode} {max_restarts} {initial:g}:{most:g}:{factor:g} {reset_after_s:g} {log_path}"
 
 
 def split_policy(value: str) -> dict[str, str]:
     """OPT_POLICY's parts by name; missing ones are left out (their defaults apply)."""
-    return dict(zip((MODE, MAX_RESTARTS, BACKOFF, RESET_AFTER), value.split(), strict=False))
+    # maxsplit: the last part, the log path, keeps its spaces.
+    parts = value.split(maxsplit=len(_POLICY_PARTS) - 1)
+    return dict(zip(_POLICY_PARTS, parts, strict=False))
 
 
 def exit_code(state: dict[str, str]) -> int:
@@ -153,7 +158,7 @@ def give_up(tmux: Tmux, pane: str, state: dict[str, str], restarts: int) -> None
     tmux.run("set-option", "-p", "-t", pane, OPT_GAVE_UP, "1", ";",
              "set-option", "-p", "-t", pane, OPT_RESTARTS, str(restarts), ";",
              "set-option", "-p", "-u", "-t", pane, OPT_NEXT_RESTART)
-    append_log(state.get(OPT_LOG, ""),
+    append_log(state.get(LOG, ""),
                f"--- swarm-launch: agent {state.get(OPT_AGENT, '?')} exited with code "
                f"{exit_code(state)}; gave up after {restarts} restarts (max_restarts) ---")
 
@@ -188,7 +193,7 @@ def supervise(tmux: Tmux, pane: str) -> None:
         give_up(tmux, pane, state, restarts)
         return
     delay = backoff_delay(state.get(BACKOFF) or "1:60:2", restarts)
-    append_log(state.get(OPT_LOG, ""),
+    append_log(state.get(LOG, ""),
                f"--- swarm-launch: agent {state.get(OPT_AGENT, '?')} exited with code "
                f"{exit_code(state)}; restart {restarts + 1} in {delay:g}s ---")
     token = schedule(tmux, pane, restarts, now + delay)

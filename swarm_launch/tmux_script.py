@@ -222,14 +222,12 @@ def restart_commands(target: str, plan: WindowPlan) -> list[list[str]]:
     if policy.mode == "never" or not plan.hook_command:
         return []
     backoff = policy.backoff
-    options = {supervise.OPT_POLICY: supervise.policy_value(
-                   policy.mode, policy.max_restarts,
-                   (backoff.initial_s, backoff.max_s, backoff.factor), policy.reset_after_s),
-               supervise.OPT_LOG: plan.log_path}
+    value = supervise.policy_value(policy.mode, policy.max_restarts,
+                                   (backoff.initial_s, backoff.max_s, backoff.factor),
+                                   policy.reset_after_s, plan.log_path)
     hook = line(["run-shell", "-b", quote(plan.hook_command)])
     return [
-        *(["set-option", "-p", "-t", target, name, quote(value)]
-          for name, value in options.items()),
+        ["set-option", "-p", "-t", target, supervise.OPT_POLICY, quote(value)],
         ["set-option", "-p", "-F", "-t", target, supervise.OPT_RESPAWN,
          quote(respawn_command(plan))],
         ["set-hook", "-p", "-t", target, "pane-died", quote(hook)],

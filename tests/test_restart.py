@@ -71,8 +71,11 @@ def pane_if(mgr: TmuxSwarmManager, agent_id: str,
 
 
 def test_on_failure_backs_off_growing_then_gives_up_as_failed(
-    manager: TmuxSwarmManager, tmp_path: pathlib.Path
+    server: Server, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A log path with spaces and a '#': it ends the one policy option the hook reads.
+    monkeypatch.setenv("AI_SWARM_DIR", str(tmp_path / "swarm  dir #1"))
+    manager = TmuxSwarmManager("r", socket_name=server.socket_name)
     out = tmp_path / "starts"
     run(manager.spawn_agents([starter("c", out, 1, policy("on-failure", 3))]))
     pane = wait_until(lambda: pane_if(manager, "c", lambda p: p.gave_up), timeout=20,

@@ -81,12 +81,13 @@ def test_never_adds_nothing() -> None:
 
 def test_restart_lines_hold_the_policy_and_the_hook() -> None:
     words = [" ".join(c) for c in restart_commands("'=s:1'", plan_for("on-failure"))]
-    assert "set-option -p -t '=s:1' @swarm_restart 'on-failure 2 0.5:4:3 30'" in words
-    policy = supervise.split_policy("on-failure 2 0.5:4:3 30")
+    assert "set-option -p -t '=s:1' @swarm_restart 'on-failure 2 0.5:4:3 30 /l/a.log'" in words
+    assert not any("@swarm_log" in command for command in words)  # one option, not two
+    policy = supervise.split_policy("on-failure 2 0.5:4:3 30 /my logs/a  b.log")
     assert policy == {supervise.MODE: "on-failure", supervise.MAX_RESTARTS: "2",
-                      supervise.BACKOFF: "0.5:4:3", supervise.RESET_AFTER: "30"}
+                      supervise.BACKOFF: "0.5:4:3", supervise.RESET_AFTER: "30",
+                      supervise.LOG: "/my logs/a  b.log"}
     assert supervise.split_policy("") == {}
-    assert "set-option -p -t '=s:1' @swarm_log '/l/a.log'" in words
     assert words[-1] == "set-hook -p -t '=s:1' pane-died 'run-shell -b '\\''HOOK'\\'''"
 
 
@@ -153,3 +154,16 @@ def test_a_pane_made_by_an_earlier_version_keeps_its_policy() -> None:
     state = supervise.read_pane(FakeTmux(supervise.SEPARATOR.join(
         new.get(name, "") for name in fields) + "\n"), "%4")
     assert state is not None and state[supervise.MAX_RESTARTS] == "2"
+
+
+def test_a_pane_made_by_an_earlier_version_keeps_its_log_path() -> None:
+    """Then the log path had an option of its own; now it ends the policy."""
+    fields = ("pane_id", *supervise._FIELDS)
+    old = {"pane_id": "%4", supervise.OPT_POLICY: "always 2 1:9:2 30", "@swarm_log": "/l/old.log"}
+    state = supervise.read_pane(FakeTmux(supervise.SEPARATOR.join(
+        old.get(name, "") for name in fields) + "\n"), "%4")
+    assert state is not None and state[supervise.LOG] == "/l/old.log"
+    new = {**old, supervise.OPT_POLICY: "always 2 1:9:2 30 /l/new.log"}
+    state = supervise.read_pane(FakeTmux(supervise.SEPARATOR.join(
+        new.get(name, "") for name in fields) + "\n"), "%4")
+    assert state is not None and state[supervise.LOG] == "/l/new.log"
