@@ -49,7 +49,7 @@ from swarm_launch.tmux_script import (
     assign_errors,
     check_id,
     check_launch,
-    kill_windows_script,
+    kill_panes_script,
     new_session_line,
     parse_listing,
     parse_spawn_output,
@@ -506,7 +506,7 @@ class TmuxSwarmManager:
         live = {p.pid for p in targets if p.pid and not p.dead}
         dead = {p.pid for p in targets if p.pid and p.dead}
         await _terminate(live, dead, signal_number(signal) if graceful else None, timeout_s)
-        script = kill_windows_script(p.pane_id for p in targets)
+        script = kill_panes_script(p.pane_id for p in targets)
         result = await self._tmux("source-file", "-", stdin=script.encode())
         self._forget(p.pane_id for p in targets)
         # A window that vanished meanwhile is fine; any other refusal leaves a pane behind.
@@ -515,7 +515,7 @@ class TmuxSwarmManager:
         await asyncio.to_thread(self._track, lambda agents: {
             a: pane for a, pane in agents.items() if a not in gone})
         if errors:
-            raise TmuxSwarmError(f"kill-window: tmux said: {'; '.join(errors)}")
+            raise TmuxSwarmError(f"kill-pane: tmux said: {'; '.join(errors)}")
 
     def _forget(self, pane_ids: Iterable[str]) -> None:
         # Keep the cached observation usable: a killed id may be spawned again at once.

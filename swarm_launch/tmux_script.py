@@ -252,9 +252,13 @@ def respawn_command(plan: WindowPlan) -> str:
             + f" ; pipe-pane -O -t {pane} " + escape_format(quote(plan.log_command)))
 
 
-def kill_windows_script(pane_ids: Iterable[str]) -> str:
-    """One line per window, so a pane that vanished meanwhile does not spare the others."""
-    return "".join(line(["kill-window", "-t", quote(pane)]) + "\n" for pane in pane_ids)
+def kill_panes_script(pane_ids: Iterable[str]) -> str:
+    """One line per pane, so a pane that vanished meanwhile does not spare the others.
+
+    `kill-pane`, not `kill-window`: a user may have split a pane of their own into an
+    agent's window, or joined an agent into a window of theirs. An agent alone in its
+    window takes the window with it."""
+    return "".join(line(["kill-pane", "-t", quote(pane)]) + "\n" for pane in pane_ids)
 
 
 @dataclass(frozen=True)

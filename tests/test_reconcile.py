@@ -92,6 +92,32 @@ def test_foreign_window_survives_up_and_down(server: Server, spec: pathlib.Path)
     assert agents_of(server) == {}
 
 
+def test_a_foreign_pane_in_an_agents_window_survives_replace_and_down(
+    server: Server, spec: pathlib.Path
+) -> None:
+    path = write(spec, TWO)
+    up(server, path)
+    split = server.cmd("split-window", "-d", "-P", "-F", "#{pane_id}", "-t",
+                       agents_of(server)["a"], "sleep 600").stdout[0]
+    up(server, write(spec, TWO.replace("a:\n  command: sleep 600", "a:\n  command: sleep 601")))
+    assert split in server.cmd("list-panes", "-a", "-F", "#{pane_id}").stdout
+    assert invoke("-L", str(server.socket_name), "down", path).code == 0
+    assert split in server.cmd("list-panes", "-a", "-F", "#{pane_id}").stdout
+    assert agents_of(server) == {}
+
+
+def test_down_leaves_a_users_window_an_agent_was_joined_into(
+    server: Server, spec: pathlib.Path
+) -> None:
+    path = write(spec, TWO)
+    up(server, path)
+    server.cmd("new-window", "-d", "-t", f"=swarm-{NAME}:", "-n", "mine", "sleep 600")
+    server.cmd("join-pane", "-d", "-s", agents_of(server)["b"], "-t", f"=swarm-{NAME}:mine")
+    assert invoke("-L", str(server.socket_name), "down", path).code == 0
+    assert windows_of(server).count("mine") == 1  # the user's own pane, in its window
+    assert agents_of(server) == {}
+
+
 def test_down_removes_the_session_when_nothing_foreign_is_left(
     server: Server, spec: pathlib.Path
 ) -> None:

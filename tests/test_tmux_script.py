@@ -11,7 +11,7 @@ from swarm_launch.tmux_script import (
     argv_for,
     assign_errors,
     check_launch,
-    kill_windows_script,
+    kill_panes_script,
     parse_listing,
     parse_spawn_output,
     parse_version,
@@ -95,7 +95,7 @@ def test_assign_errors(failed: list[str], stderr: str, session_failed: bool,
 
 
 def test_kill_script_is_one_line_per_pane() -> None:
-    assert kill_windows_script(["%1", "%2"]) == "kill-window -t '%1'\nkill-window -t '%2'\n"
+    assert kill_panes_script(["%1", "%2"]) == "kill-pane -t '%1'\nkill-pane -t '%2'\n"
 
 
 def test_parse_listing_reads_send_settings_with_defaults() -> None:
