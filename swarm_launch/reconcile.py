@@ -7,6 +7,7 @@ re-observe (another run may have done the work) and apply.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -107,9 +108,16 @@ async def down(target: SwarmTarget, spec: SwarmSpec | None = None, *,
 
 async def _apply(manager: TmuxSwarmManager, current: Plan, applied: Applied,
                  report: Report | None, startup: Startup | None = None) -> None:
-    """Kill what leaves (batched per stop setting), then start what arrives, in order."""
-    leaving = [a for a in current.actions if a.kind in (Kind.REMOVE, Kind.REPLACE)]
-    kill_errors: dict[str, str] = {}
+    """Kill what leaves (batched per stop setting), then start what arrives, in order.
+
+    A replacement that could not start (its workdir is missing) leaves the running agent
+    alone rather than leave nothing running."""
+    unstartable = {a.agent_id: f"not replaced: {error}; the running agent was kept"
+                   for a in current.actions if a.kind is Kind.REPLACE
+                   and (error := _cannot_start(a))}
+    leaving = [a for a in current.actions if a.kind in (Kind.REMOVE, Kind.REPLACE)
+               and a.agent_id not in unstartable]
+    kill_errors: dict[str, str] = dict(unstartable)
     for stop, group in groupby(sorted(leaving, key=_stop_key), key=_stop_key):
         actions = list(group)
         error = await _kill(manager, actions, StopSettings(*stop))
@@ -124,6 +132,13 @@ async def _apply(manager: TmuxSwarmManager, current: Plan, applied: Applied,
     for action in arriving:
         error = kill_errors.get(action.agent_id) or spawn_errors.get(action.agent_id)
         _done(applied, report, action, error)
+
+
+def _cannot_start(action: Action) -> str | None:
+    workdir = action.desired.spec.workdir if action.desired else None
+    if workdir and not os.path.isdir(workdir):
+        return f"workdir {workdir} is not a directory"
+    return None
 
 
 async def _kill(manager: TmuxSwarmManager, actions: Sequence[Action],

@@ -412,23 +412,39 @@ class TmuxSwarmManager:
 
     async def spawn_agents(self, launches: Sequence[AgentLaunch]) -> list[AgentPane]:
         """All `launches` in one tmux invocation (plus one list-panes unless the manager
-        observed within OBSERVATION_TTL_S); the session too if it is missing."""
+        observed within OBSERVATION_TTL_S); the session too if it is missing.
+
+        An agent that cannot start (id in use, workdir missing, refused by tmux) does not
+        hold the others back: they start, and AgentSpawnError names it with its reason."""
         for launch in launches:
             check_launch(launch)
         panes = await self._recent_observation()
-        self._refuse_in_use(launches, panes)
-        script = self._spawn_script(launches, panes)
-        result = await self._tmux("start-server", ";", "source-file", "-",
-                                  stdin=script.encode("utf-8", "surrogateescape"),
-                                  timeout_s=self.call_timeout_s + 0.05 * len(launches))
-        self._seen = None
-        created = self._created(launches, result, creating_session=not panes)
-        await asyncio.to_thread(self._track, lambda agents: {
-            **agents, **{a.agent_id: a.pane_id for a in created}})
+        failures = self._refusals(launches, panes)
+        launching = [launch for launch in launches if launch.agent_id not in failures]
+        created: list[AgentPane] = []
+        session_error = ""
+        if launching:
+            script = self._spawn_script(launching, panes)
+            result = await self._tmux("start-server", ";", "source-file", "-",
+                                      stdin=script.encode("utf-8", "surrogateescape"),
+                                      timeout_s=self.call_timeout_s + 0.05 * len(launching))
+            self._seen = None
+            created, refused, session_error = self._created(launching, result,
+                                                            creating_session=not panes)
+            failures.update(refused)
+            await asyncio.to_thread(self._track, lambda agents: {
+                **agents, **{a.agent_id: a.pane_id for a in created}})
+        if failures or session_error:
+            summary = "; ".join(f"{agent}: {text}" for agent, text in failures.items())
+            raise AgentSpawnError(
+                f"{len(failures)} of {len(launches)} agents not created"
+                + (f" (session: {session_error})" if session_error else "")
+                + (f": {summary}" if summary else ""), created=created, failures=failures)
         return created
 
-    def _refuse_in_use(self, launches: Sequence[AgentLaunch],
-                       panes: Sequence[PaneState]) -> None:
+    def _refusals(self, launches: Sequence[AgentLaunch],
+                  panes: Sequence[PaneState]) -> dict[str, str]:
+        """The launches that must not start, with why; checked before tmux is asked."""
         ids = [launch.agent_id for launch in launches]
         taken = set(owned_by(panes, self.cluster_id)) & set(ids)
         taken |= {agent for agent in ids if ids.count(agent) > 1}
@@ -437,10 +453,7 @@ class TmuxSwarmManager:
         failures.update({launch.agent_id: f"workdir {launch.workdir} is not a directory"
                          for launch in launches
                          if launch.workdir and not os.path.isdir(launch.workdir)})
-        if failures:
-            summary = "; ".join(f"{agent}: {text}" for agent, text in failures.items())
-            raise AgentSpawnError(f"nothing was created: {summary}",
-                                  created=[], failures=failures)
+        return failures
 
     def _spawn_script(self, launches: Sequence[AgentLaunch],
                       panes: Sequence[PaneState]) -> str:
@@ -464,7 +477,9 @@ class TmuxSwarmManager:
         return "".join(text + "\n" for text in lines)
 
     def _created(self, launches: Sequence[AgentLaunch], result: TmuxResult, *,
-                 creating_session: bool) -> list[AgentPane]:
+                 creating_session: bool) -> tuple[list[AgentPane], dict[str, str], str]:
+        """The agents tmux created, its message for each one it refused, and the
+        session's error (empty when the session exists)."""
         output = parse_spawn_output(result.out)
         created = [self._agent_pane(launch.agent_id, *output.created[launch.agent_id])
                    for launch in launches if launch.agent_id in output.done]
@@ -474,13 +489,7 @@ class TmuxSwarmManager:
                                                 session_failed=session_failed)
         if "duplicate session" in session_error:
             session_error = ""  # another process created it first: fine
-        if failures or session_error:
-            summary = "; ".join(f"{agent}: {text}" for agent, text in failures.items())
-            raise AgentSpawnError(
-                f"tmux refused to create {len(failures)} of {len(launches)} agents"
-                + (f" (session: {session_error})" if session_error else "")
-                + (f": {summary}" if summary else ""), created=created, failures=failures)
-        return created
+        return created, failures, session_error
 
     def _agent_pane(self, agent_id: str, pane_id: str, window_id: str,
                     session_id: str) -> AgentPane:

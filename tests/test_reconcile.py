@@ -118,6 +118,36 @@ def test_down_leaves_a_users_window_an_agent_was_joined_into(
     assert agents_of(server) == {}
 
 
+def test_a_missing_workdir_fails_only_its_agent(
+    server: Server, spec: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    missing = tmp_path / "nope"
+    path = write(spec, TWO + f"c:\n  command: sleep 600\n  workdir: {missing}\n")
+    result = invoke("-L", str(server.socket_name), "up", path)
+    assert result.code == 1
+    assert set(agents_of(server)) == {"a", "b"}
+    assert f"workdir {missing} is not a directory" in result.out + result.err
+    runs = (pathlib.Path(os.environ["AI_SWARM_DIR"]) / NAME / "runs.jsonl").read_text()
+    outcomes = {o["agent"]: o["result"] for o in json.loads(runs.splitlines()[-1])["actions"]}
+    assert outcomes["a"] == outcomes["b"] == "ok" and outcomes["c"] != "ok"
+
+
+def test_a_replacement_whose_workdir_is_missing_keeps_the_running_agent(
+    server: Server, spec: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    up(server, write(spec, TWO))
+    before = agents_of(server)
+    missing = tmp_path / "nope"
+    edited = TWO.replace("ROLE: one}", f"ROLE: two}}\n  workdir: {missing}").replace(
+        "a:\n  command: sleep 600", "a:\n  command: sleep 601")
+    result = invoke("-L", str(server.socket_name), "up", write(spec, edited))
+    assert result.code == 1
+    after = agents_of(server)
+    assert after["b"] == before["b"]  # kept, not killed
+    assert after["a"] != before["a"]  # the other replacement went ahead
+    assert "not replaced: workdir" in result.out + result.err
+
+
 def test_down_removes_the_session_when_nothing_foreign_is_left(
     server: Server, spec: pathlib.Path
 ) -> None:

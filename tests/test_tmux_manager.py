@@ -21,7 +21,12 @@ from swarm_launch.exceptions import (
     SessionNotFoundError,
 )
 from swarm_launch.observed import AgentStatus
-from swarm_launch.tmux_manager import AgentLaunch, TmuxSwarmManager, observe_server
+from swarm_launch.tmux_manager import (
+    AgentLaunch,
+    AgentSpawnError,
+    TmuxSwarmManager,
+    observe_server,
+)
 from tests.agents import agent
 from tests.helpers import wait_until
 
@@ -121,12 +126,15 @@ def test_partial_failure_reports_created_and_failures(
     assert error.failures == {"bad": "create window failed: index 2 in use"}
 
 
-def test_missing_workdir_creates_nothing(manager: TmuxSwarmManager,
-                                         tmp_path: pathlib.Path) -> None:
+def test_missing_workdir_fails_only_its_agent(manager: TmuxSwarmManager,
+                                              tmp_path: pathlib.Path) -> None:
+    """Like an agent tmux refuses: the others of the batch start; the error names it."""
     bad = AgentLaunch("bad", "sleep 60", workdir=str(tmp_path / "missing"))
-    with pytest.raises(SessionCreationError, match="not a directory"):
+    with pytest.raises(AgentSpawnError, match="1 of 2 agents not created: bad: workdir") as exc:
         run(manager.spawn_agents([AgentLaunch("good", "sleep 60"), bad]))
-    assert manager.list_agents() == []
+    assert [pane.agent_id for pane in exc.value.created] == ["good"]
+    assert list(exc.value.failures) == ["bad"]
+    assert manager.list_agents() == ["good"]
 
 
 def test_crashed_agent_reads_failed_with_exit_code(manager: TmuxSwarmManager) -> None:
