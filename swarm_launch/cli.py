@@ -7,6 +7,7 @@ Command modules are imported only when their command runs, so `swarm-launch
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,7 +45,9 @@ def cli(ctx: click.Context, /, socket_name: str | None, socket_path: str | None)
     """Declarative launcher for swarms of AI agents in tmux."""
     if socket_name and socket_path:
         raise click.UsageError("give -L/--socket-name or -S/--socket-path, not both")
-    ctx.obj = Globals(socket_name=socket_name, socket_path=socket_path)
+    # Absolute, as recorded: a later `down --name` may run from another directory.
+    ctx.obj = Globals(socket_name=socket_name,
+                      socket_path=os.path.abspath(socket_path) if socket_path else None)
 
 
 @cli.command()

@@ -100,6 +100,8 @@ async def down(target: SwarmTarget, spec: SwarmSpec | None = None, *,
         applied = Applied(removal)
         await _apply(manager, removal, applied, report)
         await manager.shutdown(graceful=True)
+        if not panes and not records.is_recorded(target.name):
+            return applied  # nothing ran, nothing to record: no phantom swarm in `ls`
         records.write_state(target, spec_hash=None, desired={}, panes=())
         records.append_run(target, command="down", spec_hash=None, started=started,
                            outcomes=applied.outcomes, ok=applied.ok)

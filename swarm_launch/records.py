@@ -42,6 +42,11 @@ def swarm_dir(name: str) -> str:
     return store.swarm_dir(name)
 
 
+def is_recorded(name: str) -> bool:
+    """Whether a swarm of this name ever ran here (without creating its directory)."""
+    return os.path.exists(os.path.join(store.data_dir(), name, store.STATE_FILE))
+
+
 def load_state(name: str) -> dict[str, Any]:
     """The last applied state, or an empty one when missing or unreadable."""
     state = store.read_json(os.path.join(swarm_dir(name), store.STATE_FILE))

@@ -7,6 +7,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -146,6 +147,23 @@ def test_a_replacement_whose_workdir_is_missing_keeps_the_running_agent(
     assert after["b"] == before["b"]  # kept, not killed
     assert after["a"] != before["a"]  # the other replacement went ahead
     assert "not replaced: workdir" in result.out + result.err
+
+
+def test_a_relative_socket_path_is_recorded_absolute(
+    spec: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    short = tempfile.mkdtemp(prefix="sl-")  # a socket path must stay under ~100 bytes
+    monkeypatch.chdir(short)
+    path = write(spec, TWO)
+    try:
+        assert invoke("-S", "rel.sock", "up", path).code == 0
+        monkeypatch.chdir(spec.parent)
+        result = invoke("down", "--name", NAME)
+        assert result.code == 0, result.err
+        assert "2 removed" in result.out
+    finally:
+        subprocess.run(["tmux", "-S", os.path.join(short, "rel.sock"), "kill-server"],
+                       capture_output=True, check=False)
 
 
 def test_down_removes_the_session_when_nothing_foreign_is_left(

@@ -35,6 +35,31 @@ def test_ls_lists_swarms_with_agent_counts(server: Server, tmp_path: pathlib.Pat
     assert "swarm-two" in text.splitlines()[2]
 
 
+def test_ls_shows_each_recorded_swarm_on_its_own_server(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    other = f"{server.socket_name}-other"
+    assert invoke("-L", str(server.socket_name), "up", spec_file(tmp_path, "here", 2)).code == 0
+    try:
+        assert invoke("-L", other, "up", spec_file(tmp_path, "there", 1)).code == 0
+        document = json.loads(invoke("-L", other, "ls", "--json").out)
+        seen = {s["name"]: (s["socket_name"], s["agents"]) for s in document["swarms"]}
+        assert seen == {"here": (server.socket_name, 2), "there": (other, 1)}
+    finally:
+        subprocess.run(["tmux", "-L", other, "kill-server"], capture_output=True, check=False)
+
+
+def test_an_unknown_name_is_an_error_that_records_nothing(
+    server: Server, isolated_environment: pathlib.Path
+) -> None:
+    for command in ("down", "status"):
+        result = invoke("-L", str(server.socket_name), command, "--name", "nosuch")
+        assert result.code == 1, command
+        assert "no swarm 'nosuch'" in result.err
+    assert "nosuch" not in invoke("-L", str(server.socket_name), "ls").out
+    assert not (isolated_environment / "nosuch" / "state.json").exists()
+
+
 def test_status_and_down_by_name_use_the_recorded_server(
     server: Server, tmp_path: pathlib.Path
 ) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from swarm_launch import records, store
 from swarm_launch.cli import Globals
 from swarm_launch.exceptions import UserError
 from swarm_launch.model import ID_PATTERN, SwarmSpec
+from swarm_launch.observed import PaneState
 from swarm_launch.records import SwarmTarget
 
 T = TypeVar("T")
@@ -38,6 +39,9 @@ def by_name(globals_: Globals, name: str) -> SwarmTarget:
     """A swarm known only by name: its server is the one its records name, or -L/-S."""
     if not re.match(ID_PATTERN, name):
         raise UserError(f"{name!r} is not a swarm name (expected {ID_PATTERN})")
+    if not records.is_recorded(name):
+        return SwarmTarget(name=name, socket_name=globals_.socket_name,
+                           socket_path=globals_.socket_path)
     tmux = records.load_state(name).get("tmux") or {}
     socket_name, socket_path = tmux.get("socket_name"), tmux.get("socket_path")
     if globals_.socket_name or globals_.socket_path:
@@ -53,6 +57,15 @@ def spec_or_name(globals_: Globals, spec_path: str | None,
         return load(globals_, spec_path)
     assert name is not None
     return None, by_name(globals_, name)
+
+
+def require_known(target: SwarmTarget, panes: Sequence[PaneState], socket_label: str) -> None:
+    """A swarm named on the command line must have records or a session: a typo is an
+    error, not an empty swarm."""
+    if not panes and not records.is_recorded(target.name):
+        raise UserError(f"no swarm {target.name!r}: nothing recorded in {store.data_dir()} "
+                        f"and no session {target.session} on {socket_label} "
+                        "(`swarm-launch ls` lists the swarms)")
 
 
 def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:

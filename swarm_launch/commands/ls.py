@@ -18,7 +18,9 @@ Server = tuple[str | None, str | None]
 
 
 def run(globals_: Globals, *, as_json: bool) -> int:
-    targets = {name: by_name(globals_, name) for name in records.known_swarms()}
+    # Each recorded swarm on the server it was recorded on; -L/-S names one more to look at.
+    recorded_servers = Globals(socket_name=None, socket_path=None)
+    targets = {name: by_name(recorded_servers, name) for name in records.known_swarms()}
     servers = {(t.socket_name, t.socket_path) for t in targets.values()}
     servers.add((globals_.socket_name, globals_.socket_path))
     panes = asyncio.run(_observe_all(servers))

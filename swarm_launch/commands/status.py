@@ -9,7 +9,7 @@ import click
 
 from swarm_launch import reconcile, records, render, status_view
 from swarm_launch.cli import Globals
-from swarm_launch.commands._common import spec_or_name
+from swarm_launch.commands._common import require_known, spec_or_name
 from swarm_launch.desired import expand
 
 _COLOURS = {"running": "green", "failed": "red", "stopped": "yellow", "pending": "cyan"}
@@ -24,6 +24,8 @@ def run(globals_: Globals, *, spec: str | None, name: str | None, as_json: bool)
         wanted = {i: str(a.get("config_hash", "")) for i, a in agents.items()}
     manager = reconcile.manager_for(target)
     panes = asyncio.run(manager.observe())
+    if swarm is None:
+        require_known(target, panes, manager.socket_label())
     now = time.time()
     rows = status_view.rows(wanted, panes, cluster=target.name, now=now)
     if as_json:
