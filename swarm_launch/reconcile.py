@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 
@@ -75,7 +75,8 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
         current = await compute_plan(manager, spec, prune=prune, desired=desired)
         applied = Applied(current)
         startup = Startup(manager, desired)
-        await _apply(manager, current, applied, report, startup)
+        await _apply(manager, current, applied, report, startup,
+                     stops=records.recorded_stops(records.load_state(spec.name)))
         applied.prompt_errors = await startup.send_prompts()
         if wait:
             applied.not_ready = await startup.not_ready(wait_timeout_s)
@@ -98,7 +99,8 @@ async def down(target: SwarmTarget, spec: SwarmSpec | None = None, *,
         removal = Plan(tuple(Action(Kind.REMOVE, p.agent_id, "down", observed=p,
                                     desired=desired.get(p.agent_id)) for p in ours))
         applied = Applied(removal)
-        await _apply(manager, removal, applied, report)
+        await _apply(manager, removal, applied, report,
+                     stops=records.recorded_stops(records.load_state(target.name)))
         await manager.shutdown(graceful=True)
         if not panes and not records.is_recorded(target.name):
             return applied  # nothing ran, nothing to record: no phantom swarm in `ls`
@@ -109,7 +111,8 @@ async def down(target: SwarmTarget, spec: SwarmSpec | None = None, *,
 
 
 async def _apply(manager: TmuxSwarmManager, current: Plan, applied: Applied,
-                 report: Report | None, startup: Startup | None = None) -> None:
+                 report: Report | None, startup: Startup | None = None, *,
+                 stops: Mapping[str, StopSettings]) -> None:
     """Kill what leaves (batched per stop setting), then start what arrives, in order.
 
     A replacement that could not start (its workdir is missing) leaves the running agent
@@ -120,7 +123,11 @@ async def _apply(manager: TmuxSwarmManager, current: Plan, applied: Applied,
     leaving = [a for a in current.actions if a.kind in (Kind.REMOVE, Kind.REPLACE)
                and a.agent_id not in unstartable]
     kill_errors: dict[str, str] = dict(unstartable)
-    for stop, group in groupby(sorted(leaving, key=_stop_key), key=_stop_key):
+    def stop_key(action: Action) -> tuple[str, float]:
+        stop = _stop_of(action, stops)
+        return (stop.signal, stop.timeout_s)
+
+    for stop, group in groupby(sorted(leaving, key=stop_key), key=stop_key):
         actions = list(group)
         error = await _kill(manager, actions, StopSettings(*stop))
         kill_errors.update({a.agent_id: error for a in actions if error})
@@ -162,9 +169,12 @@ def _done(applied: Applied, report: Report | None, action: Action, error: str | 
         report(action, error)
 
 
-def _stop_key(action: Action) -> tuple[str, float]:
-    stop = action.desired.spec.stop if action.desired else StopSettings()
-    return (stop.signal, stop.timeout_s)
+def _stop_of(action: Action, recorded: Mapping[str, StopSettings]) -> StopSettings:
+    """How to stop a running agent: as recorded when it was started (an agent pruned from
+    the spec, or stopped by `down --name`, has no spec entry left), else as the spec says."""
+    if action.agent_id in recorded:
+        return recorded[action.agent_id]
+    return action.desired.spec.stop if action.desired else StopSettings()
 
 
 def _unconverged(desired: dict[str, DesiredAgent], panes: Iterable[PaneState],

@@ -14,6 +14,7 @@ from typing import Any
 
 from swarm_launch import store
 from swarm_launch.desired import DesiredAgent
+from swarm_launch.model import StopSettings
 from swarm_launch.observed import PaneState
 from swarm_launch.plan import Action
 
@@ -59,17 +60,33 @@ def recorded_field_hashes(state: Mapping[str, Any]) -> dict[str, dict[str, str]]
             for agent_id, entry in agents.items() if isinstance(entry, dict)}
 
 
+def recorded_stops(state: Mapping[str, Any]) -> dict[str, StopSettings]:
+    """Each recorded agent's stop settings, as it was started."""
+    stops = {}
+    for agent_id, entry in state.get("agents", {}).items():
+        stop = entry.get("stop") if isinstance(entry, dict) else None
+        if isinstance(stop, dict) and isinstance(stop.get("signal"), str) \
+                and isinstance(stop.get("timeout_s"), int | float):
+            stops[agent_id] = StopSettings(stop["signal"], float(stop["timeout_s"]))
+    return stops
+
+
 def write_state(target: SwarmTarget, *, spec_hash: str | None,
                 desired: Mapping[str, DesiredAgent], panes: Iterable[PaneState]) -> None:
-    """Record what runs now: for each of our panes its agent, hashes and pane id."""
+    """Record what runs now: for each of our panes its agent, hashes, pane id and how
+    to stop it (an agent kept by --no-prune keeps what was recorded for it)."""
+    previous = load_state(target.name).get("agents", {})
     agents: dict[str, Any] = {}
     for pane in panes:
         want = desired.get(pane.agent_id)
+        before = previous.get(pane.agent_id)
+        before = before if isinstance(before, dict) else {}
         agents[pane.agent_id] = {
             "pane_id": pane.pane_id,
             "config_hash": pane.config_hash,
-            "field_hashes": dict(want.field_hashes) if want else {},
-            "env_keys": sorted(want.env) if want else [],
+            "field_hashes": dict(want.field_hashes) if want else before.get("field_hashes", {}),
+            "env_keys": sorted(want.env) if want else before.get("env_keys", []),
+            "stop": _stop_document(want.spec.stop) if want else before.get("stop"),
         }
     document = {
         "version": STATE_VERSION,
@@ -82,6 +99,10 @@ def write_state(target: SwarmTarget, *, spec_hash: str | None,
         "agents": agents,
     }
     store.atomic_write_json(os.path.join(swarm_dir(target.name), store.STATE_FILE), document)
+
+
+def _stop_document(stop: StopSettings) -> dict[str, Any]:
+    return {"signal": stop.signal, "timeout_s": stop.timeout_s}
 
 
 def append_run(target: SwarmTarget, *, command: str, spec_hash: str | None, started: float,

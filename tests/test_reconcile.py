@@ -13,7 +13,7 @@ import textwrap
 import pytest
 from libtmux import Server
 
-from tests.helpers import invoke
+from tests.helpers import invoke, wait_until
 
 pytestmark = pytest.mark.tmux
 
@@ -164,6 +164,32 @@ def test_a_relative_socket_path_is_recorded_absolute(
     finally:
         subprocess.run(["tmux", "-S", os.path.join(short, "rel.sock"), "kill-server"],
                        capture_output=True, check=False)
+
+
+def int_only_agent(note: pathlib.Path) -> str:
+    """An agent that ignores SIGTERM and notes a SIGINT: which signal stopped it."""
+    program = (f"import signal, time\n"
+               f"signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+               f"try:\n    print('ready', flush=True)\n    time.sleep(600)\n"
+               f"except KeyboardInterrupt:\n    open({str(note)!r}, 'w').write('INT')\n")
+    return (f"w:\n  command: [{sys.executable}, -c, {json.dumps(program)}]\n"
+            f"  replicas: 2\n  stop: {{signal: INT, timeout_s: 5}}\n")
+
+
+@pytest.mark.parametrize("how", ["pruned", "down --name"])
+def test_an_agent_gone_from_the_spec_is_stopped_as_it_was_started(
+    server: Server, spec: pathlib.Path, tmp_path: pathlib.Path, how: str
+) -> None:
+    note = tmp_path / "signal"
+    up(server, write(spec, int_only_agent(note)))
+    wait_until(lambda: len(agents_of(server)) == 2 and all(
+        "ready" in server.cmd("capture-pane", "-p", "-t", pane).stdout
+        for pane in agents_of(server).values()), message="agents ready")
+    if how == "pruned":
+        up(server, write(spec, "other:\n  command: sleep 600\n"))
+    else:
+        assert invoke("-L", str(server.socket_name), "down", "--name", NAME).code == 0
+    assert note.read_text() == "INT"  # not TERM (ignored), then KILL after the timeout
 
 
 def test_down_removes_the_session_when_nothing_foreign_is_left(
