@@ -558,7 +558,11 @@ class TmuxSwarmManager:
 
     async def broadcast(self, message: str, only: Collection[str] | None = None) -> None:
         """Send to every running agent, or to exactly `only` (all must exist and run)."""
-        owned = {p.agent_id: (p, s) for p, s in await self._listing()
+        listing = await self._listing()
+        if not listing:
+            raise SessionNotFoundError(
+                f"tmux session {self.session_name} does not exist; start the swarm first")
+        owned = {p.agent_id: (p, s) for p, s in listing
                  if p.cluster == self.cluster_id and p.agent_id}
         if only is not None:
             missing = sorted(set(only) - set(owned))
@@ -569,6 +573,9 @@ class TmuxSwarmManager:
             if dead:
                 raise PaneDeadError(f"agents {', '.join(dead)} have exited; nothing was sent")
         targets = [(p, s) for p, s in owned.values() if not p.dead]
+        if not targets:
+            raise PaneDeadError(f"no agent of swarm {self.cluster_id} is running; "
+                                "nothing was sent")
         await asyncio.gather(*(self._send(p, s, message) for p, s in targets))
 
     async def _send(self, pane: PaneState, settings: SendSettings, message: str) -> None:
@@ -587,7 +594,12 @@ class TmuxSwarmManager:
                 raise self._failure(result, f"send to {pane.agent_id}")
         # Agents read fast input as a paste and would swallow an Enter sent with it.
         await asyncio.sleep(settings.submit_delay_ms / 1000)
-        result = await self._tmux("send-keys", "-t", pane.pane_id, settings.submit_key)
+        # A pane in a mode (someone scrolling back in copy-mode) would take the key itself:
+        # leave the mode first, as a paste does.
+        leave_mode = f"send-keys -X -t {pane.pane_id} cancel"
+        result = await self._tmux("if-shell", "-F", "-t", pane.pane_id, "#{pane_in_mode}",
+                                  leave_mode, ";",
+                                  "send-keys", "-t", pane.pane_id, settings.submit_key)
         if result.rc != 0:
             raise self._failure(result, f"submit to {pane.agent_id}")
 

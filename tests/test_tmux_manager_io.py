@@ -17,7 +17,7 @@ import pytest
 from libtmux import Server
 
 from swarm_launch import logpipe, tmux_manager
-from swarm_launch.exceptions import AgentNotFoundError
+from swarm_launch.exceptions import AgentNotFoundError, PaneDeadError, SessionNotFoundError
 from swarm_launch.model import SendSettings
 from swarm_launch.tmux_manager import AgentLaunch, TmuxResult, TmuxSwarmManager
 from tests.agents import agent
@@ -229,6 +229,31 @@ def test_broadcast_only_reaches_exactly_the_named(manager: TmuxSwarmManager,
     assert wait_until(lambda: submissions(outs["b"])) == ["marker"]
     with pytest.raises(AgentNotFoundError):
         run(manager.broadcast("x", only=["nobody"]))
+
+
+def test_send_submits_even_when_someone_scrolls_back_in_copy_mode(
+    manager: TmuxSwarmManager, tmp_path: pathlib.Path
+) -> None:
+    outs = start_echo(manager, tmp_path, "a")
+    pane = manager.get_session_info()["agents"]["a"]["pane_id"]
+    run(manager._tmux("copy-mode", "-t", pane))
+    run(manager.send_to_agent("a", "one"))
+    run(manager.send_to_agent("a", "two"))
+    assert wait_until(lambda: submissions(outs["a"]) == ["one", "two"] or None)
+
+
+def test_broadcast_that_reaches_no_one_is_an_error(
+    manager: TmuxSwarmManager, tmp_path: pathlib.Path
+) -> None:
+    absent = TmuxSwarmManager("absent", socket_name=manager.socket_name)
+    with pytest.raises(SessionNotFoundError):
+        run(absent.broadcast("anyone?"))
+    with pytest.raises(PaneDeadError, match="nothing was sent"):
+        run(manager.broadcast("anyone?"))  # the session, no agent yet
+    run(manager.spawn_agents([AgentLaunch("gone", "exit 0")]))
+    wait_until(lambda: manager.get_session_info()["agents"]["gone"]["status"] == "stopped")
+    with pytest.raises(PaneDeadError, match="nothing was sent"):
+        run(manager.broadcast("anyone?"))
 
 
 def test_submit_key_is_read_back_from_the_pane(manager: TmuxSwarmManager,
