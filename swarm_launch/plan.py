@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from swarm_launch.desired import DesiredAgent
 from swarm_launch.observed import PaneState, duplicates, owned_by
 
+# A restart is done within a few seconds of its time (supervise's tmux calls time out
+# after 5 s); one this late will not come.
+RESTART_OVERDUE_S = 30.0
+
 
 class Kind(enum.Enum):
     CREATE = "create"
@@ -70,19 +74,22 @@ def plan(
     cluster: str,
     prune: bool = True,
     recorded: Mapping[str, Mapping[str, str]] | None = None,
+    now: float | None = None,
 ) -> Plan:
     """What `up` must do so that tmux runs exactly `desired`.
 
     `panes` may include foreign panes: only those tagged with `cluster` count.
     `recorded` (per-agent field hashes from the last applied state) only
     sharpens the reasons; the decision rests on tmux's tags alone.
+    `now` (epoch seconds) lets a pending restart that is long overdue (its supervisor
+    died or timed out) count as no restart: the dead agent is replaced.
     """
     pane_list = list(panes)
     observed = owned_by(pane_list, cluster)
     removals = [Action(Kind.REMOVE, p.agent_id, "duplicate pane of this agent", observed=p)
                 for p in duplicates(pane_list, cluster)]
     removals += [_undesired(observed[a], prune) for a in sorted(observed.keys() - desired.keys())]
-    others = [_desired_action(d, observed.get(i), (recorded or {}).get(i))
+    others = [_desired_action(d, observed.get(i), (recorded or {}).get(i), now)
               for i, d in desired.items()]
     replaces = [a for a in others if a.kind is Kind.REPLACE]
     rest = [a for a in others if a.kind is not Kind.REPLACE]
@@ -96,7 +103,8 @@ def _undesired(pane: PaneState, prune: bool) -> Action:
 
 
 def _desired_action(
-    agent: DesiredAgent, pane: PaneState | None, recorded: Mapping[str, str] | None
+    agent: DesiredAgent, pane: PaneState | None, recorded: Mapping[str, str] | None,
+    now: float | None,
 ) -> Action:
     def act(kind: Kind, reason: str) -> Action:
         return Action(kind, agent.agent_id, reason, desired=agent, observed=pane)
@@ -105,11 +113,18 @@ def _desired_action(
         return act(Kind.CREATE, "missing")
     if pane.config_hash != agent.config_hash:
         return act(Kind.REPLACE, _what_changed(agent, recorded))
-    if pane.dead and pane.next_restart_at is not None and not pane.gave_up:
+    pending = pane.next_restart_at is not None and not pane.gave_up
+    if pane.dead and pending and not _overdue(pane, now):
         return act(Kind.KEEP, "restart pending (restart policy)")
     if pane.dead:
-        return act(Kind.REPLACE, f"dead ({_exit_text(pane)})")
+        overdue = "; its pending restart never came" if pending else ""
+        return act(Kind.REPLACE, f"dead ({_exit_text(pane)}){overdue}")
     return act(Kind.KEEP, "in sync")
+
+
+def _overdue(pane: PaneState, now: float | None) -> bool:
+    return (now is not None and pane.next_restart_at is not None
+            and now - pane.next_restart_at > RESTART_OVERDUE_S)
 
 
 def _what_changed(agent: DesiredAgent, recorded: Mapping[str, str] | None) -> str:

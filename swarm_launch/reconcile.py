@@ -53,7 +53,7 @@ async def compute_plan(manager: TmuxSwarmManager, spec: SwarmSpec, *, prune: boo
     panes = await manager.observe()
     state = records.load_state(spec.name)
     return plan(expand(spec) if desired is None else desired, panes, cluster=spec.name,
-                prune=prune, recorded=records.recorded_field_hashes(state))
+                prune=prune, recorded=records.recorded_field_hashes(state), now=time.time())
 
 
 async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = False,

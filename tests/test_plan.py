@@ -9,7 +9,7 @@ import pytest
 from swarm_launch.desired import DesiredAgent, expand, replica_ids
 from swarm_launch.model import AgentSpec, SwarmSpec
 from swarm_launch.observed import PaneState
-from swarm_launch.plan import Kind, plan
+from swarm_launch.plan import RESTART_OVERDUE_S, Kind, plan
 
 CLUSTER = "team"
 
@@ -76,6 +76,18 @@ def test_plan(agents: list[AgentSpec], panes: list[PaneState],
               expected: list[tuple[str, str, str]]) -> None:
     result = plan(desired(*agents), panes, cluster=CLUSTER)
     assert [(a.kind.value, a.agent_id, a.reason) for a in result.actions] == expected
+
+
+def test_a_long_overdue_restart_no_longer_holds_back_a_replace() -> None:
+    """Its supervisor died or timed out: waiting for it would keep the agent dead."""
+    due = 1000.0
+    dead = [pane("a", hash_of(A), dead=True, status=1, next_restart=due)]
+    on_time = plan(desired(A), dead, cluster=CLUSTER, now=due + RESTART_OVERDUE_S - 1)
+    assert [(a.kind, a.reason) for a in on_time.actions] == [
+        (Kind.KEEP, "restart pending (restart policy)")]
+    late = plan(desired(A), dead, cluster=CLUSTER, now=due + RESTART_OVERDUE_S + 1)
+    assert [(a.kind, a.reason) for a in late.actions] == [
+        (Kind.REPLACE, "dead (exit 1); its pending restart never came")]
 
 
 def test_no_prune_keeps_undesired_agents() -> None:
