@@ -112,7 +112,7 @@ def _forget_oldest(directory: str, keep: int = VALID_CACHE_SIZE) -> None:
 
 def _build(context: spec_checks.Context, data: dict[str, Any], raw: bytes) -> SwarmSpec:
     env_of = context.environ
-    workdir = _absolute(context.spec_dir, interpolate(data.get("workdir", "."), env_of))
+    workdir = _directory(context.spec_dir, interpolate(data.get("workdir", "."), env_of))
     env = {key: interpolate(value, env_of) for key, value in data.get("env", {}).items()}
     defaults: dict[str, Any] = data.get("defaults", {})
     agents = {
@@ -132,6 +132,13 @@ def _build(context: spec_checks.Context, data: dict[str, Any], raw: bytes) -> Sw
 
 def _absolute(base: str, path: str) -> str:
     return os.path.normpath(os.path.join(base, os.path.expanduser(path)))
+
+
+def _directory(base: str, path: str) -> str:
+    """A workdir with symlinks resolved: it is part of the config hash, so a spec read
+    through a symlinked checkout must not restart every agent (nor `..` after a symlink
+    lead elsewhere than the shell's `cd` would)."""
+    return os.path.realpath(os.path.join(base, os.path.expanduser(path)))
 
 
 def _with_defaults(body: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -159,7 +166,7 @@ def _agent(context: spec_checks.Context, agent_id: str, body: dict[str, Any],
     return AgentSpec(
         id=agent_id,
         command=command if isinstance(command, str) else tuple(command),
-        workdir=_absolute(swarm_workdir, interpolate(body.get("workdir", "."), env_of)),
+        workdir=_directory(swarm_workdir, interpolate(body.get("workdir", "."), env_of)),
         env={**swarm_env, **own_env},
         replicas=body.get("replicas", 1),
         replicated="replicas" in body,

@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 
+from swarm_launch.desired import expand as desired
 from swarm_launch.exceptions import SpecError
 from swarm_launch.model import Readiness
 from swarm_launch.spec import load_spec, schema, schema_text
@@ -70,6 +71,21 @@ def test_workdirs_are_relative_to_the_spec_then_the_swarm(tmp_path: pathlib.Path
     assert spec.workdir == str(tmp_path / "work")
     assert [spec.agents[i].workdir for i in "abc"] == [
         str(tmp_path / "work" / "a"), "/abs", str(tmp_path / "work")]
+
+
+def test_workdirs_do_not_depend_on_how_the_spec_path_is_spelled(
+    tmp_path: pathlib.Path
+) -> None:
+    """Through a symlinked checkout, the same agents hash the same: nothing restarts."""
+    real = tmp_path / "real"
+    (real / "work").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(real)
+    body = "version: 1\nname: team\nworkdir: work\nagents:\n  a: {command: cat}\n"
+    spec_file(real, body)
+    direct = load_spec(str(real / "swarm.yaml"), {})
+    linked = load_spec(str(tmp_path / "link" / "swarm.yaml"), {})
+    assert linked.agents["a"].workdir == direct.agents["a"].workdir == str(real / "work")
+    assert desired(linked)["a"].config_hash == desired(direct)["a"].config_hash
 
 
 def test_agent_env_overrides_swarm_env_after_interpolation(tmp_path: pathlib.Path) -> None:
