@@ -1,9 +1,10 @@
 """Desired state: a loaded spec expanded into the agents that should run (pure).
 
 Each agent carries a config hash over a canonical, versioned projection of what
-needs a respawn when it changes. What can change without disturbing a running
-agent (replica count, order in the file, readiness, ordering, prompt, send and
-stop settings) is deliberately left out.
+needs a respawn when it changes: what the pane is started with (command, workdir,
+env, restart policy, and the send and log settings it keeps as options and writer
+arguments). What can change without disturbing a running agent (replica count,
+order in the file, readiness, ordering, prompt, stop settings) is left out.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from swarm_launch.model import AgentSpec, SwarmSpec
+from swarm_launch.model import AgentSpec, LogSettings, SendSettings, SwarmSpec
 
 # Bump when the projection below changes meaning: every agent is then replaced once.
 HASH_VERSION = 1
@@ -76,7 +77,7 @@ def field_hashes(agent: AgentSpec, env: Mapping[str, str]) -> dict[str, str]:
     Hashes only: env values may be secrets and must never reach a record.
     """
     restart = agent.restart
-    return {
+    fields = {
         "command": _digest(list(agent.command) if isinstance(agent.command, tuple)
                            else agent.command),
         "workdir": _digest(agent.workdir),
@@ -85,6 +86,12 @@ def field_hashes(agent: AgentSpec, env: Mapping[str, str]) -> dict[str, str]:
                             restart.backoff.initial_s, restart.backoff.max_s,
                             restart.backoff.factor]),
     }
+    # Only when not the defaults, so agents started before these counted keep their hash.
+    if agent.send != SendSettings():
+        fields["send"] = _digest([agent.send.submit_key, agent.send.submit_delay_ms])
+    if agent.logs != LogSettings():
+        fields["logs"] = _digest([agent.logs.max_bytes, agent.logs.keep])
+    return fields
 
 
 def _digest(value: object) -> str:

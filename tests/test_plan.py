@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from swarm_launch.desired import DesiredAgent, expand, replica_ids
-from swarm_launch.model import AgentSpec, SwarmSpec
+from swarm_launch.model import AgentSpec, LogSettings, SendSettings, StopSettings, SwarmSpec
 from swarm_launch.observed import PaneState
 from swarm_launch.plan import RESTART_OVERDUE_S, Kind, plan
 
@@ -149,6 +149,9 @@ def test_scaling_three_to_one_removes_two() -> None:
         pytest.param({"workdir": "/elsewhere"}, id="workdir"),
         pytest.param({"env": {"K": "v2"}}, id="env-value"),
         pytest.param({"command": ("cat",)}, id="string-to-argv"),
+        # Kept on the pane as options and writer arguments, applied only at a (re)start:
+        pytest.param({"send": SendSettings(submit_key="C-j")}, id="send"),
+        pytest.param({"logs": LogSettings(max_bytes=4096)}, id="logs"),
     ],
 )
 def test_respawn_relevant_fields_change_the_hash(change: dict[str, object]) -> None:
@@ -161,11 +164,19 @@ def test_respawn_relevant_fields_change_the_hash(change: dict[str, object]) -> N
     [
         pytest.param({"prompt": "hello"}, id="prompt"),
         pytest.param({"depends_on": ("b",)}, id="depends_on"),
+        pytest.param({"stop": StopSettings(signal="INT")}, id="stop"),
     ],
 )
 def test_orchestration_fields_do_not_change_the_hash(change: dict[str, object]) -> None:
     base = agent("a")
     assert hash_of(base) == hash_of(dataclasses.replace(base, **change))  # type: ignore[arg-type]
+
+
+def test_hashes_of_agents_already_running_do_not_move() -> None:
+    """Pinned: a changed projection replaces every running agent at the next `up`
+    (bump HASH_VERSION on purpose, then update these)."""
+    assert (hash_of(agent("a")), hash_of(agent("a", env={"K": "v"}))) == (
+        "107ee979f364b919", "df147c6377dff7ac")
 
 
 def test_order_in_file_does_not_change_hashes() -> None:
