@@ -123,6 +123,17 @@ def append_run(target: SwarmTarget, *, command: str, spec_hash: str | None, star
     store.append_jsonl(os.path.join(swarm_dir(target.name), store.RUNS_FILE), record)
 
 
+def other_swarms_of(spec_path: str, name: str) -> list[str]:
+    """Swarms of another name last applied from this same spec file and recorded with
+    agents: what renaming a swarm in its spec leaves running."""
+    found = []
+    for other in known_swarms():
+        state = load_state(other) if other != name else {}
+        if state.get("spec_path") == spec_path and state.get("agents"):
+            found.append(other)
+    return found
+
+
 def known_swarms() -> list[str]:
     """Names of swarms with a record directory in AI_SWARM_DIR."""
     base = store.data_dir()

@@ -192,6 +192,20 @@ def test_an_agent_gone_from_the_spec_is_stopped_as_it_was_started(
     assert note.read_text() == "INT"  # not TERM (ignored), then KILL after the timeout
 
 
+def test_renaming_the_swarm_says_the_old_one_still_runs(
+    server: Server, spec: pathlib.Path
+) -> None:
+    up(server, write(spec, TWO))
+    result = invoke("-L", str(server.socket_name), "up", write(spec, TWO, name="renamed"))
+    assert result.code == 0, result.err
+    assert f"note: swarm '{NAME}' was last applied from this spec file" in result.err
+    assert f"down --name {NAME}" in result.err
+    assert invoke("-L", str(server.socket_name), "down", "--name", NAME).code == 0
+    again = invoke("-L", str(server.socket_name), "up", write(spec, TWO + "c: {command: cat}\n",
+                                                             name="renamed"))
+    assert "note:" not in again.err
+
+
 def test_down_removes_the_session_when_nothing_foreign_is_left(
     server: Server, spec: pathlib.Path
 ) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import click
 
-from swarm_launch import reconcile, render
+from swarm_launch import reconcile, records, render
 from swarm_launch.cli import Globals
 from swarm_launch.commands import plan as plan_command
 from swarm_launch.commands._common import load, run_async
@@ -30,7 +30,16 @@ def run(globals_: Globals, *, spec: str, no_prune: bool, dry_run: bool, as_json:
         render.echo_json(_document(swarm.name, target.session, applied))
         return 0 if applied.ok else 1
     click.echo(applied.plan.summary())
+    if not applied.plan.in_sync:
+        _note_renamed(swarm)
     return _verdict(applied, reconcile.manager_for(target).log_path)
+
+
+def _note_renamed(swarm: SwarmSpec) -> None:
+    """A swarm renamed in its spec is a new swarm: say that the old one still runs."""
+    for other in records.other_swarms_of(swarm.path, swarm.name):
+        click.echo(f"note: swarm {other!r} was last applied from this spec file and still "
+                   f"has agents; `swarm-launch down --name {other}` stops it", err=True)
 
 
 def _printer(swarm: SwarmSpec) -> reconcile.Report:
