@@ -194,71 +194,152 @@ def decode_line(line: bytes) -> str:
     return line.decode("utf-8", errors="replace").removesuffix("\r")
 
 
+Identity = tuple[int, int]  # st_dev, st_ino: a file, whatever its name is now
+
+
+def _identity(info: os.stat_result) -> Identity:
+    return info.st_dev, info.st_ino
+
+
+def _open_existing(path: str) -> int | None:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+
+
 class LogFollower:
     """What gets appended to one log, across rotation and truncation, losslessly.
 
     Idle, a poll costs one stat and no read. A log that does not exist yet is
-    followed from its first byte once it appears.
+    followed from its first byte once it appears. However many rotations happen
+    between two polls, every file rotated in since is read, as long as it is kept.
     """
 
     def __init__(self, path: str, *, from_start: bool = False) -> None:
         self.path = path
         self.position = 0
         self.behind = False
-        self._fd: int | None = None
-        self._identity = (0, 0)
+        self._fd: int | None = None  # the file being read
+        self._newer: list[int] = []  # files written after it, oldest first, opened already
+        self._identity: Identity | None = None  # the newest file opened (LOG when it was)
         self._partial = b""
-        size = self._open()
-        if size is not None and not from_start:
-            self.position = size
-
-    def _open(self) -> int | None:
-        """Open the file now at `path` from its start; its size, or None when missing."""
-        try:
-            self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return None
-        info = os.fstat(self._fd)
-        self._identity = (info.st_dev, info.st_ino)
-        self.position = 0
-        return info.st_size
+        self._fd = _open_existing(path)
+        if self._fd is not None:
+            info = os.fstat(self._fd)
+            self._identity = _identity(info)
+            self.position = 0 if from_start else info.st_size
 
     def poll(self) -> list[bytes]:
-        """Complete lines appended since the last poll (without their newlines)."""
+        """Complete lines appended since the last poll (without their newlines).
+
+        At most MAX_READ_PER_POLL bytes are read; `behind` says whether more is waiting.
+        """
         try:
             info: os.stat_result | None = os.stat(self.path)
         except FileNotFoundError:
-            info = None
-        data = b""
-        if self._fd is not None and (info is None
-                                     or (info.st_dev, info.st_ino) != self._identity):
-            data = self._read(None)  # rotated or removed: the rest of the old file first
-            self.close()
-        if self._fd is None:
-            opened = None if info is None else self._open()
-            if opened is None:
-                return self._lines(data)
-            size = opened
-        else:
-            size = info.st_size if info is not None else 0
-            if size < self.position:
-                self.position = 0  # truncated in place
-        if size > self.position:
-            data += self._read(min(size - self.position, MAX_READ_PER_POLL))
-        self.behind = size > self.position
-        return self._lines(data)
-
-    def _read(self, count: int | None) -> bytes:
+            info = None  # removed, or between a rotation's rename and its fresh file
+        if info is not None and _identity(info) != self._identity:
+            self._newer += self._open_newer()  # rotated (once or more), or just appeared
+        budget = MAX_READ_PER_POLL
         chunks: list[bytes] = []
-        while self._fd is not None and (count is None or count > 0):
-            want = FORWARD_BLOCK_SIZE if count is None else min(count, FORWARD_BLOCK_SIZE)
-            chunk = os.pread(self._fd, want, self.position)
+        while self._newer and budget > 0:
+            # A file with a newer one is finished (the writer moved on): read it to its end.
+            chunk = self._read(budget)
+            chunks.append(chunk)
+            budget -= len(chunk)
+            if budget > 0:
+                self._next_file()
+        self.behind = budget <= 0
+        if not self.behind:
+            chunks.append(self._read_newest(info, budget))
+        return self._lines(b"".join(chunks))
+
+    def _open_newer(self) -> list[int]:
+        """Open what was written since the newest file we have, oldest first."""
+        if self._identity is None:
+            opened = [fd for fd in [_open_existing(self.path)] if fd is not None]
+        else:
+            opened = self._rotated_in_since()
+        if opened:
+            self._identity = _identity(os.fstat(opened[-1]))
+        return opened
+
+    def _rotated_in_since(self) -> list[int]:
+        """The files newer than ours: rotation renamed ours to some LOG.k, so they are
+        LOG.(k-1) ... LOG.1, LOG. Found by identity, not name; each is opened before it is
+        looked at, so a rotation meanwhile cannot swap one file for another under us.
+        """
+        found: list[tuple[int, os.stat_result]] = []  # newest first
+        for fd in self._open_newest_first():
+            info = os.fstat(fd)
+            if _identity(info) == self._identity:
+                os.close(fd)  # ours: everything newer is found
+                return [opened for opened, _ in reversed(found)]
+            if any(_identity(seen) == _identity(info) for _, seen in found):
+                os.close(fd)  # met again under its next name: rotated while we looked
+                continue
+            found.append((fd, info))
+        return self._written_after_ours(found)
+
+    def _open_newest_first(self) -> Iterator[int]:
+        """LOG, LOG.1, LOG.2, ... opened one at a time, until two numbers in a row are
+        missing: a rotation in progress leaves one hole (the name it has just renamed)."""
+        number, missing = 0, 0
+        while missing < 2:
+            fd = _open_existing(self.path if number == 0 else f"{self.path}.{number}")
+            number += 1
+            missing = missing + 1 if fd is None else 0
+            if fd is not None:
+                yield fd
+
+    def _written_after_ours(self, found: list[tuple[int, os.stat_result]]) -> list[int]:
+        """Ours is gone: rotated past `keep` (a gap nobody can fill), or `keep` is 0.
+
+        What survives is read oldest first, but only what was written since ours was:
+        rotated files left over from a larger `keep` (older than ours) are not news.
+        """
+        newest = self._newer[-1] if self._newer else self._fd
+        since = 0 if newest is None else os.fstat(newest).st_mtime_ns
+        kept: list[int] = []
+        for fd, info in reversed(found):
+            if info.st_mtime_ns >= since:
+                kept.append(fd)
+            else:
+                os.close(fd)
+        return kept
+
+    def _next_file(self) -> None:
+        """Done with the current file: go on with the next newer one, from its start."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd = self._newer.pop(0)
+        self.position = 0
+
+    def _read_newest(self, info: os.stat_result | None, budget: int) -> bytes:
+        """What the newest file gained (from its start if it was truncated in place)."""
+        if self._fd is None:
+            return b""
+        if info is not None and _identity(info) == self._identity:
+            size = info.st_size  # it is LOG: the stat already made tells its size
+        else:
+            size = os.fstat(self._fd).st_size  # LOG is missing: finish this one
+        if size < self.position:
+            self.position = 0  # truncated in place
+        data = self._read(min(size - self.position, budget)) if size > self.position else b""
+        self.behind = size > self.position
+        return data
+
+    def _read(self, count: int) -> bytes:
+        chunks: list[bytes] = []
+        while self._fd is not None and count > 0:
+            chunk = os.pread(self._fd, min(count, FORWARD_BLOCK_SIZE), self.position)
             if not chunk:
                 break
             chunks.append(chunk)
             self.position += len(chunk)
-            if count is not None:
-                count -= len(chunk)
+            count -= len(chunk)
         return b"".join(chunks)
 
     def _lines(self, data: bytes) -> list[bytes]:
@@ -268,10 +349,12 @@ class LogFollower:
         return lines
 
     def close(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
+        for fd in [self._fd, *self._newer]:
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._fd = None
+        self._newer = []
 
 
 def follow(path: str, *, poll_interval: float = 0.1,

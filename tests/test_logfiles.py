@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import pytest
 
-from swarm_launch import logfiles
+from swarm_launch import logfiles, logpipe
 from swarm_launch.logfiles import LogFollower, strip_terminal_noise, tail_lines
 
 T = TypeVar("T")
@@ -222,6 +222,121 @@ def test_follower_survives_rotation_without_losing_a_line(tmp_path: pathlib.Path
     os.replace(log, tmp_path / "a.log.1")
     log.write_bytes(b"6\n")  # rotated and written again within one poll
     assert follower.poll() == [b"5", b"6"]
+
+
+def rotating_writer(log: pathlib.Path, keep: int) -> logpipe.LogWriter:
+    """The real writer (a cap no test reaches): rotations happen when `rotate()` is called."""
+    return logpipe.LogWriter(str(log), max_bytes=1 << 30, keep=keep)
+
+
+def test_follower_reads_every_file_rotated_between_two_polls(tmp_path: pathlib.Path) -> None:
+    log = tmp_path / "a.log"
+    writer = rotating_writer(log, keep=5)
+    follower = LogFollower(str(log))
+    writer.write(numbered(3, 0))
+    assert follower.poll() == [b"line 0", b"line 1", b"line 2"]
+    writer.write(numbered(2, 3))  # the rest of the file the follower has open
+    for block in range(3):  # three rotations, each file with its own lines
+        writer.rotate()
+        writer.write(numbered(4, 5 + 4 * block))
+    assert follower.poll() == numbered(15, 2).split(b"\n")[1:-1]
+    writer.write(numbered(1, 17))
+    assert follower.poll() == [b"line 17"]
+    writer.close()
+
+
+def test_follower_loses_nothing_rotating_every_few_lines(tmp_path: pathlib.Path) -> None:
+    """The review's repro: 3000 lines through a 4 KB cap, polled now and then."""
+    log = tmp_path / "a.log"
+    writer = logpipe.LogWriter(str(log), max_bytes=4096, keep=50)
+    follower = LogFollower(str(log))
+    lines = [b"%04d %s" % (i, b"x" * 54) for i in range(3000)]  # 60 bytes with the newline
+    seen: list[bytes] = []
+    for start in range(0, 3000, 300):  # 18 KB: four or five rotations between polls
+        writer.write(b"".join(line + b"\n" for line in lines[start:start + 300]))
+        seen += follower.poll()
+    assert seen == lines
+    writer.close()
+
+
+def test_follower_rotated_past_keep_reads_what_survives_in_order(tmp_path: pathlib.Path) -> None:
+    log = tmp_path / "a.log"
+    writer = rotating_writer(log, keep=2)
+    follower = LogFollower(str(log))
+    writer.write(b"open 0\n")
+    assert follower.poll() == [b"open 0"]
+    for block in range(4):  # the open file and the next one are dropped past LOG.2
+        writer.rotate()
+        writer.write(b"file %d\n" % block)
+    assert follower.poll() == [b"file 1", b"file 2", b"file 3"]
+    writer.rotate()
+    writer.write(b"file 4\n")
+    assert follower.poll() == [b"file 4"]
+    writer.close()
+
+
+def test_follower_ignores_leftovers_older_than_its_file(tmp_path: pathlib.Path) -> None:
+    """Rotated files left by an earlier, larger `keep` are old news, not a gap to fill."""
+    log = tmp_path / "a.log"
+    for number in (1, 2, 3):
+        leftover = tmp_path / f"a.log.{number}"
+        leftover.write_bytes(b"stale %d\n" % number)
+        os.utime(leftover, (1_000_000, 1_000_000))
+    writer = rotating_writer(log, keep=0)
+    follower = LogFollower(str(log))
+    writer.write(b"one\n")
+    writer.rotate()  # keep 0: the log is removed, a fresh one created
+    writer.write(b"two\n")
+    assert follower.poll() == [b"one", b"two"]
+    writer.rotate()
+    writer.write(b"three\n")
+    assert follower.poll() == [b"three"]
+    writer.close()
+
+
+def test_follower_between_the_renames_of_a_rotation(tmp_path: pathlib.Path) -> None:
+    """Polled mid-rotation (a hole in the numbers, or no LOG yet), nothing is skipped."""
+    log, first, second = tmp_path / "a.log", tmp_path / "a.log.1", tmp_path / "a.log.2"
+    log.write_bytes(b"")
+    follower = LogFollower(str(log))
+    append(log, b"a\n")
+    os.replace(log, first)
+    log.write_bytes(b"b\n")  # one rotation done; the next one stops half-way:
+    os.replace(first, second)  # LOG.1 -> LOG.2 done, LOG -> LOG.1 not yet: LOG.1 is a hole
+    assert follower.poll() == [b"a", b"b"]
+    append(log, b"c\n")
+    os.replace(log, first)  # LOG -> LOG.1, no fresh LOG yet
+    assert follower.poll() == [b"c"]
+    log.write_bytes(b"d\n")
+    assert follower.poll() == [b"d"]
+
+
+def test_follower_catching_up_reads_a_bounded_amount_per_poll(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logfiles, "MAX_READ_PER_POLL", 100)
+    monkeypatch.setattr(logfiles, "FORWARD_BLOCK_SIZE", 64)
+    log = tmp_path / "a.log"
+    writer = rotating_writer(log, keep=10)
+    follower = LogFollower(str(log))
+    for block in range(6):
+        writer.write(numbered(10, 10 * block))
+        writer.rotate()
+    reads = count_reads(monkeypatch)
+    seen: list[bytes] = []
+    polls = 0
+    while polls == 0 or follower.behind:
+        before = sum(reads)
+        seen += follower.poll()
+        assert sum(reads) - before <= 100
+        polls += 1
+        if polls == 2:  # more rotations while it is still catching up
+            for block in range(6, 9):
+                writer.write(numbered(10, 10 * block))
+                writer.rotate()
+    assert seen == numbered(90).split(b"\n")[:-1]
+    assert polls >= 7  # ~750 bytes, 100 a poll
+    writer.close()
 
 
 def test_follower_restarts_after_truncation(tmp_path: pathlib.Path) -> None:
