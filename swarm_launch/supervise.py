@@ -140,9 +140,22 @@ def append_log(path: str, text: str) -> None:
     try:
         size = os.fstat(fd).st_size
         head = b"" if size == 0 or _last_byte(path, size) == b"\n" else b"\n"
+        _index(path, size + len(head))
         os.write(fd, head + text.encode("utf-8", "surrogateescape") + b"\n")
     finally:
         os.close(fd)
+
+
+def _index(path: str, offset: int) -> None:
+    """A `SECOND OFFSET` line in the log's time index, as the log writer notes its own
+    writes (logpipe.py), so `logs --since` finds this line too."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path + ".idx", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                     0o600)
+        try:
+            os.write(fd, f"{int(time.time())} {offset}\n".encode())
+        finally:
+            os.close(fd)
 
 
 def _last_byte(path: str, size: int) -> bytes:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from swarm_launch import observed, supervise
+from swarm_launch import logfiles, observed, supervise
 from swarm_launch.model import Backoff, LogSettings, RestartPolicy
 from swarm_launch.tmux_script import (
     AgentLaunch,
@@ -57,6 +57,18 @@ def test_give_up_line_goes_on_a_line_of_its_own(tmp_path: pathlib.Path) -> None:
     log.write_bytes(b"partial")
     supervise.append_log(str(log), "gave up")
     assert log.read_bytes() == b"partial\ngave up\n"
+
+
+def test_a_line_supervise_writes_is_found_by_since(tmp_path: pathlib.Path) -> None:
+    """The writer indexes its own writes; a give-up line written later must not hide
+    from `logs --since` (it is the one line that says why the agent is down)."""
+    log = tmp_path / "a.log"
+    log.write_bytes(b"old output\n")
+    (tmp_path / "a.log.idx").write_bytes(b"1000 0\n")
+    before = time.time()
+    supervise.append_log(str(log), "gave up")
+    offset = logfiles.since(str(log), before)
+    assert log.read_bytes()[offset:] == b"gave up\n"
 
 
 def test_secret_named_variables_are_dropped() -> None:
