@@ -4,6 +4,9 @@
 # Core Perl only, so it runs wherever /usr/bin/perl does. No `use` on the start-up
 # path (`use strict` costs 0.4 ms, Fcntl 1.5 ms): the tests compile it with -Mstrict -w.
 # Keep the two in step: tests/test_logpipe.py runs every case against both.
+# A failed write or open (a full disk, a removed directory) does not end it: it reads on,
+# drops and counts the output, retries on the first input of a later second, and once the
+# log takes writes again, first notes the loss in it (loss_marker). Only EOF ends it.
 
 my $READ_SIZE = 65536;
 my $MARKER_PREFIX = '--- swarm-launch: ';
@@ -13,7 +16,11 @@ my ($path, %opt) = parse_args(@ARGV);
 my ($max_bytes, $keep) = ($opt{'--max-bytes'}, $opt{'--keep'});
 $max_bytes = 1 if $max_bytes < 1;
 $keep = 0 if $keep < 0;
+(my $dir = $path) =~ s{/[^/]*\z}{};
 my ($fd, $idx, $size, $last_second);
+# While the log fails: the first error's text and second, the latest failure's second, and
+# the bytes of output dropped; $done: the bytes of the current data written so far.
+my ($error, $since, $failed_at, $lost, $done) = (undef, 0, 0, 0, 0);
 
 sub parse_args {
     my @argv = @_;
@@ -33,15 +40,24 @@ sub parse_args {
 
 sub open_append {
     my ($file) = @_;
-    open(my $handle, '>>:raw', $file) or die "logpipe: cannot open $file: $!\n";  # umask 077
+    open(my $handle, '>>:raw', $file) or die "$!\n";  # umask 077
     return $handle;
 }
 
+# (Re)open the log and its index, making the directory again if it has gone.
 sub open_log {
+    close_log();
+    make_dirs($dir) if $dir ne $path;
     $fd = open_append($path);
     $idx = open_append("$path.idx");
     $size = (stat $fd)[7];
     $last_second = -1;
+}
+
+sub close_log {
+    close $fd if $fd;
+    close $idx if $idx;
+    ($fd, $idx) = (undef, undef);
 }
 
 sub ends_with_newline {
@@ -52,25 +68,30 @@ sub ends_with_newline {
     return defined $last && $last eq "\n";
 }
 
+# Dies with the error's text; what was written is already counted in $size and $done.
 sub write_all {
-    my ($handle, $data) = @_;
+    my ($handle, $data, $counted) = @_;
     my $offset = 0;
     while ($offset < length $data) {
         my $written = syswrite($handle, $data, length($data) - $offset, $offset);
-        die "logpipe: write $path: $!\n" if !defined $written;
+        if (!defined $written) {
+            next if $! == 4;  # EINTR, as Python's os.write retries it
+            die "$!\n";
+        }
         $offset += $written;
+        ($size, $done) = ($size + $written, $done + $written) if $counted;
     }
-    return $offset;
 }
 
+# The index line after the data: no entry for bytes that never reached the log.
 sub append {
     my ($data) = @_;
-    my $second = time;
+    my ($second, $start) = (time, $size);
+    write_all($fd, $data, 1);
     if ($second != $last_second) {
         $last_second = $second;
-        write_all($idx, "$second $size\n");
+        write_all($idx, "$second $start\n");
     }
-    $size += write_all($fd, $data);
 }
 
 # Append, rotating between lines when the data would pass max_bytes.
@@ -94,8 +115,7 @@ sub write_log {
 
 # log -> log.1 -> ... -> log.K (the oldest dropped); then a fresh, empty log.
 sub rotate {
-    close $fd;
-    close $idx;
+    close_log();
     shift_files('');
     shift_files('.idx');  # LOG.N.idx goes with LOG.N
     open_log();
@@ -114,11 +134,59 @@ sub shift_files {
     rename("$path$suffix", "$path.1$suffix");  # gone (removed by someone): nothing to keep
 }
 
+sub stamp {
+    my ($sec, $min, $hour, $day, $month, $year) = gmtime($_[0]);
+    return sprintf("%04d-%02d-%02dT%02d:%02d:%02dZ", $year + 1900, $month + 1, $day,
+                   $hour, $min, $sec);
+}
+
 sub marker {
-    my ($sec, $min, $hour, $day, $month, $year) = gmtime(time);
-    return sprintf("%sagent %s started %04d-%02d-%02dT%02d:%02d:%02dZ (pane %s) ---\n",
-                   $MARKER_PREFIX, $opt{'--agent'}, $year + 1900, $month + 1, $day,
-                   $hour, $min, $sec, $opt{'--pane'});
+    return sprintf("%sagent %s started %s (pane %s) ---\n",
+                   $MARKER_PREFIX, $opt{'--agent'}, stamp(time), $opt{'--pane'});
+}
+
+sub loss_marker {
+    my ($now) = @_;
+    return sprintf("%sagent %s log writing failed from %s to %s (%s); %d bytes lost ---\n",
+                   $MARKER_PREFIX, $opt{'--agent'}, stamp($since), stamp($now), $error, $lost);
+}
+
+# Write $line on a line of its own into a freshly (re)opened log; 0 (and failing) on an error.
+sub write_line {
+    my ($line) = @_;
+    return 1 if eval {
+        open_log();
+        write_log((ends_with_newline() ? '' : "\n") . $line);
+        1;
+    };
+    failed($@);
+    return 0;
+}
+
+sub failed {
+    my ($text) = @_;
+    chomp $text;
+    close_log();
+    $failed_at = time;
+    ($error, $since) = ($text, $failed_at) if !defined $error;
+}
+
+# The agent's output. While the log fails, it is dropped and counted; the first data in a
+# later second than the latest failure retries: on success, the loss is noted first.
+sub output {
+    my ($data) = @_;
+    if (defined $error) {
+        my $now = time;
+        if ($now == $failed_at || !write_line(loss_marker($now))) {
+            $lost += length $data;
+            return;
+        }
+        ($error, $lost) = (undef, 0);
+    }
+    $done = 0;
+    return if eval { write_log($data); 1 };
+    $lost += length($data) - $done;
+    failed($@);
 }
 
 # tmux may signal us when the pane goes; what is already in the pipe still gets written.
@@ -138,10 +206,7 @@ sub make_dirs {
     mkdir $dir, 0700;
 }
 
-(my $dir = $path) =~ s{/[^/]*\z}{};
-make_dirs($dir) if $dir ne $path;
-open_log();
-write_log((ends_with_newline() ? '' : "\n") . marker());
+write_line(marker());
 while (1) {
     my $count = sysread(STDIN, my $chunk, $READ_SIZE);
     if (!defined $count) {
@@ -149,8 +214,7 @@ while (1) {
         last;  # EAGAIN while draining after a signal: nothing is left
     }
     last if $count == 0;
-    write_log($chunk);
+    output($chunk);
 }
-close $fd;
-close $idx;
+close_log();
 exit 0;

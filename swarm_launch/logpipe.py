@@ -8,6 +8,11 @@ It appends each chunk straight to the log (no buffering beyond one read), marks
 every start with a line, rotates by renaming, and keeps a per-second time index
 (`LOG.idx`: `EPOCH OFFSET` lines) so `logs --since` can seek without scanning.
 It runs once per agent: stdlib only, and only `os`, `sys`, `signal`, `time`.
+
+A failed write or open (a full disk, a removed directory) does not end it: it reads on, so
+neither the agent nor tmux ever waits on it, drops and counts the output, retries on the
+first input of a later second, and once the log takes writes again, first notes the loss
+in it (`loss_marker`). Only EOF ends it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import time
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs this process ~3 ms
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import FrameType
 
     from swarm_launch.model import LogSettings
@@ -28,18 +34,40 @@ USAGE = "usage: python -m swarm_launch.logpipe LOG_PATH --max-bytes N --keep K -
 
 
 class LogWriter:
-    """Appends to one log, rotating it past `max_bytes`; never truncates a file in place."""
+    """Appends to one log, rotating it past `max_bytes`; never truncates a file in place.
 
-    def __init__(self, path: str, *, max_bytes: int, keep: int) -> None:
+    `write` raises on an error; `start` and `output` never do (see the module's docstring).
+    """
+
+    def __init__(self, path: str, *, max_bytes: int, keep: int, agent_id: str = "?") -> None:
         self.path = path
         self.index_path = path + ".idx"
         self.max_bytes = max(1, max_bytes)
         self.keep = max(0, keep)
+        self.agent_id = agent_id
+        self.size = 0
+        self._fd = self._idx = -1
         self._last_second = -1
-        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-        self._fd = self._open(path)
+        # While the log fails: the first error's text and second, the latest failure's
+        # second, and the bytes of output dropped. `_written`: of the current data, so far.
+        self.error: str | None = None
+        self._since = self._failed_at = 0
+        self.lost = 0
+        self._written = 0
+        try:
+            self.open()
+        except OSError as error:
+            self._failed(error)
+
+    def open(self) -> None:
+        """(Re)open the log and its index, making the directory again if it has gone."""
+        self.close()
+        # If that fails, opening the log says what is wrong (the same text as logpipe.pl's).
+        _quietly(os.makedirs, os.path.dirname(self.path) or ".", 0o700, True)
+        self._fd = self._open(self.path)
         self._idx = self._open(self.index_path)
         self.size = os.fstat(self._fd).st_size
+        self._last_second = -1
 
     @staticmethod
     def _open(path: str) -> int:
@@ -48,11 +76,56 @@ class LogWriter:
     def ends_with_newline(self) -> bool:
         if self.size == 0:
             return True
-        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return True  # as logpipe.pl
         try:
             return os.pread(fd, 1, self.size - 1) == b"\n"
+        except OSError:
+            return False
         finally:
             os.close(fd)
+
+    def start(self, line: bytes) -> None:
+        """Write the start marker `line` on a line of its own, unless the log is failing."""
+        if self.error is None:
+            self._write_line(line, reopen=False)
+
+    def output(self, data: bytes) -> None:
+        """Write the agent's `data`. While the log fails, it is dropped and counted; the first
+        data in a later second than the latest failure retries: on success, the loss is
+        noted first."""
+        if self.error is not None:
+            now = int(time.time())
+            if now == self._failed_at or not self._write_line(
+                    loss_marker(self.agent_id, self.lost, self.error, self._since, now),
+                    reopen=True):
+                self.lost += len(data)
+                return
+            self.error, self.lost = None, 0
+        self._written = 0
+        try:
+            self.write(data)
+        except OSError as error:
+            self.lost += len(data) - self._written
+            self._failed(error)
+
+    def _write_line(self, line: bytes, *, reopen: bool) -> bool:
+        try:
+            if reopen:
+                self.open()
+            self.write(line if self.ends_with_newline() else b"\n" + line)
+        except OSError as error:
+            self._failed(error)
+            return False
+        return True
+
+    def _failed(self, error: OSError) -> None:
+        self.close()
+        self._failed_at = int(time.time())
+        if self.error is None:
+            self.error, self._since = error.strerror or str(error), self._failed_at
 
     def write(self, data: bytes) -> None:
         """Append `data`, rotating between lines when it would pass `max_bytes`."""
@@ -70,54 +143,77 @@ class LogWriter:
             self.rotate()
 
     def _append(self, data: bytes) -> None:
-        second = int(time.time())
-        if second != self._last_second:
-            self._last_second = second
-            os.write(self._idx, f"{second} {self.size}\n".encode())
+        # The index line after the data: no entry for bytes that never reached the log.
+        second, start = int(time.time()), self.size
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
             self.size += written
+            self._written += written
+        if second != self._last_second:
+            self._last_second = second
+            _write_all(self._idx, f"{second} {start}\n".encode())
 
     def rotate(self) -> None:
         """log -> log.1 -> ... -> log.K (the oldest dropped); then a fresh, empty log."""
-        os.close(self._fd)
-        os.close(self._idx)
+        self.close()
         _shift(self.path, self.keep)
         _shift(self.path, self.keep, suffix=".idx")  # LOG.N.idx goes with LOG.N
-        self._fd = self._open(self.path)
-        self._idx = self._open(self.index_path)
-        self.size = 0
-        self._last_second = -1
+        self.open()
 
     def close(self) -> None:
-        os.close(self._fd)
-        os.close(self._idx)
+        for fd in (self._fd, self._idx):
+            if fd >= 0:
+                _quietly(os.close, fd)
+        self._fd = self._idx = -1
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _shift(path: str, keep: int, suffix: str = "") -> None:
-    try:
-        if keep == 0:
-            os.unlink(path + suffix)
-            return
-        for number in range(keep - 1, 0, -1):
-            older = f"{path}.{number}{suffix}"
-            if os.path.exists(older):
-                os.replace(older, f"{path}.{number + 1}{suffix}")
-        os.replace(path + suffix, f"{path}.1{suffix}")
-    except FileNotFoundError:
-        pass  # someone removed it; the fresh file is created anyway
+    """Each rename (or unlink) that fails is skipped, as in logpipe.pl: e.g. one removed
+    by someone (the fresh file is created anyway)."""
+    moves = [] if keep == 0 else [(f"{path}.{number}{suffix}", f"{path}.{number + 1}{suffix}")
+                                  for number in range(keep - 1, 0, -1)]
+    for older, newer in moves:
+        if os.path.exists(older):
+            _quietly(os.replace, older, newer)
+    if keep == 0:
+        _quietly(os.unlink, path + suffix)
+    else:
+        _quietly(os.replace, path + suffix, f"{path}.1{suffix}")
+
+
+def _quietly(operation: Callable[..., object], *args: object) -> None:
+    try:  # noqa: SIM105 - contextlib.suppress would cost this process an import
+        operation(*args)
+    except OSError:
+        pass
 
 
 # Every line swarm-launch itself writes into an agent's log starts with this.
 MARKER_PREFIX = "--- swarm-launch: "
 
 
+def _stamp(when: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+
+
 def marker(agent_id: str, pane: str, when: float | None = None) -> bytes:
     """The line written at each start, so a restart or replace is visible in the log."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if when is None else when))
+    stamp = _stamp(time.time() if when is None else when)
     return f"{MARKER_PREFIX}agent {agent_id} started {stamp} (pane {pane}) ---\n".encode()
+
+
+def loss_marker(agent_id: str, lost: int, error: str, since: float, until: float) -> bytes:
+    """The line written when the log takes writes again after `error` (the first one)."""
+    return (f"{MARKER_PREFIX}agent {agent_id} log writing failed from {_stamp(since)} to "
+            f"{_stamp(until)} ({error}); {lost} bytes lost ---\n").encode()
 
 
 def pump(source: int, writer: LogWriter) -> None:
@@ -129,7 +225,7 @@ def pump(source: int, writer: LogWriter) -> None:
             return  # draining after a signal, and nothing is left
         if not chunk:
             return
-        writer.write(chunk)
+        writer.output(chunk)
 
 
 def _drain_on_signal(source: int) -> None:
@@ -162,10 +258,9 @@ def main(argv: list[str]) -> int:
         raise SystemExit(USAGE) from None
     source = sys.stdin.fileno()
     _drain_on_signal(source)
-    writer = LogWriter(path, max_bytes=max_bytes, keep=keep)
+    writer = LogWriter(path, max_bytes=max_bytes, keep=keep, agent_id=options["--agent"])
     try:
-        start = b"" if writer.ends_with_newline() else b"\n"
-        writer.write(start + marker(options["--agent"], options["--pane"]))
+        writer.start(marker(options["--agent"], options["--pane"]))
         pump(source, writer)
     finally:
         writer.close()

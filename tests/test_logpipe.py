@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import array
+import contextlib
+import fcntl
 import os
 import pathlib
 import re
@@ -10,6 +13,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import termios
+import time
 
 import pytest
 
@@ -18,6 +23,7 @@ from swarm_launch.model import LogSettings
 from tests.helpers import wait_until
 
 MARKER = re.compile(rb"^--- swarm-launch: agent (\S+) started \S+Z \(pane (\S+)\) ---$")
+STAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
 PYTHON_WRITER = logpipe.writer_argv("python")
@@ -245,3 +251,121 @@ def test_sigterm_writes_what_is_already_in_the_pipe_then_exits(
     finally:
         process.kill()
         process.stdin.close()
+
+
+def start_writer(writer: list[str], log: pathlib.Path, *, max_bytes: int = 50 * 1024 * 1024,
+                 keep: int = 3) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([*writer, str(log), "--max-bytes", str(max_bytes), "--keep",
+                             str(keep), "--agent", "a", "--pane", "%1"],
+                            stdin=subprocess.PIPE, bufsize=0)
+
+
+def feed(process: subprocess.Popen[bytes], data: bytes) -> None:
+    """Write all of `data` to the writer's stdin; fail (not hang) if it stops reading."""
+    assert process.stdin is not None
+    fd = process.stdin.fileno()
+    os.set_blocking(fd, False)
+    rest = memoryview(data)
+
+    def sent() -> bool:
+        nonlocal rest
+        with contextlib.suppress(BlockingIOError):
+            rest = rest[os.write(fd, rest):]
+        return not rest
+
+    wait_until(sent, message=f"the writer to read {len(data)} bytes")
+
+
+def wait_idle(process: subprocess.Popen[bytes]) -> float:
+    """Wait until the writer has read all its input and sleeps in its next read; when."""
+    assert process.stdin is not None
+    fd = process.stdin.fileno()
+
+    def idle() -> float | None:
+        unread = array.array("i", [0])
+        fcntl.ioctl(fd, termios.FIONREAD, unread)
+        stat = pathlib.Path(f"/proc/{process.pid}/stat").read_text()
+        return time.time() if unread[0] == 0 and stat.rsplit(")", 1)[1].split()[0] == "S" else None
+
+    return wait_until(idle, message="the writer to wait for input")
+
+
+def wait_for_a_retry(idle_at: float) -> None:
+    """The writer retries on the first input in a later second than its latest failure (which
+    was before `idle_at`). Perl's `time` may lag a clock tick: a 50 ms margin."""
+    wait_until(lambda: time.time() >= int(idle_at) + 1.05, timeout=3, message="a new second")
+
+
+def stop(process: subprocess.Popen[bytes]) -> int:
+    assert process.stdin is not None
+    process.stdin.close()
+    return process.wait(timeout=10)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_a_full_disk_drops_and_counts_output_then_notes_the_loss(
+        writer: list[str], tmp_path: pathlib.Path) -> None:
+    """Both writers write exactly these bytes (time stamps aside)."""
+    log = tmp_path / "a.log"
+    log.symlink_to("/dev/full")  # every write fails with ENOSPC, for root too
+    process = start_writer(writer, log)
+    try:
+        lost = numbered(30_000)  # ~250 KB, four pipe buffers: it reads on while writes fail
+        feed(process, lost)
+        idle_at = wait_idle(process)
+        assert process.poll() is None
+        fresh = tmp_path / "fresh"
+        fresh.write_bytes(b"partial")  # no newline: the note still gets a line of its own
+        fresh.replace(log)  # space again: the retry reopens the log
+        wait_for_a_retry(idle_at)
+        after = b"after the disk was freed\n"
+        feed(process, after)
+        wait_until(lambda: log.read_bytes().endswith(after), message="the log to resume")
+        assert process.poll() is None
+        assert stop(process) == 0  # EOF still ends it normally
+    finally:
+        process.kill()  # after a failed check
+        stop(process)
+    content = log.read_bytes()
+    assert STAMP.sub(b"T", content) == (
+        b"partial\n--- swarm-launch: agent a log writing failed from T to T "
+        b"(No space left on device); %d bytes lost ---\n" % len(lost) + after)
+    since, until = STAMP.findall(content)
+    assert since <= until
+    first_entry = (tmp_path / "a.log.idx").read_text().splitlines()[0]
+    assert first_entry.split()[1] == str(len(b"partial"))  # no entry for the lost bytes
+
+
+def test_a_log_that_cannot_be_opened_at_a_rotation_does_not_end_the_writer(
+        writer: list[str], tmp_path: pathlib.Path) -> None:
+    log = tmp_path / "d" / "a.log"
+    process = start_writer(writer, log, max_bytes=100_000, keep=1)
+    try:
+        head = numbered(100)
+        feed(process, head)
+        wait_until(lambda: log.exists() and log.read_bytes().endswith(head), message="head")
+        (tmp_path / "d").rename(tmp_path / "old")  # the open log goes with it
+        (tmp_path / "d").write_bytes(b"")  # reopening d/a.log: ENOTDIR, for root too
+        rest = numbered(30_000, start=100)  # ~270 KB: past the cap, so a rotation
+        feed(process, rest)
+        idle_at = wait_idle(process)
+        assert process.poll() is None
+        (tmp_path / "d").unlink()  # the writer makes the directory again
+        wait_for_a_retry(idle_at)
+        after = b"after the directory came back\n"
+        feed(process, after)
+        wait_until(lambda: log.exists() and log.read_bytes().endswith(after),
+                   message="the log to resume")
+        assert stop(process) == 0
+    finally:
+        process.kill()
+        stop(process)
+    old = (tmp_path / "old" / "a.log").read_bytes()
+    start_marker, kept = old.split(b"\n", 1)
+    assert MARKER.match(start_marker) and len(old) <= 100_000
+    assert (head + rest).startswith(kept)  # lossless up to the failed rotation
+    lost = len(head + rest) - len(kept)
+    assert STAMP.sub(b"T", log.read_bytes()) == (
+        b"--- swarm-launch: agent a log writing failed from T to T (Not a directory); "
+        b"%d bytes lost ---\n" % lost + after)
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o700
