@@ -124,11 +124,17 @@ def read_json(path: str) -> Any | None:
 
 
 def append_jsonl(path: str, record: dict[str, Any]) -> None:
-    """Append one JSON line with a single write, so a killed writer leaves whole lines."""
+    """Append one JSON line with a single write, so a killed writer leaves whole lines.
+
+    Appenders take turns (flock): the no-op `up` appends outside the swarm's lock, and a
+    tail repair or a rollback must never cut into another writer's line."""
+    import fcntl
+
     line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
     try:
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released by the close below
             _repair_torn_tail(fd, path)
             size = os.fstat(fd).st_size
             try:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pathlib
 import stat
+import threading
 
 import pytest
 
 from swarm_launch import store
 from swarm_launch.exceptions import StoreError
+from tests.helpers import wait_until
 
 
 def mode(path: str | pathlib.Path) -> int:
@@ -100,6 +103,34 @@ def test_appending_to_a_nonempty_history_keeps_every_record(
     store.append_jsonl(path, {"run": 1})
     store.append_jsonl(path, {"run": 2})
     assert store.read_jsonl(path) == [{"run": 1}, {"run": 2}]
+
+
+def _flock_waiters(path: str) -> bool:
+    """Whether a process waits for a flock on `path` (/proc/locks shows waiters as `->`)."""
+    inode = f":{os.stat(path).st_ino} "
+    with open("/proc/locks", encoding="ascii") as handle:
+        return any("->" in line and "FLOCK" in line and inode in line for line in handle)
+
+
+def test_an_append_waits_for_a_writer_still_writing_its_line(
+    isolated_environment: pathlib.Path,
+) -> None:
+    # The no-op `up` appends outside the swarm's lock: a second appender must neither take
+    # the first one's half-written line for a torn tail nor interleave with it.
+    path = os.path.join(store.swarm_dir("team"), store.RUNS_FILE)
+    store.append_jsonl(path, {"run": 1})
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, b'{"run": ')
+        second = threading.Thread(target=store.append_jsonl, args=(path, {"run": 3}))
+        second.start()
+        wait_until(lambda: _flock_waiters(path), timeout=5, message="the append to wait")
+        os.write(fd, b'2}\n')
+    finally:
+        os.close(fd)  # releases the flock
+    second.join(timeout=10)
+    assert store.read_jsonl(path) == [{"run": 1}, {"run": 2}, {"run": 3}]
 
 
 def test_a_torn_last_line_is_skipped_and_the_next_record_starts_fresh(
