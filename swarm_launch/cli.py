@@ -34,6 +34,10 @@ def _run(ctx: click.Context, /, command: str, **kwargs: Any) -> None:
 
 spec_argument = click.argument("spec", type=click.Path(dir_okay=True, path_type=str))
 json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON document.")
+replace_option = click.option(
+    "--replace", "replace", multiple=True, metavar="AGENT",
+    help="Replace AGENT even if in sync (an agent id, or a spec entry: all its replicas); "
+         "repeatable.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,6 +75,7 @@ def schema(ctx: click.Context) -> None:
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 0 when in sync, 2 when changes are pending, 1 on error.")
 @click.option("--no-prune", is_flag=True, help="Keep agents that are no longer in the spec.")
+@replace_option
 @click.pass_context
 def plan(ctx: click.Context, /, **kwargs: Any) -> None:
     """Show what `up` would do, with reasons; change nothing."""
@@ -85,6 +90,7 @@ def plan(ctx: click.Context, /, **kwargs: Any) -> None:
 @click.option("--wait", is_flag=True, help="Return once every agent is ready.")
 @click.option("--timeout", type=float, default=None, help="Seconds --wait may take.")
 @click.option("--watch", is_flag=True, help="Stay in the foreground; re-apply on each spec change.")
+@replace_option
 @click.pass_context
 def up(ctx: click.Context, /, **kwargs: Any) -> None:
     """Make tmux match the spec: create, replace and remove agents."""

@@ -7,7 +7,7 @@ creations in file order; agents in sync are kept, and said so.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from swarm_launch.desired import DesiredAgent
@@ -75,6 +75,7 @@ def plan(
     prune: bool = True,
     recorded: Mapping[str, Mapping[str, str]] | None = None,
     now: float | None = None,
+    replace: Collection[str] = (),
 ) -> Plan:
     """What `up` must do so that tmux runs exactly `desired`.
 
@@ -83,6 +84,7 @@ def plan(
     sharpens the reasons; the decision rests on tmux's tags alone.
     `now` (epoch seconds) lets a pending restart that is long overdue (its supervisor
     died or timed out) count as no restart: the dead agent is replaced.
+    `replace` (agent ids, from `replacements`) are replaced even when in sync.
     """
     pane_list = list(panes)
     observed = owned_by(pane_list, cluster)
@@ -91,9 +93,34 @@ def plan(
     removals += [_undesired(observed[a], prune) for a in sorted(observed.keys() - desired.keys())]
     others = [_desired_action(d, observed.get(i), (recorded or {}).get(i), now)
               for i, d in desired.items()]
+    others = [_forced(a) if a.agent_id in replace else a for a in others]
     replaces = [a for a in others if a.kind is Kind.REPLACE]
     rest = [a for a in others if a.kind is not Kind.REPLACE]
     return Plan((*removals, *replaces, *rest))
+
+
+def _forced(action: Action) -> Action:
+    """An agent the user asked to replace: replaced if running or dead, created if missing."""
+    if action.kind is not Kind.KEEP:
+        return action
+    return Action(Kind.REPLACE, action.agent_id, "replace requested (--replace)",
+                  desired=action.desired, observed=action.observed)
+
+
+def replacements(desired: Mapping[str, DesiredAgent], names: Iterable[str]) -> frozenset[str]:
+    """The agent ids that `--replace NAME` means: an agent id, or a spec entry with all its
+    replicas. Raises ValueError naming what is not in the spec."""
+    chosen: set[str] = set()
+    unknown: list[str] = []
+    for name in names:
+        ids = [i for i, a in desired.items() if name in (i, a.spec.id)]
+        chosen.update(ids)
+        if not ids:
+            unknown.append(name)
+    if unknown:
+        raise ValueError(f"not in the spec: {', '.join(unknown)} "
+                         f"(its agents: {', '.join(desired) or 'none'})")
+    return frozenset(chosen)
 
 
 def _undesired(pane: PaneState, prune: bool) -> Action:

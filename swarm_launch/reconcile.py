@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 
 from swarm_launch import records, store
 from swarm_launch.desired import DesiredAgent, expand
-from swarm_launch.exceptions import TmuxSwarmError
+from swarm_launch.exceptions import TmuxSwarmError, UserError
 from swarm_launch.model import StopSettings, SwarmSpec
 from swarm_launch.observed import PaneState, owned_by
-from swarm_launch.plan import Action, Kind, Plan, plan
+from swarm_launch.plan import Action, Kind, Plan, plan, replacements
 from swarm_launch.records import SwarmTarget
 from swarm_launch.startup import Startup
 from swarm_launch.tmux_manager import TmuxSwarmManager
@@ -48,16 +48,32 @@ def manager_for(target: SwarmTarget) -> TmuxSwarmManager:
 
 
 async def compute_plan(manager: TmuxSwarmManager, spec: SwarmSpec, *, prune: bool,
-                       desired: dict[str, DesiredAgent] | None = None) -> Plan:
-    """Observe once, then plan; `desired` saves re-expanding a spec already expanded."""
+                       desired: dict[str, DesiredAgent] | None = None,
+                       replace: Collection[str] = ()) -> Plan:
+    """Observe once, then plan; `desired` saves re-expanding a spec already expanded.
+
+    `replace`: agent ids or spec entries to replace even when in sync (`--replace`);
+    a name not in the spec is a UserError raised before tmux is asked anything."""
+    desired = expand(spec) if desired is None else desired
+    forced = replacement_ids(desired, replace)
     panes = await manager.observe()
     state = records.load_state(spec.name)
-    return plan(expand(spec) if desired is None else desired, panes, cluster=spec.name,
-                prune=prune, recorded=records.recorded_field_hashes(state), now=time.time())
+    return plan(desired, panes, cluster=spec.name, prune=prune,
+                recorded=records.recorded_field_hashes(state), now=time.time(), replace=forced)
+
+
+def replacement_ids(desired: Mapping[str, DesiredAgent],
+                    names: Collection[str]) -> frozenset[str]:
+    """The agent ids `--replace NAME...` means; a UserError names any not in the spec."""
+    try:
+        return replacements(desired, names)
+    except ValueError as exc:
+        raise UserError(f"--replace: {exc}") from None
 
 
 async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = False,
-             wait_timeout_s: float | None = None, report: Report | None = None) -> Applied:
+             wait_timeout_s: float | None = None, report: Report | None = None,
+             replace: Collection[str] = ()) -> Applied:
     """Make tmux run exactly what `spec` says; record the run.
 
     Initial prompts are sent once their agents are ready; with `wait`, also wait
@@ -66,13 +82,14 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
     started = time.time()
     manager = manager_for(target)
     desired = expand(spec)
-    first = await compute_plan(manager, spec, prune=prune, desired=desired)
+    first = await compute_plan(manager, spec, prune=prune, desired=desired, replace=replace)
     if first.in_sync and _records_current(spec, first):
         _record(target, spec, "up", started, applied=Applied(first), desired=desired,
                 panes=None)
         return Applied(first)
     with store.locked(records.swarm_dir(spec.name), what=f"swarm {spec.name!r}"):
-        current = await compute_plan(manager, spec, prune=prune, desired=desired)
+        current = await compute_plan(manager, spec, prune=prune, desired=desired,
+                                     replace=replace)
         applied = Applied(current)
         startup = Startup(manager, desired)
         await _apply(manager, current, applied, report, startup,

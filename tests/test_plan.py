@@ -9,7 +9,7 @@ import pytest
 from swarm_launch.desired import DesiredAgent, expand, replica_ids
 from swarm_launch.model import AgentSpec, LogSettings, SendSettings, StopSettings, SwarmSpec
 from swarm_launch.observed import PaneState
-from swarm_launch.plan import RESTART_OVERDUE_S, Kind, plan
+from swarm_launch.plan import RESTART_OVERDUE_S, Kind, plan, replacements
 
 CLUSTER = "team"
 
@@ -95,6 +95,36 @@ def test_no_prune_keeps_undesired_agents() -> None:
     assert [(a.kind, a.reason) for a in result.actions] == [
         (Kind.KEEP, "not in the spec; kept (--no-prune)")]
     assert result.in_sync
+
+
+@pytest.mark.parametrize(
+    ("panes", "expected"),
+    [
+        pytest.param([pane("a", hash_of(A)), pane("b", hash_of(B), number=2)],
+                     [("replace", "a", "replace requested (--replace)"),
+                      ("keep", "b", "in sync")], id="in-sync-is-replaced-others-kept"),
+        pytest.param([pane("a", hash_of(A), dead=True, status=1, next_restart=5.0)],
+                     [("replace", "a", "replace requested (--replace)"),
+                      ("create", "b", "missing")], id="pending-restart-replaced-now"),
+        pytest.param([pane("a", "stale")],
+                     [("replace", "a", "spec changed"), ("create", "b", "missing")],
+                     id="a-change-keeps-its-own-reason"),
+        pytest.param([], [("create", "a", "missing"), ("create", "b", "missing")],
+                     id="missing-is-created"),
+    ],
+)
+def test_replace_forces_only_the_named_agents(panes: list[PaneState],
+                                              expected: list[tuple[str, str, str]]) -> None:
+    result = plan(desired(A, B), panes, cluster=CLUSTER, replace={"a"})
+    assert [(a.kind.value, a.agent_id, a.reason) for a in result.actions] == expected
+
+
+def test_replace_names_an_agent_or_a_spec_entry_with_all_its_replicas() -> None:
+    wanted = desired(agent("w", replicas=3, replicated=True), A)
+    assert replacements(wanted, ["w"]) == {"w-0", "w-1", "w-2"}
+    assert replacements(wanted, ["w-1", "a"]) == {"w-1", "a"}
+    with pytest.raises(ValueError, match=r"not in the spec: x, w-9 \(its agents: w-0, w-1"):
+        replacements(wanted, ["x", "w-9", "a"])
 
 
 def test_recorded_field_hashes_name_what_changed() -> None:

@@ -225,6 +225,25 @@ def test_agent_killed_by_hand_comes_back(server: Server, spec: pathlib.Path) -> 
     assert set(agents_of(server)) == {"a", "b"}
 
 
+def test_replace_restarts_only_the_named_agents(server: Server, spec: pathlib.Path) -> None:
+    sock = str(server.socket_name)
+    path = write(spec, TWO + "w:\n  command: sleep 600\n  replicas: 2\n")
+    up(server, path)
+    before = agents_of(server)
+    pending = invoke("-L", sock, "plan", path, "--replace", "a", "--detailed-exitcode")
+    assert pending.code == 2 and "replace requested (--replace)" in pending.out
+    assert agents_of(server) == before
+    out = up(server, path, "--replace", "a", "--replace", "w")
+    assert "0 created, 3 replaced, 0 removed, 1 unchanged" in out
+    after = agents_of(server)
+    assert after["b"] == before["b"]
+    assert all(after[i] != before[i] for i in ("a", "w-0", "w-1"))
+    wrong = invoke("-L", sock, "up", path, "--replace", "nobody")
+    assert wrong.code == 1
+    assert "--replace: not in the spec: nobody (its agents: a, b, w-0, w-1)" in wrong.err
+    assert agents_of(server) == after
+
+
 def test_replicas_three_to_one_removes_two(server: Server, spec: pathlib.Path) -> None:
     up(server, write(spec, "w:\n  command: sleep 600\n  replicas: 3\n"))
     before = agents_of(server)

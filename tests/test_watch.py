@@ -57,3 +57,42 @@ def test_watch_applies_edits_and_survives_an_invalid_one(
     assert agents(server) == {"a"}
     assert "the swarm keeps running" in (tmp_path / "out.txt").read_text()
     assert os.path.exists(spec)
+
+
+def panes(server: Server) -> dict[str, str]:
+    result = server.cmd("list-panes", "-s", "-t", "=swarm-w", "-F", "#{@swarm_agent} #{pane_id}")
+    pairs = (line.split(" ") for line in result.stdout)
+    return {agent: pane for agent, pane in pairs if agent}
+
+
+def test_watch_replaces_once_and_refuses_an_unknown_name(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    spec = tmp_path / "w.yaml"
+    head = "version: 1\nname: w\nagents:\n"
+    spec.write_text(head + "  a: {command: sleep 600}\n")
+    command = [sys.executable, "-m", "swarm_launch", "-L", str(server.socket_name), "up",
+               str(spec), "--watch"]
+    subprocess.run(command[:-1], check=True, capture_output=True)
+    before = panes(server)
+
+    wrong = subprocess.run([*command, "--replace", "b"], check=False, capture_output=True,
+                           text=True, timeout=30)
+    assert wrong.returncode == 1
+    assert "--replace: not in the spec: b" in wrong.stderr
+    assert panes(server) == before
+
+    log = tmp_path / "out.txt"
+    with log.open("w") as out:
+        watcher = subprocess.Popen([*command, "--replace", "a"], stdout=out,
+                                   stderr=subprocess.STDOUT)
+        try:
+            wait_until(lambda: "watching" in log.read_text(), timeout=20)
+            replaced = panes(server)
+            assert replaced["a"] != before["a"]
+            spec.write_text(head + "  a: {command: sleep 600}\n  b: {command: sleep 600}\n")
+            wait_until(lambda: set(panes(server)) == {"a", "b"}, timeout=5, message="b created")
+            assert panes(server)["a"] == replaced["a"]  # the edit did not replace it again
+        finally:
+            watcher.send_signal(signal.SIGINT)
+            assert watcher.wait(timeout=20) == 0

@@ -13,10 +13,11 @@ EXIT_CHANGES_PENDING = 2
 
 
 def run(globals_: Globals, *, spec: str, as_json: bool, detailed_exitcode: bool,
-        no_prune: bool) -> int:
+        no_prune: bool, replace: tuple[str, ...] = ()) -> int:
     swarm, target = load(globals_, spec)
     manager = reconcile.manager_for(target)
-    result = run_async(lambda: reconcile.compute_plan(manager, swarm, prune=not no_prune))
+    result = run_async(lambda: reconcile.compute_plan(manager, swarm, prune=not no_prune,
+                                                      replace=replace))
     if as_json:
         render.echo_json(render.plan_document(swarm.name, target.session, result))
     else:

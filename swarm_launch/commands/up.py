@@ -16,16 +16,17 @@ from swarm_launch.plan import Action
 
 
 def run(globals_: Globals, *, spec: str, no_prune: bool, dry_run: bool, as_json: bool,
-        wait: bool, timeout: float | None, watch: bool) -> int:
+        wait: bool, timeout: float | None, watch: bool, replace: tuple[str, ...] = ()) -> int:
     if dry_run:
         return plan_command.run(globals_, spec=spec, as_json=as_json, detailed_exitcode=False,
-                                no_prune=no_prune)
+                                no_prune=no_prune, replace=replace)
     if watch:
-        return _watch(globals_, spec, prune=not no_prune)
+        return _watch(globals_, spec, prune=not no_prune, replace=replace)
     swarm, target = load(globals_, spec)
     report = None if as_json else _printer(swarm)
     applied = run_async(lambda: reconcile.up(swarm, target, prune=not no_prune, wait=wait,
-                                              wait_timeout_s=timeout, report=report))
+                                              wait_timeout_s=timeout, report=report,
+                                              replace=replace))
     if as_json:
         render.echo_json(_document(swarm.name, target.session, applied))
         return 0 if applied.ok else 1
@@ -85,10 +86,18 @@ def _document(name: str, session: str, applied: reconcile.Applied) -> dict[str, 
     return document
 
 
-def _watch(globals_: Globals, spec: str, *, prune: bool) -> int:
-    """Apply now, then after every change of the spec; Ctrl-C leaves the swarm running."""
+def _watch(globals_: Globals, spec: str, *, prune: bool, replace: tuple[str, ...]) -> int:
+    """Apply now, then after every change of the spec; Ctrl-C leaves the swarm running.
+
+    `--replace` counts for the first apply only: a spec edit must not replace them again."""
     from swarm_launch import watch
     from swarm_launch.exceptions import SpecError, UserError
+
+    if replace:  # a wrong name is a usage error now, not a surprise at the first apply
+        from swarm_launch.desired import expand
+
+        reconcile.replacement_ids(expand(load(globals_, spec)[0]), replace)
+    forced = list(replace)
 
     def apply() -> None:
         try:
@@ -99,10 +108,12 @@ def _watch(globals_: Globals, spec: str, *, prune: bool) -> int:
             return
         try:
             applied = run_async(lambda: reconcile.up(swarm, target, prune=prune,
-                                                      report=_printer(swarm)))
+                                                      report=_printer(swarm), replace=forced))
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
             return
+        finally:
+            forced.clear()
         click.echo(f"{time.strftime('%H:%M:%S')} {applied.plan.summary()}", color=None)
         _verdict(applied, reconcile.manager_for(target).log_path)
 
