@@ -177,7 +177,15 @@ def attach(ctx: click.Context, /, **kwargs: Any) -> None:
     _run(ctx, "attach", **kwargs)
 
 
+def run(argv: Sequence[str]) -> int:
+    """Run the CLI on `argv` and turn every outcome into an exit code."""
+    # Under --detailed-exitcode, 2 means "changes pending": a CI job must not read a usage
+    # error (a mistyped option) as drift, so any error is 1 there, as in terraform.
+    usage = errors.EXIT_USER_ERROR if "--detailed-exitcode" in argv else errors.EXIT_USAGE
+    return errors.run_with_exit_codes(
+        lambda: cli.main(args=list(argv), standalone_mode=False), usage_code=usage)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point: run the CLI and turn every outcome into an exit code."""
-    code = errors.run_with_exit_codes(lambda: cli.main(args=argv, standalone_mode=False))
-    sys.exit(code)
+    """Console entry point."""
+    sys.exit(run(sys.argv[1:] if argv is None else argv))

@@ -24,7 +24,7 @@ EXIT_INTERRUPTED = 130
 ERROR_LOG = "swarm-launch-errors.log"
 
 
-def run_with_exit_codes(body: Callable[[], object]) -> int:
+def run_with_exit_codes(body: Callable[[], object], *, usage_code: int = EXIT_USAGE) -> int:
     try:
         result = body()
     except SpecError as exc:
@@ -40,7 +40,7 @@ def run_with_exit_codes(body: Callable[[], object]) -> int:
         return EXIT_INTERRUPTED
     except click.ClickException as exc:
         exc.show()
-        return EXIT_USAGE
+        return usage_code
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return EXIT_INTERRUPTED

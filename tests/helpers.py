@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from click.testing import CliRunner
 
-from swarm_launch import cli, errors
+from swarm_launch import cli
 
 T = TypeVar("T")
 
@@ -25,9 +25,7 @@ def invoke(*args: str, input: str | None = None) -> CliResult:
     """Run `swarm-launch ARGS` in this process, exit codes mapped as the real entry point does."""
     runner = CliRunner()
     with runner.isolation(input=input) as (out, err, _):
-        code = errors.run_with_exit_codes(
-            lambda: cli.cli.main(args=list(args), standalone_mode=False)
-        )
+        code = cli.run(list(args))
     return CliResult(code, out.getvalue().decode(), err.getvalue().decode())
 
 

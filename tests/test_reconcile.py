@@ -261,6 +261,10 @@ def test_plan_detailed_exitcode(server: Server, spec: pathlib.Path) -> None:
     assert invoke("-L", sock, "plan", path, "--detailed-exitcode").code == 0
     spec.write_text("version: 1\nname: BAD NAME\nagents: {}\n")
     assert invoke("-L", sock, "plan", path, "--detailed-exitcode").code == 1
+    # A usage error is an error too, never "changes pending"; without the flag, click's 2.
+    assert invoke("-L", sock, "plan", path, "--detailed-exitcode", "--bogus").code == 1
+    assert invoke("-L", sock, "plan", "--detailed-exitcode").code == 1
+    assert invoke("-L", sock, "plan", path, "--bogus").code == 2
 
 
 def test_plan_changes_nothing(server: Server, spec: pathlib.Path) -> None:
