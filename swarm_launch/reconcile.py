@@ -35,11 +35,12 @@ class Applied:
     unconverged: list[str] = field(default_factory=list)
     prompt_errors: dict[str, str] = field(default_factory=dict)
     not_ready: list[str] = field(default_factory=list)
+    exited: dict[str, int | None] = field(default_factory=dict)  # agent -> exit code
 
     @property
     def ok(self) -> bool:
         return (all(error is None for _, error in self.outcomes) and not self.unconverged
-                and not self.prompt_errors and not self.not_ready)
+                and not self.prompt_errors and not self.not_ready and not self.exited)
 
 
 def manager_for(target: SwarmTarget) -> TmuxSwarmManager:
@@ -99,6 +100,7 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
             applied.not_ready = await startup.not_ready(wait_timeout_s)
         after = await manager.observe()
         applied.unconverged = _unconverged(desired, after, spec.name)
+        applied.exited = _exited(desired, after, spec.name)
         _record(target, spec, "up", started, applied=applied, desired=desired,
                 panes=after)
     return applied
@@ -200,6 +202,17 @@ def _unconverged(desired: dict[str, DesiredAgent], panes: Iterable[PaneState],
     return [agent_id for agent_id, agent in desired.items()
             if (pane := observed.get(agent_id)) is None
             or pane.config_hash != agent.config_hash]
+
+
+def _exited(desired: dict[str, DesiredAgent], panes: Iterable[PaneState],
+            cluster: str) -> dict[str, int | None]:
+    """Agents already dead once `up` is done (a mistyped command exits at once), with no
+    restart policy to bring them back: the next `up` would replace them, so the swarm does
+    not match the spec. Agents with a policy are left to it."""
+    observed = owned_by(panes, cluster)
+    return {agent_id: pane.exit_code for agent_id, agent in desired.items()
+            if (pane := observed.get(agent_id)) is not None and pane.dead
+            and agent.spec.restart.mode == "never"}
 
 
 def _records_current(spec: SwarmSpec, current: Plan) -> bool:

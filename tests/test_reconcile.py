@@ -244,6 +244,22 @@ def test_replace_restarts_only_the_named_agents(server: Server, spec: pathlib.Pa
     assert agents_of(server) == after
 
 
+def test_an_agent_that_exits_at_once_fails_up_naming_it_with_its_output(
+    server: Server, spec: pathlib.Path
+) -> None:
+    sock = str(server.socket_name)
+    path = write(spec, "a:\n  command: sleep 600\ntypo:\n  command: no-such-command-xyz\n"
+                       "kept:\n  command: no-such-command-xyz\n  restart: on-failure\n")
+    result = invoke("-L", sock, "up", path)
+    assert result.code == 1
+    assert "error: typo exited at once (exit 127); the end of its output:" in result.err
+    assert "a exited" not in result.err and "kept exited" not in result.err  # policy: its job
+    wait_until(lambda: "typo | " in invoke("-L", sock, "up", path).err, message="its output")
+    again = invoke("-L", sock, "up", path, "--json")
+    assert again.code == 1
+    assert json.loads(again.out)["exited"] == {"typo": 127}
+
+
 def test_replicas_three_to_one_removes_two(server: Server, spec: pathlib.Path) -> None:
     up(server, write(spec, "w:\n  command: sleep 600\n  replicas: 3\n"))
     before = agents_of(server)
@@ -295,7 +311,8 @@ def test_crashed_agent_reads_failed_with_its_exit_code(
 ) -> None:
     from tests.helpers import wait_until
 
-    up(server, write(spec, "x:\n  command: exit 3\n"))
+    # `up` exits 1 if it already sees x dead; the status must say so either way.
+    invoke("-L", str(server.socket_name), "up", write(spec, "x:\n  command: exit 3\n"))
 
     def failed() -> dict[str, object] | None:
         document = json.loads(invoke("-L", str(server.socket_name), "status", str(spec),

@@ -62,7 +62,12 @@ def _verdict(applied: reconcile.Applied, log_path: Callable[[str], str]) -> int:
                    err=True)
     for agent_id, error in applied.prompt_errors.items():
         click.echo(f"error: {agent_id}: {error}", err=True)
-    for agent_id in applied.not_ready:
+    for agent_id, code in applied.exited.items():
+        click.echo(f"error: {agent_id} exited at once (exit {code}); the end of its output:",
+                   err=True)
+        for line in _last_lines(log_path, agent_id):
+            click.echo(f"  {agent_id} | {line}", err=True)
+    for agent_id in (a for a in applied.not_ready if a not in applied.exited):
         click.echo(f"error: {agent_id} did not become ready; the end of its output:", err=True)
         for line in _last_lines(log_path, agent_id):
             click.echo(f"  {agent_id} | {line}", err=True)
@@ -70,10 +75,15 @@ def _verdict(applied: reconcile.Applied, log_path: Callable[[str], str]) -> int:
 
 
 def _last_lines(log_path: Callable[[str], str], agent_id: str, count: int = 10) -> list[str]:
+    """The end of the agent's output since its latest start (the log keeps earlier runs)."""
     from swarm_launch.logfiles import strip_terminal_noise, tail_lines
+    from swarm_launch.logpipe import MARKER_PREFIX
 
     raw = b"\n".join(tail_lines(log_path(agent_id), count)).decode("utf-8", errors="replace")
-    return strip_terminal_noise(raw).splitlines()[-count:]
+    lines = strip_terminal_noise(raw).splitlines()[-count:]
+    starts = [i for i, text in enumerate(lines)
+              if text.startswith(f"{MARKER_PREFIX}agent {agent_id} started ")]
+    return lines[starts[-1] + 1:] if starts else lines
 
 
 def _document(name: str, session: str, applied: reconcile.Applied) -> dict[str, object]:
@@ -83,6 +93,7 @@ def _document(name: str, session: str, applied: reconcile.Applied) -> dict[str, 
                            for a in applied.plan.actions]
     document["ok"] = applied.ok
     document["unconverged"] = applied.unconverged
+    document["exited"] = applied.exited
     return document
 
 
