@@ -57,10 +57,29 @@ async def compute_plan(manager: TmuxSwarmManager, spec: SwarmSpec, *, prune: boo
     a name not in the spec is a UserError raised before tmux is asked anything."""
     desired = expand(spec) if desired is None else desired
     forced = replacement_ids(desired, replace)
+    await refuse_if_running_elsewhere(manager, spec.name)
     panes = await manager.observe()
     state = records.load_state(spec.name)
     return plan(desired, panes, cluster=spec.name, prune=prune,
                 recorded=records.recorded_field_hashes(state), now=time.time(), replace=forced)
+
+
+async def refuse_if_running_elsewhere(manager: TmuxSwarmManager, name: str) -> None:
+    """A swarm is one thing, recorded under its name: `up` on another server while it still
+    runs where it was last applied would start a second one and leave the first invisible
+    to `ls`, `status` and `down`. Costs a query only when the servers differ."""
+    recorded = records.recorded_server(name)
+    if recorded is None or records.same_server(recorded, (manager.socket_name,
+                                                           manager.socket_path)):
+        return
+    there = TmuxSwarmManager(name, socket_name=recorded[0], socket_path=recorded[1])
+    count = len(owned_by(await there.observe(), name))
+    if count:
+        raise UserError(
+            f"swarm {name!r} still runs on {records.server_words(recorded)} ({count} "
+            f"agent{'s' if count > 1 else ''}), where it was last applied; stop it there "
+            f"first (`swarm-launch {records.server_flag(recorded)}down --name {name}`), "
+            "or give this swarm another name")
 
 
 def replacement_ids(desired: Mapping[str, DesiredAgent],

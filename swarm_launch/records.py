@@ -39,6 +39,40 @@ class SwarmTarget:
         return {"socket_name": self.socket_name, "socket_path": self.socket_path}
 
 
+Server = tuple[str | None, str | None]  # (socket name, socket path): None, None = default
+
+
+def same_server(one: Server, other: Server) -> bool:
+    def normal(server: Server) -> Server:
+        name, path = server
+        return (None if path or name == "default" else name, path or None)
+    return normal(one) == normal(other)
+
+
+def server_words(server: Server) -> str:
+    """`-L NAME`, `-S PATH` or `the default tmux server`, for messages."""
+    name, path = server
+    if path:
+        return f"tmux server -S {path}"
+    return f"tmux server -L {name}" if name else "the default tmux server"
+
+
+def server_flag(server: Server) -> str:
+    """The global option choosing `server` on a command line (empty for the default)."""
+    import shlex
+
+    name, path = server
+    return f"-S {shlex.quote(path)} " if path else (f"-L {shlex.quote(name)} " if name else "")
+
+
+def recorded_server(name: str) -> Server | None:
+    """The tmux server a swarm was last applied on, as its records say (None: no records)."""
+    tmux = load_state(name).get("tmux")
+    if not isinstance(tmux, dict):
+        return None
+    return (tmux.get("socket_name"), tmux.get("socket_path"))
+
+
 def swarm_dir(name: str) -> str:
     return store.swarm_dir(name)
 

@@ -260,6 +260,29 @@ def test_an_agent_that_exits_at_once_fails_up_naming_it_with_its_output(
     assert json.loads(again.out)["exited"] == {"typo": 127}
 
 
+def test_a_swarm_running_on_one_server_is_not_started_again_on_another(
+    server: Server, spec: pathlib.Path
+) -> None:
+    path = write(spec, "a:\n  command: sleep 600\n")
+    up(server, path)
+    first = agents_of(server)
+    other = f"{server.socket_name}-other"
+    for command in ("up", "plan"):
+        refused = invoke("-L", other, command, path)
+        assert refused.code == 1
+        assert (f"swarm 'team' still runs on tmux server -L {server.socket_name} (1 agent)"
+                in refused.err)
+        assert f"`swarm-launch -L {server.socket_name} down --name team`" in refused.err
+    assert not Server(socket_name=other).is_alive()
+    # Without -L, status and down act where the swarm was last applied, not on the spec's.
+    status = invoke("status", path, "--json")
+    assert [a["pane_id"] for a in json.loads(status.out)["agents"]] == [first["a"]]
+    assert f"last applied on tmux server -L {server.socket_name}" in status.err
+    assert "1 removed" in invoke("down", path).out
+    assert not server.has_session(f"swarm-{NAME}")
+    assert invoke("-L", other, "up", path).code == 0  # stopped there: it may start here
+
+
 def test_replicas_three_to_one_removes_two(server: Server, spec: pathlib.Path) -> None:
     up(server, write(spec, "w:\n  command: sleep 600\n  replicas: 3\n"))
     before = agents_of(server)

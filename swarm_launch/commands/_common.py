@@ -7,6 +7,8 @@ import re
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
+import click
+
 from swarm_launch import records, store
 from swarm_launch.cli import Globals
 from swarm_launch.exceptions import UserError
@@ -57,6 +59,23 @@ def spec_or_name(globals_: Globals, spec_path: str | None,
         return load(globals_, spec_path)
     assert name is not None
     return None, by_name(globals_, name)
+
+
+def running_swarm(globals_: Globals, spec_path: str | None,
+                  name: str | None) -> tuple[SwarmSpec | None, SwarmTarget]:
+    """The swarm as it runs, for `status` and `down`: without -L/-S, on the server its
+    records name (where `up` last applied it), even if the spec now names another."""
+    import dataclasses
+
+    swarm, target = spec_or_name(globals_, spec_path, name)
+    recorded = records.recorded_server(target.name)
+    if (swarm is None or globals_.socket_name or globals_.socket_path or recorded is None
+            or records.same_server(recorded, (target.socket_name, target.socket_path))):
+        return swarm, target
+    click.echo(f"note: swarm {target.name} was last applied on "
+               f"{records.server_words(recorded)}: looking there (-L/-S to choose)", err=True)
+    return swarm, dataclasses.replace(target, socket_name=recorded[0],
+                                      socket_path=recorded[1])
 
 
 def require_known(target: SwarmTarget, panes: Sequence[PaneState], socket_label: str) -> None:

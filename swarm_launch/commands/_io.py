@@ -6,15 +6,16 @@ import sys
 from typing import TextIO
 
 from swarm_launch.cli import Globals
-from swarm_launch.commands._common import load
+from swarm_launch.commands._common import running_swarm
 from swarm_launch.exceptions import UserError
 from swarm_launch.tmux_manager import TmuxSwarmManager
 
 
 def manager(globals_: Globals, spec: str) -> TmuxSwarmManager:
+    """The manager of the swarm as it runs (see `running_swarm`)."""
     from swarm_launch.reconcile import manager_for
 
-    return manager_for(load(globals_, spec)[1])
+    return manager_for(running_swarm(globals_, spec, None)[1])
 
 
 def text_argument(text: str | None) -> str:

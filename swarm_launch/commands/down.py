@@ -6,12 +6,12 @@ import click
 
 from swarm_launch import reconcile, render
 from swarm_launch.cli import Globals
-from swarm_launch.commands._common import require_known, run_async, spec_or_name
+from swarm_launch.commands._common import require_known, run_async, running_swarm
 from swarm_launch.plan import Action
 
 
 def run(globals_: Globals, *, spec: str | None, name: str | None) -> int:
-    swarm, target = spec_or_name(globals_, spec, name)
+    swarm, target = running_swarm(globals_, spec, name)
     if swarm is None:
         manager = reconcile.manager_for(target)
         require_known(target, run_async(manager.observe), manager.socket_label())

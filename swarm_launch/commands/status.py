@@ -9,14 +9,14 @@ import click
 
 from swarm_launch import reconcile, records, render, status_view
 from swarm_launch.cli import Globals
-from swarm_launch.commands._common import require_known, spec_or_name
+from swarm_launch.commands._common import require_known, running_swarm
 from swarm_launch.desired import expand
 
 _COLOURS = {"running": "green", "failed": "red", "stopped": "yellow", "pending": "cyan"}
 
 
 def run(globals_: Globals, *, spec: str | None, name: str | None, as_json: bool) -> int:
-    swarm, target = spec_or_name(globals_, spec, name)
+    swarm, target = running_swarm(globals_, spec, name)
     if swarm is not None:
         wanted = {i: d.config_hash for i, d in expand(swarm).items()}
     else:
