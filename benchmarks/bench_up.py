@@ -117,22 +117,27 @@ def settle(deadline_s: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-def timed(setup: Callable[[str], None] | None, body: Callable[[str], None],
-          repeat: int) -> float:
-    """Median wall time of `body` on a fresh server each time (`setup` runs untimed first)."""
-    samples = []
+Case = tuple[Callable[[str], None] | None, Callable[[str], None]]  # (untimed setup, body)
+
+
+def interleaved(cases: dict[str, Case], repeat: int) -> dict[str, float]:
+    """Median wall time of each case, on a fresh server each time (`setup` runs untimed
+    first). The cases take turns within every round, so a ratio compares samples taken
+    moments apart: this VM's speed drifts over minutes."""
+    samples: dict[str, list[float]] = {name: [] for name in cases}
     for i in range(repeat):
-        sock = f"bench-{os.getpid()}-{i}-{time.monotonic_ns()}"
-        settle()
-        try:
-            if setup:
-                setup(sock)
-            start = time.perf_counter()
-            body(sock)
-            samples.append(time.perf_counter() - start)
-        finally:
-            kill(sock)
-    return statistics.median(samples)
+        for name, (setup, body) in cases.items():
+            sock = f"bench-{os.getpid()}-{i}-{time.monotonic_ns()}"
+            settle()
+            try:
+                if setup:
+                    setup(sock)
+                start = time.perf_counter()
+                body(sock)
+                samples[name].append(time.perf_counter() - start)
+            finally:
+                kill(sock)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main() -> None:
@@ -149,16 +154,22 @@ def main() -> None:
                    check=True)
     rows: list[tuple[str, float, str]] = []
 
-    raw50_small = timed(None, lambda s: raw_chained(s, 50, ()), args.repeat)
-    raw50 = timed(None, lambda s: raw_chained(s, 50), args.repeat)
-    up50 = timed(None, lambda s: swarm_up(s, spec50), args.repeat)
-    tmuxp50 = timed(None, lambda s: tmuxp_load(s, write_tmuxp(work, 50)), max(1, args.repeat // 2))
-    bash = shutil.which("bash") or "/bin/sh"
-    tmuxp50_bash = timed(None, lambda s: tmuxp_load(s, write_tmuxp(work, 50), bash),
-                         max(1, args.repeat // 2))
-    noop50 = timed(lambda s: swarm_up(s, spec50), lambda s: swarm_up(s, spec50), args.repeat)
     policy50 = write_spec(work, 50, "on-failure")
-    restart50 = timed(None, lambda s: swarm_up(s, policy50), args.repeat)
+    fifty = interleaved({
+        "raw50_small": (None, lambda s: raw_chained(s, 50, ())),
+        "raw50": (None, lambda s: raw_chained(s, 50)),
+        "up50": (None, lambda s: swarm_up(s, spec50)),
+        "noop50": (lambda s: swarm_up(s, spec50), lambda s: swarm_up(s, spec50)),
+        "restart50": (None, lambda s: swarm_up(s, policy50)),
+    }, args.repeat)
+    raw50_small, raw50, up50 = fifty["raw50_small"], fifty["raw50"], fifty["up50"]
+    noop50, restart50 = fifty["noop50"], fifty["restart50"]
+    bash = shutil.which("bash") or "/bin/sh"
+    tmuxp = interleaved({
+        "sh": (None, lambda s: tmuxp_load(s, write_tmuxp(work, 50))),
+        "bash": (None, lambda s: tmuxp_load(s, write_tmuxp(work, 50), bash)),
+    }, max(1, args.repeat // 2))
+    tmuxp50, tmuxp50_bash = tmuxp["sh"], tmuxp["bash"]
     rows += [
         ("raw tmux, one chained call, 50 windows of 80x24", raw50_small, ""),
         ("raw tmux, one chained call, 50 windows of 220x50", raw50, "1.0x (floor)"),
@@ -173,13 +184,17 @@ def main() -> None:
     ]
     if not args.skip_500:
         few = max(1, args.repeat // 2)
-        raw500_small = timed(None, lambda s: raw_source_file(s, 500, ()), few)
-        raw500 = timed(None, lambda s: raw_source_file(s, 500), few)
         logs = tempfile.mkdtemp(prefix="raw-logs-", dir=work)
-        piped500 = timed(None, lambda s: raw_source_file(s, 500, log_dir=logs), few)
-        up500 = timed(None, lambda s: swarm_up(s, spec500), few)
         policy500 = write_spec(work, 500, "on-failure")
-        restart500 = timed(None, lambda s: swarm_up(s, policy500), few)
+        big = interleaved({
+            "raw500_small": (None, lambda s: raw_source_file(s, 500, ())),
+            "raw500": (None, lambda s: raw_source_file(s, 500)),
+            "piped500": (None, lambda s: raw_source_file(s, 500, log_dir=logs)),
+            "up500": (None, lambda s: swarm_up(s, spec500)),
+            "restart500": (None, lambda s: swarm_up(s, policy500)),
+        }, few)
+        raw500_small, raw500, piped500 = big["raw500_small"], big["raw500"], big["piped500"]
+        up500, restart500 = big["up500"], big["restart500"]
         rows += [
             ("raw tmux, source-file, 500 windows of 80x24", raw500_small, ""),
             ("raw tmux, source-file, 500 windows of 220x50", raw500, "1.0x (floor)"),
