@@ -107,15 +107,17 @@ def _forced(action: Action) -> Action:
                   desired=action.desired, observed=action.observed)
 
 
-def replacements(desired: Mapping[str, DesiredAgent], names: Iterable[str]) -> frozenset[str]:
-    """The agent ids that `--replace NAME` means: an agent id, or a spec entry with all its
-    replicas. Raises ValueError naming what is not in the spec."""
+def replacements(desired: Mapping[str, DesiredAgent], names: Iterable[str], *,
+                 entries: Collection[str] = ()) -> frozenset[str]:
+    """The agent ids that `--replace NAME` means: an agent id, or a spec entry (`entries`)
+    with all its replicas (none for `replicas: 0`). Raises ValueError naming what is not
+    in the spec."""
     chosen: set[str] = set()
     unknown: list[str] = []
     for name in names:
         ids = [i for i, a in desired.items() if name in (i, a.spec.id)]
         chosen.update(ids)
-        if not ids:
+        if not ids and name not in entries:
             unknown.append(name)
     if unknown:
         raise ValueError(f"not in the spec: {', '.join(unknown)} "

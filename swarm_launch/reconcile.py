@@ -56,8 +56,7 @@ async def compute_plan(manager: TmuxSwarmManager, spec: SwarmSpec, *, prune: boo
     `replace`: agent ids or spec entries to replace even when in sync (`--replace`);
     a name not in the spec is a UserError raised before tmux is asked anything."""
     desired = expand(spec) if desired is None else desired
-    forced = replacement_ids(desired, replace)
-    await refuse_if_running_elsewhere(manager, spec.name)
+    forced = replacement_ids(spec, desired, replace)
     panes = await manager.observe()
     state = records.load_state(spec.name)
     return plan(desired, panes, cluster=spec.name, prune=prune,
@@ -67,26 +66,30 @@ async def compute_plan(manager: TmuxSwarmManager, spec: SwarmSpec, *, prune: boo
 async def refuse_if_running_elsewhere(manager: TmuxSwarmManager, name: str) -> None:
     """A swarm is one thing, recorded under its name: `up` on another server while it still
     runs where it was last applied would start a second one and leave the first invisible
-    to `ls`, `status` and `down`. Costs a query only when the servers differ."""
+    to `ls`, `status` and `down`. Costs a query only when the servers differ; a recorded
+    server we cannot talk to (gone, another tmux version) holds nothing we could stop."""
     recorded = records.recorded_server(name)
-    if recorded is None or records.same_server(recorded, (manager.socket_name,
-                                                           manager.socket_path)):
+    if recorded is None or records.same_socket(recorded.socket, manager.socket_label()):
         return
-    there = TmuxSwarmManager(name, socket_name=recorded[0], socket_path=recorded[1])
-    count = len(owned_by(await there.observe(), name))
+    socket_name, socket_path = recorded.options()
+    there = TmuxSwarmManager(name, socket_name=socket_name, socket_path=socket_path)
+    try:
+        count = len(owned_by(await there.observe(), name))
+    except TmuxSwarmError:
+        return
     if count:
         raise UserError(
-            f"swarm {name!r} still runs on {records.server_words(recorded)} ({count} "
+            f"swarm {name!r} still runs on {recorded.words()} ({count} "
             f"agent{'s' if count > 1 else ''}), where it was last applied; stop it there "
-            f"first (`swarm-launch {records.server_flag(recorded)}down --name {name}`), "
+            f"first (`swarm-launch {recorded.flag()}down --name {name}`), "
             "or give this swarm another name")
 
 
-def replacement_ids(desired: Mapping[str, DesiredAgent],
+def replacement_ids(spec: SwarmSpec, desired: Mapping[str, DesiredAgent],
                     names: Collection[str]) -> frozenset[str]:
     """The agent ids `--replace NAME...` means; a UserError names any not in the spec."""
     try:
-        return replacements(desired, names)
+        return replacements(desired, names, entries=spec.agents.keys())
     except ValueError as exc:
         raise UserError(f"--replace: {exc}") from None
 
@@ -108,6 +111,7 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
                 panes=None)
         return Applied(first)
     with store.locked(records.swarm_dir(spec.name), what=f"swarm {spec.name!r}"):
+        await refuse_if_running_elsewhere(manager, spec.name)
         current = await compute_plan(manager, spec, prune=prune, desired=desired,
                                      replace=replace)
         applied = Applied(current)

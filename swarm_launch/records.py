@@ -35,42 +35,65 @@ class SwarmTarget:
     def session(self) -> str:
         return f"swarm-{self.name}"
 
+    def socket(self) -> str:
+        """The socket path of its server, resolved as a tmux client here would."""
+        return _socket_of(self.socket_name, self.socket_path)
+
     def socket_document(self) -> dict[str, str | None]:
-        return {"socket_name": self.socket_name, "socket_path": self.socket_path}
+        # Both: the -L/-S as given (shown to people), and the socket they meant here and
+        # now (with neither, inside tmux, the server in $TMUX): one server, one identity.
+        return {"socket_name": self.socket_name, "socket_path": self.socket_path,
+                "socket": self.socket()}
 
 
-Server = tuple[str | None, str | None]  # (socket name, socket path): None, None = default
+def _socket_of(socket_name: str | None, socket_path: str | None) -> str:
+    from swarm_launch.tmux_script import socket_path_of
+
+    return socket_path_of(socket_name, socket_path, environ=os.environ, uid=os.getuid())
 
 
-def same_server(one: Server, other: Server) -> bool:
-    def normal(server: Server) -> Server:
-        name, path = server
-        return (None if path or name == "default" else name, path or None)
-    return normal(one) == normal(other)
+def same_socket(one: str, other: str) -> bool:
+    """Whether two socket paths name one server (`-L default` and no -L; symlinked dirs)."""
+    return os.path.realpath(one) == os.path.realpath(other)
 
 
-def server_words(server: Server) -> str:
-    """`-L NAME`, `-S PATH` or `the default tmux server`, for messages."""
-    name, path = server
-    if path:
-        return f"tmux server -S {path}"
-    return f"tmux server -L {name}" if name else "the default tmux server"
+@dataclass(frozen=True)
+class RecordedServer:
+    """The tmux server a swarm was last applied on, as its records say."""
+
+    socket_name: str | None
+    socket_path: str | None
+    socket: str  # resolved when recorded: exact even if $TMUX or TMUX_TMPDIR differ now
+
+    def options(self) -> tuple[str | None, str | None]:
+        """-L/-S reaching it from here: as recorded if they still lead there, else -S."""
+        if same_socket(_socket_of(self.socket_name, self.socket_path), self.socket):
+            return self.socket_name, self.socket_path
+        return None, self.socket
+
+    def words(self) -> str:
+        name, path = self.options()
+        if path:
+            return f"the tmux server at {path}"
+        return f"tmux server -L {name}" if name else "the default tmux server"
+
+    def flag(self) -> str:
+        """The global option choosing it on a command line ("" for the default)."""
+        import shlex
+
+        name, path = self.options()
+        return f"-S {shlex.quote(path)} " if path else (f"-L {shlex.quote(name)} " if name else "")
 
 
-def server_flag(server: Server) -> str:
-    """The global option choosing `server` on a command line (empty for the default)."""
-    import shlex
-
-    name, path = server
-    return f"-S {shlex.quote(path)} " if path else (f"-L {shlex.quote(name)} " if name else "")
-
-
-def recorded_server(name: str) -> Server | None:
-    """The tmux server a swarm was last applied on, as its records say (None: no records)."""
+def recorded_server(name: str) -> RecordedServer | None:
+    """Where the swarm was last applied (None: no records). Records written before the
+    resolved socket was kept are resolved now."""
     tmux = load_state(name).get("tmux")
     if not isinstance(tmux, dict):
         return None
-    return (tmux.get("socket_name"), tmux.get("socket_path"))
+    socket_name, socket_path = tmux.get("socket_name"), tmux.get("socket_path")
+    socket = tmux.get("socket") or _socket_of(socket_name, socket_path)
+    return RecordedServer(socket_name, socket_path, str(socket))
 
 
 def swarm_dir(name: str) -> str:

@@ -56,6 +56,7 @@ from swarm_launch.tmux_script import (
     parse_version,
     server_environment,
     signal_number,
+    socket_path_of,
     watch_line,
     window_line,
 )
@@ -687,12 +688,8 @@ class TmuxSwarmManager:
 
     def socket_label(self) -> str:
         """The server's socket path, for records and messages."""
-        if self.socket_path:
-            return self.socket_path
-        if not self.socket_name and os.environ.get("TMUX"):
-            return os.environ["TMUX"].split(",")[0]
-        directory = os.environ.get("TMUX_TMPDIR") or "/tmp"
-        return os.path.join(directory, f"tmux-{os.getuid()}", self.socket_name or "default")
+        return socket_path_of(self.socket_name, self.socket_path, environ=os.environ,
+                              uid=os.getuid())
 
     # -- attaching a person ----------------------------------------------------
 

@@ -125,6 +125,8 @@ def test_replace_names_an_agent_or_a_spec_entry_with_all_its_replicas() -> None:
     assert replacements(wanted, ["w-1", "a"]) == {"w-1", "a"}
     with pytest.raises(ValueError, match=r"not in the spec: x, w-9 \(its agents: w-0, w-1"):
         replacements(wanted, ["x", "w-9", "a"])
+    none = desired(agent("z", replicas=0, replicated=True))
+    assert replacements(none, ["z"], entries=["z"]) == frozenset()  # scaled to 0: nothing
 
 
 def test_recorded_field_hashes_name_what_changed() -> None:

@@ -252,8 +252,9 @@ def test_an_agent_that_exits_at_once_fails_up_naming_it_with_its_output(
                        "kept:\n  command: no-such-command-xyz\n  restart: on-failure\n")
     result = invoke("-L", sock, "up", path)
     assert result.code == 1
-    assert "error: typo exited at once (exit 127); the end of its output:" in result.err
-    assert "a exited" not in result.err and "kept exited" not in result.err  # policy: its job
+    assert ("error: typo is dead (exit 127) and has no restart policy; the end of its output:"
+            in result.err)
+    assert "a is dead" not in result.err and "kept is dead" not in result.err  # policy: its job
     wait_until(lambda: "typo | " in invoke("-L", sock, "up", path).err, message="its output")
     again = invoke("-L", sock, "up", path, "--json")
     assert again.code == 1
@@ -277,10 +278,73 @@ def test_a_swarm_running_on_one_server_is_not_started_again_on_another(
     # Without -L, status and down act where the swarm was last applied, not on the spec's.
     status = invoke("status", path, "--json")
     assert [a["pane_id"] for a in json.loads(status.out)["agents"]] == [first["a"]]
-    assert f"last applied on tmux server -L {server.socket_name}" in status.err
+    assert f"runs on tmux server -L {server.socket_name}, where it was last applied" in status.err
     assert "1 removed" in invoke("down", path).out
     assert not server.has_session(f"swarm-{NAME}")
     assert invoke("-L", other, "up", path).code == 0  # stopped there: it may start here
+
+
+def test_one_server_under_several_names_is_one_server(
+    server: Server, spec: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(spec, "a:\n  command: sleep 600\n")
+    up(server, path)
+    socket = os.path.join(os.environ["TMUX_TMPDIR"], f"tmux-{os.getuid()}",
+                          str(server.socket_name))
+    alias = os.path.join(spec.parent, "alias")
+    os.symlink(os.path.dirname(socket), alias)
+    for same in (["-S", socket], ["-S", os.path.join(alias, str(server.socket_name))]):
+        result = invoke(*same, "up", path)
+        assert result.code == 0, result.err
+        assert "0 created, 0 replaced, 0 removed, 1 unchanged" in result.out
+    # Inside tmux, no -L/-S means the server in $TMUX: here, another one than the swarm's.
+    other = f"{server.socket_name}-x"
+    Server(socket_name=other).cmd("new-session", "-d", "-s", "mine")
+    inside = os.path.join(os.path.dirname(socket), other)
+    monkeypatch.setenv("TMUX", f"{inside},1,0")
+    refused = invoke("up", path)
+    assert refused.code == 1
+    assert f"still runs on tmux server -L {server.socket_name} (1 agent)" in refused.err
+    assert not Server(socket_name=other).has_session(f"swarm-{NAME}")
+
+
+def test_a_swarm_started_inside_tmux_is_found_from_outside(
+    server: Server, spec: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    socket = os.path.join(os.environ["TMUX_TMPDIR"], f"tmux-{os.getuid()}",
+                          str(server.socket_name))
+    server.new_session("the-users-own")  # the server we are "inside" runs
+    monkeypatch.setenv("TMUX", f"{socket},1,0")  # inside tmux: no -L/-S means this server
+    path = write(spec, "a:\n  command: sleep 600\n")
+    assert invoke("up", path).code == 0
+    pane = agents_of(server)["a"]
+    monkeypatch.delenv("TMUX")
+    status = invoke("status", path, "--json")
+    assert [a["pane_id"] for a in json.loads(status.out)["agents"]] == [pane]
+    assert f"runs on the tmux server at {socket}, where it was last applied" in status.err
+    assert "1 removed" in invoke("down", "--name", NAME).out
+    assert agents_of(server) == {}
+
+
+def test_status_follows_records_only_to_a_server_running_the_swarm(
+    server: Server, spec: pathlib.Path
+) -> None:
+    """Records can lag behind tmux (an `up --wait` interrupted before recording)."""
+    path = write(spec, "a:\n  command: sleep 600\n")
+    stale = f"{server.socket_name}-stale"
+    assert invoke("-L", stale, "up", path).code == 0
+    assert invoke("-L", stale, "down", path).code == 0  # records: on `stale`, none running
+    pathlib.Path(path).write_text(pathlib.Path(path).read_text()
+                                  + f"tmux:\n  socket_name: {server.socket_name}\n")
+    up(server, path)
+    records_file = pathlib.Path(os.environ["AI_SWARM_DIR"], NAME, "state.json")
+    document = json.loads(records_file.read_text())
+    document["tmux"] = {"socket_name": stale, "socket_path": None}  # as if never recorded
+    records_file.write_text(json.dumps(document))
+    status = invoke("status", path, "--json")
+    assert json.loads(status.out)["agents"][0]["pane_id"] == agents_of(server)["a"]
+    assert "note:" not in status.err
+    assert "1 removed" in invoke("down", path).out
 
 
 def test_replicas_three_to_one_removes_two(server: Server, spec: pathlib.Path) -> None:

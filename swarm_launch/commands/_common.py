@@ -44,8 +44,8 @@ def by_name(globals_: Globals, name: str) -> SwarmTarget:
     if not records.is_recorded(name):
         return SwarmTarget(name=name, socket_name=globals_.socket_name,
                            socket_path=globals_.socket_path)
-    tmux = records.load_state(name).get("tmux") or {}
-    socket_name, socket_path = tmux.get("socket_name"), tmux.get("socket_path")
+    recorded = records.recorded_server(name)
+    socket_name, socket_path = recorded.options() if recorded else (None, None)
     if globals_.socket_name or globals_.socket_path:
         socket_name, socket_path = globals_.socket_name, globals_.socket_path
     return SwarmTarget(name=name, socket_name=socket_name, socket_path=socket_path)
@@ -63,19 +63,30 @@ def spec_or_name(globals_: Globals, spec_path: str | None,
 
 def running_swarm(globals_: Globals, spec_path: str | None,
                   name: str | None) -> tuple[SwarmSpec | None, SwarmTarget]:
-    """The swarm as it runs, for `status` and `down`: without -L/-S, on the server its
-    records name (where `up` last applied it), even if the spec now names another."""
+    """The swarm as it runs, for `status`, `down` and the I/O commands: without -L/-S, on
+    the server where `up` last applied it if it runs there, even if the spec now names
+    another (one query more, only when the two differ)."""
     import dataclasses
+
+    from swarm_launch.exceptions import TmuxSwarmError
+    from swarm_launch.observed import owned_by
+    from swarm_launch.reconcile import manager_for
 
     swarm, target = spec_or_name(globals_, spec_path, name)
     recorded = records.recorded_server(target.name)
     if (swarm is None or globals_.socket_name or globals_.socket_path or recorded is None
-            or records.same_server(recorded, (target.socket_name, target.socket_path))):
+            or records.same_socket(recorded.socket, target.socket())):
         return swarm, target
-    click.echo(f"note: swarm {target.name} was last applied on "
-               f"{records.server_words(recorded)}: looking there (-L/-S to choose)", err=True)
-    return swarm, dataclasses.replace(target, socket_name=recorded[0],
-                                      socket_path=recorded[1])
+    socket_name, socket_path = recorded.options()
+    there = dataclasses.replace(target, socket_name=socket_name, socket_path=socket_path)
+    try:
+        if not owned_by(run_async(manager_for(there).observe), target.name):
+            return swarm, target  # not (or no longer) there: the spec's server
+    except TmuxSwarmError:
+        return swarm, target
+    click.echo(f"note: swarm {target.name} runs on {recorded.words()}, where it was last "
+               "applied: acting there (-L/-S to choose)", err=True)
+    return swarm, there
 
 
 def require_known(target: SwarmTarget, panes: Sequence[PaneState], socket_label: str) -> None:

@@ -16,8 +16,13 @@ def run(globals_: Globals, *, spec: str, as_json: bool, detailed_exitcode: bool,
         no_prune: bool, replace: tuple[str, ...] = ()) -> int:
     swarm, target = load(globals_, spec)
     manager = reconcile.manager_for(target)
-    result = run_async(lambda: reconcile.compute_plan(manager, swarm, prune=not no_prune,
-                                                      replace=replace))
+
+    async def planned() -> Plan:
+        await reconcile.refuse_if_running_elsewhere(manager, swarm.name)  # as `up` would
+        return await reconcile.compute_plan(manager, swarm, prune=not no_prune,
+                                            replace=replace)
+
+    result = run_async(planned)
     if as_json:
         render.echo_json(render.plan_document(swarm.name, target.session, result))
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -63,8 +64,9 @@ def _verdict(applied: reconcile.Applied, log_path: Callable[[str], str]) -> int:
     for agent_id, error in applied.prompt_errors.items():
         click.echo(f"error: {agent_id}: {error}", err=True)
     for agent_id, code in applied.exited.items():
-        click.echo(f"error: {agent_id} exited at once (exit {code}); the end of its output:",
-                   err=True)
+        status = "exit status unknown" if code is None else f"exit {code}"
+        click.echo(f"error: {agent_id} is dead ({status}) and has no restart policy; the end "
+                   "of its output:", err=True)
         for line in _last_lines(log_path, agent_id):
             click.echo(f"  {agent_id} | {line}", err=True)
     for agent_id in (a for a in applied.not_ready if a not in applied.exited):
@@ -102,13 +104,14 @@ def _watch(globals_: Globals, spec: str, *, prune: bool, replace: tuple[str, ...
 
     `--replace` counts for the first apply only: a spec edit must not replace them again."""
     from swarm_launch import watch
+    from swarm_launch.desired import expand
     from swarm_launch.exceptions import SpecError, UserError
 
-    if replace:  # a wrong name is a usage error now, not a surprise at the first apply
-        from swarm_launch.desired import expand
-
-        reconcile.replacement_ids(expand(load(globals_, spec)[0]), replace)
-    forced = list(replace)
+    if replace:  # a wrong name is an error now, not a surprise at the first apply
+        with contextlib.suppress(SpecError):  # reported, then waited on, as without it
+            swarm = load(globals_, spec)[0]
+            reconcile.replacement_ids(swarm, expand(swarm), replace)
+    forced = list(replace)  # until the first apply that succeeds
 
     def apply() -> None:
         try:
@@ -118,13 +121,17 @@ def _watch(globals_: Globals, spec: str, *, prune: bool, replace: tuple[str, ...
             click.echo("the spec is invalid; nothing was changed; waiting for a fix", err=True)
             return
         try:
+            reconcile.replacement_ids(swarm, expand(swarm), forced)
+        except UserError as exc:  # the spec was invalid at the start: checked only now
+            click.echo(f"error: {exc}; applying without --replace", err=True)
+            forced.clear()
+        try:
             applied = run_async(lambda: reconcile.up(swarm, target, prune=prune,
                                                       report=_printer(swarm), replace=forced))
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
             return
-        finally:
-            forced.clear()
+        forced.clear()
         click.echo(f"{time.strftime('%H:%M:%S')} {applied.plan.summary()}", color=None)
         _verdict(applied, reconcile.manager_for(target).log_path)
 
