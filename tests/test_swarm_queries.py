@@ -49,6 +49,16 @@ def test_ls_shows_each_recorded_swarm_on_its_own_server(
         subprocess.run(["tmux", "-L", other, "kill-server"], capture_output=True, check=False)
 
 
+def test_ls_counts_a_swarm_once_whatever_its_server_is_called(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    sock = str(server.socket_name)
+    assert invoke("-L", sock, "up", spec_file(tmp_path, "once", 2)).code == 0
+    same = os.path.join(os.environ["TMUX_TMPDIR"], f"tmux-{os.getuid()}", sock)
+    document = json.loads(invoke("-S", same, "ls", "--json").out)
+    assert [(s["name"], s["agents"]) for s in document["swarms"]] == [("once", 2)]
+
+
 def test_an_unknown_name_is_an_error_that_records_nothing(
     server: Server, isolated_environment: pathlib.Path
 ) -> None:

@@ -21,9 +21,9 @@ def run(globals_: Globals, *, as_json: bool) -> int:
     # Each recorded swarm on the server it was recorded on; -L/-S names one more to look at.
     recorded_servers = Globals(socket_name=None, socket_path=None)
     targets = {name: by_name(recorded_servers, name) for name in records.known_swarms()}
-    servers = {(t.socket_name, t.socket_path) for t in targets.values()}
-    servers.add((globals_.socket_name, globals_.socket_path))
-    panes = asyncio.run(_observe_all(servers))
+    named = [(t.socket_name, t.socket_path) for t in targets.values()]
+    named.append((globals_.socket_name, globals_.socket_path))
+    panes = asyncio.run(_observe_all(_distinct(named)))
     swarms = _summaries(targets, panes)
     if as_json:
         render.echo_json({"swarms": swarms})
@@ -32,6 +32,18 @@ def run(globals_: Globals, *, as_json: bool) -> int:
     else:
         _table(swarms)
     return 0
+
+
+def _distinct(servers: Iterable[Server]) -> list[Server]:
+    """One entry per server, however named (`-L default` and none are one): a swarm is
+    counted once."""
+    import os
+
+    seen: dict[str, Server] = {}
+    for server in servers:
+        socket = os.path.realpath(SwarmTarget("-", *server).socket())
+        seen.setdefault(socket, server)
+    return list(seen.values())
 
 
 async def _observe_all(servers: Iterable[Server]) -> dict[Server, tuple[PaneState, ...]]:
