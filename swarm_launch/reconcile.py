@@ -20,6 +20,7 @@ from swarm_launch.model import StopSettings, SwarmSpec
 from swarm_launch.observed import PaneState, owned_by
 from swarm_launch.plan import Action, Kind, Plan, plan, replacements
 from swarm_launch.records import SwarmTarget
+from swarm_launch.sockets import same_socket
 from swarm_launch.startup import Startup
 from swarm_launch.tmux_manager import TmuxSwarmManager
 
@@ -36,6 +37,8 @@ class Applied:
     prompt_errors: dict[str, str] = field(default_factory=dict)
     not_ready: list[str] = field(default_factory=list)
     exited: dict[str, int | None] = field(default_factory=dict)  # agent -> exit code
+    # `down` on a server without the swarm: where it still runs, and its agent count there
+    elsewhere: tuple[records.RecordedServer, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -63,26 +66,37 @@ async def compute_plan(manager: TmuxSwarmManager, spec: SwarmSpec, *, prune: boo
                 recorded=records.recorded_field_hashes(state), now=time.time(), replace=forced)
 
 
-async def refuse_if_running_elsewhere(manager: TmuxSwarmManager, name: str) -> None:
-    """A swarm is one thing, recorded under its name: `up` on another server while it still
-    runs where it was last applied would start a second one and leave the first invisible
-    to `ls`, `status` and `down`. Costs a query only when the servers differ; a recorded
-    server we cannot talk to (gone, another tmux version) holds nothing we could stop."""
+async def running_elsewhere(manager: TmuxSwarmManager,
+                            name: str) -> tuple[records.RecordedServer, int] | None:
+    """The server the swarm was last applied on and its agent count there, when that is
+    another server than `manager`'s and runs some; a query only when the servers differ.
+    A recorded server we cannot talk to (gone, another tmux) holds nothing we could stop."""
     recorded = records.recorded_server(name)
-    if recorded is None or records.same_socket(recorded.socket, manager.socket_label()):
-        return
+    if recorded is None or same_socket(recorded.socket, manager.socket_label()):
+        return None
     socket_name, socket_path = recorded.options()
     there = TmuxSwarmManager(name, socket_name=socket_name, socket_path=socket_path)
     try:
         count = len(owned_by(await there.observe(), name))
     except TmuxSwarmError:
-        return
-    if count:
-        raise UserError(
-            f"swarm {name!r} still runs on {recorded.words()} ({count} "
-            f"agent{'s' if count > 1 else ''}), where it was last applied; stop it there "
-            f"first (`swarm-launch {recorded.flag()}down --name {name}`), "
-            "or give this swarm another name")
+        return None
+    return (recorded, count) if count else None
+
+
+async def refuse_if_running_elsewhere(manager: TmuxSwarmManager, name: str) -> None:
+    """A swarm is one thing, recorded under its name: `up` on another server while it still
+    runs where it was last applied would start a second one and leave the first invisible
+    to `ls`, `status` and `down`."""
+    elsewhere = await running_elsewhere(manager, name)
+    if elsewhere:
+        raise UserError(f"swarm {name!r} still runs on {elsewhere_words(*elsewhere)}, "
+                        "where it was last applied; stop it there first "
+                        f"(`swarm-launch {elsewhere[0].flag()}down --name {name}`), "
+                        "or give this swarm another name")
+
+
+def elsewhere_words(server: records.RecordedServer, count: int) -> str:
+    return f"{server.words()} ({count} agent{'s' if count > 1 else ''})"
 
 
 def replacement_ids(spec: SwarmSpec, desired: Mapping[str, DesiredAgent],
@@ -146,7 +160,9 @@ async def down(target: SwarmTarget, spec: SwarmSpec | None = None, *,
         await manager.shutdown(graceful=True)
         if not panes and not records.is_recorded(target.name):
             return applied  # nothing ran, nothing to record: no phantom swarm in `ls`
-        records.write_state(target, spec_hash=None, desired={}, panes=())
+        applied.elsewhere = None if ours else await running_elsewhere(manager, target.name)
+        if applied.elsewhere is None:  # else the records keep naming where it runs
+            records.write_state(target, spec_hash=None, desired={}, panes=())
         records.append_run(target, command="down", spec_hash=None, started=started,
                            outcomes=applied.outcomes, ok=applied.ok)
     return applied

@@ -17,6 +17,7 @@ from swarm_launch.desired import DesiredAgent
 from swarm_launch.model import StopSettings
 from swarm_launch.observed import PaneState
 from swarm_launch.plan import Action
+from swarm_launch.sockets import same_socket, socket_of
 
 STATE_VERSION = 1
 
@@ -37,24 +38,13 @@ class SwarmTarget:
 
     def socket(self) -> str:
         """The socket path of its server, resolved as a tmux client here would."""
-        return _socket_of(self.socket_name, self.socket_path)
+        return socket_of(self.socket_name, self.socket_path)
 
     def socket_document(self) -> dict[str, str | None]:
         # Both: the -L/-S as given (shown to people), and the socket they meant here and
         # now (with neither, inside tmux, the server in $TMUX): one server, one identity.
         return {"socket_name": self.socket_name, "socket_path": self.socket_path,
                 "socket": self.socket()}
-
-
-def _socket_of(socket_name: str | None, socket_path: str | None) -> str:
-    from swarm_launch.tmux_script import socket_path_of
-
-    return socket_path_of(socket_name, socket_path, environ=os.environ, uid=os.getuid())
-
-
-def same_socket(one: str, other: str) -> bool:
-    """Whether two socket paths name one server (`-L default` and no -L; symlinked dirs)."""
-    return os.path.realpath(one) == os.path.realpath(other)
 
 
 @dataclass(frozen=True)
@@ -67,7 +57,7 @@ class RecordedServer:
 
     def options(self) -> tuple[str | None, str | None]:
         """-L/-S reaching it from here: as recorded if they still lead there, else -S."""
-        if same_socket(_socket_of(self.socket_name, self.socket_path), self.socket):
+        if same_socket(socket_of(self.socket_name, self.socket_path), self.socket):
             return self.socket_name, self.socket_path
         return None, self.socket
 
@@ -92,7 +82,10 @@ def recorded_server(name: str) -> RecordedServer | None:
     if not isinstance(tmux, dict):
         return None
     socket_name, socket_path = tmux.get("socket_name"), tmux.get("socket_path")
-    socket = tmux.get("socket") or _socket_of(socket_name, socket_path)
+    socket = tmux.get("socket")
+    if not socket:  # recorded before the socket was: read as outside tmux (no $TMUX)
+        environ = {k: v for k, v in os.environ.items() if k != "TMUX"}
+        socket = socket_of(socket_name, socket_path, environ=environ)
     return RecordedServer(socket_name, socket_path, str(socket))
 
 

@@ -41,6 +41,7 @@ from swarm_launch.observed import (
     owned_by,
     parse_panes,
 )
+from swarm_launch.sockets import socket_of
 from swarm_launch.tmux_script import (
     LISTING_FORMAT,
     PLACEHOLDER_SCRIPT,
@@ -56,7 +57,6 @@ from swarm_launch.tmux_script import (
     parse_version,
     server_environment,
     signal_number,
-    socket_path_of,
     watch_line,
     window_line,
 )
@@ -688,8 +688,7 @@ class TmuxSwarmManager:
 
     def socket_label(self) -> str:
         """The server's socket path, for records and messages."""
-        return socket_path_of(self.socket_name, self.socket_path, environ=os.environ,
-                              uid=os.getuid())
+        return socket_of(self.socket_name, self.socket_path)
 
     # -- attaching a person ----------------------------------------------------
 

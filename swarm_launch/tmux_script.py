@@ -68,18 +68,6 @@ class WindowPlan:
     hook_command: str = ""  # `supervise.hook_command`: a format string, `#` escaped
 
 
-def socket_path_of(socket_name: str | None, socket_path: str | None, *,
-                   environ: Mapping[str, str], uid: int) -> str:
-    """The socket a tmux client given these -L/-S talks to: -S as given; with neither,
-    inside tmux, the server in $TMUX; else TMUX_TMPDIR (or /tmp)/tmux-UID/NAME."""
-    if socket_path:
-        return socket_path
-    if not socket_name and environ.get("TMUX"):
-        return environ["TMUX"].split(",")[0]
-    directory = environ.get("TMUX_TMPDIR") or "/tmp"
-    return f"{directory.rstrip('/')}/tmux-{uid}/{socket_name or 'default'}"
-
-
 def quote(word: str) -> str:
     """One tmux word, literal: single quotes stop `$`, `~`, `#{}` and `;` from being read.
 

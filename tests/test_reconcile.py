@@ -294,18 +294,41 @@ def test_one_server_under_several_names_is_one_server(
     alias = os.path.join(spec.parent, "alias")
     os.symlink(os.path.dirname(socket), alias)
     for same in (["-S", socket], ["-S", os.path.join(alias, str(server.socket_name))]):
-        result = invoke(*same, "up", path)
+        # --replace: past up's no-op shortcut, through the check, under the lock
+        result = invoke(*same, "up", path, "--replace", "a")
         assert result.code == 0, result.err
-        assert "0 created, 0 replaced, 0 removed, 1 unchanged" in result.out
-    # Inside tmux, no -L/-S means the server in $TMUX: here, another one than the swarm's.
+        assert "0 created, 1 replaced, 0 removed, 0 unchanged" in result.out
+        assert invoke(*same, "plan", path, "--detailed-exitcode").code == 0
+    # Inside tmux, no -L/-S means the server in $TMUX: the swarm's own one...
+    monkeypatch.setenv("TMUX", f"{socket},1,0")
+    assert invoke("plan", path, "--detailed-exitcode").code == 0
+    assert invoke("up", path, "--replace", "a").code == 0
+    # ...or another one.
     other = f"{server.socket_name}-x"
     Server(socket_name=other).cmd("new-session", "-d", "-s", "mine")
     inside = os.path.join(os.path.dirname(socket), other)
     monkeypatch.setenv("TMUX", f"{inside},1,0")
     refused = invoke("up", path)
     assert refused.code == 1
-    assert f"still runs on tmux server -L {server.socket_name} (1 agent)" in refused.err
+    # (last applied with no -L/-S from inside it: named by its socket, exact from anywhere)
+    assert f"still runs on the tmux server at {socket} (1 agent)" in refused.err
+    assert f"`swarm-launch -S {socket} down --name {NAME}`" in refused.err
     assert not Server(socket_name=other).has_session(f"swarm-{NAME}")
+
+
+def test_down_on_a_server_without_the_swarm_says_where_it_runs_and_records_nothing(
+    server: Server, spec: pathlib.Path
+) -> None:
+    path = write(spec, "a:\n  command: sleep 600\n")
+    up(server, path)
+    other = f"{server.socket_name}-other"
+    for args in ([path], ["--name", NAME]):
+        result = invoke("-L", other, "down", *args)
+        assert result.code == 1
+        assert (f"0 removed here; swarm {NAME} still runs on tmux server -L "
+                f"{server.socket_name} (1 agent)" in result.out)
+    assert "still runs on" in invoke("-L", other, "up", path).err  # records still say where
+    assert set(agents_of(server)) == {"a"}
 
 
 def test_a_swarm_started_inside_tmux_is_found_from_outside(

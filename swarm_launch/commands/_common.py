@@ -15,6 +15,7 @@ from swarm_launch.exceptions import UserError
 from swarm_launch.model import ID_PATTERN, SwarmSpec
 from swarm_launch.observed import PaneState
 from swarm_launch.records import SwarmTarget
+from swarm_launch.sockets import same_socket
 
 T = TypeVar("T")
 
@@ -75,7 +76,7 @@ def running_swarm(globals_: Globals, spec_path: str | None,
     swarm, target = spec_or_name(globals_, spec_path, name)
     recorded = records.recorded_server(target.name)
     if (swarm is None or globals_.socket_name or globals_.socket_path or recorded is None
-            or records.same_socket(recorded.socket, target.socket())):
+            or same_socket(recorded.socket, target.socket())):
         return swarm, target
     socket_name, socket_path = recorded.options()
     there = dataclasses.replace(target, socket_name=socket_name, socket_path=socket_path)

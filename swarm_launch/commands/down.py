@@ -21,6 +21,13 @@ def run(globals_: Globals, *, spec: str | None, name: str | None) -> int:
 
     applied = run_async(lambda: reconcile.down(target, swarm, report=report))
     removed = len(applied.outcomes)
+    if applied.elsewhere:
+        server, count = applied.elsewhere
+        click.echo(f"0 removed here; swarm {target.name} still runs on "
+                   f"{reconcile.elsewhere_words(server, count)}, where it was "
+                   f"last applied: `swarm-launch {server.flag()}down --name {target.name}` "
+                   "stops it")
+        return 1
     click.echo(f"{removed} removed; swarm {target.name} is down")
     failed = [f"{a.agent_id} ({error})" for a, error in applied.outcomes if error]
     if failed:
