@@ -27,6 +27,25 @@ def log_size(path: str) -> int:
         return 0
 
 
+def latest_start(path: str, agent_id: str, *, max_scan: int = 8 * 1024 * 1024) -> int:
+    """Where the agent's latest start begins in its log: its last start marker, searched
+    backwards through at most `max_scan` bytes. 0 when none is there (the log rotated
+    since: the whole current file counts)."""
+    marker = f"{MARKER_PREFIX}agent {agent_id} started ".encode()
+    try:
+        with open(path, "rb") as handle:
+            end = os.fstat(handle.fileno()).st_size
+            begin = max(0, end - max_scan)
+            handle.seek(begin)
+            data = handle.read(end - begin)
+    except OSError:
+        return 0
+    at = data.rfind(b"\n" + marker)
+    if at >= 0:
+        return begin + at + 1
+    return begin if data.startswith(marker) else 0
+
+
 async def wait_for_output(path: str, pattern: str | None, *, start: int, timeout_s: float,
                           poll_s: float = 0.05) -> bool:
     """True once the log after `start` matches `pattern` (None: any output at all)."""

@@ -40,6 +40,23 @@ class Applied:
     # `down` on a server without the swarm: where it still runs, and its agent count there
     elsewhere: tuple[records.RecordedServer, int] | None = None
 
+    def counts(self) -> dict[Kind, int]:
+        """Actions done per kind (a failed one counts only as failed), and the failures."""
+        failed = {a.agent_id for a, error in self.outcomes if error}
+        counts = {kind: sum(1 for a in self.plan.of_kind(kind) if a.agent_id not in failed)
+                  for kind in Kind}
+        counts[Kind.KEEP] = len(self.plan.of_kind(Kind.KEEP))
+        return counts
+
+    def summary(self) -> str:
+        """`3 created, 1 replaced, 1 removed, 4 unchanged`, then `, 1 failed` if any did."""
+        failed = sum(1 for _, error in self.outcomes if error)
+        done = self.counts()
+        words = (("created", Kind.CREATE), ("replaced", Kind.REPLACE),
+                 ("removed", Kind.REMOVE), ("unchanged", Kind.KEEP))
+        text = ", ".join(f"{done[kind]} {word}" for word, kind in words)
+        return text + (f", {failed} failed" if failed else "")
+
     @property
     def ok(self) -> bool:
         return (all(error is None for _, error in self.outcomes) and not self.unconverged
@@ -120,7 +137,7 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
     manager = manager_for(target)
     desired = expand(spec)
     first = await compute_plan(manager, spec, prune=prune, desired=desired, replace=replace)
-    if first.in_sync and _records_current(spec, first):
+    if first.in_sync and not wait and _records_current(spec, first):
         _record(target, spec, "up", started, applied=Applied(first), desired=desired,
                 panes=None)
         return Applied(first)
@@ -133,7 +150,8 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
         await _apply(manager, current, applied, report, startup,
                      stops=records.recorded_stops(records.load_state(spec.name)))
         applied.prompt_errors = await startup.send_prompts()
-        if wait:
+        if wait:  # every agent, not only those this run started
+            startup.watch_running(a.agent_id for a in current.of_kind(Kind.KEEP))
             applied.not_ready = await startup.not_ready(wait_timeout_s)
         after = await manager.observe()
         applied.unconverged = _unconverged(desired, after, spec.name)

@@ -1,23 +1,25 @@
 """Starting agents in dependency order, waiting for readiness, sending initial prompts.
 
-An agent is created only once everything it depends on is ready. Readiness is
-watched once per started agent (one task each); dependents, initial prompts and
-`up --wait` all await the same tasks.
+An agent is created only once everything it depends on is ready, whether this run
+started it or it was already running. Readiness is watched once per agent with a
+`ready` pattern (one task each); dependents, initial prompts and `up --wait` all
+await the same tasks.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from swarm_launch.desired import DesiredAgent, dependencies, layers
 from swarm_launch.exceptions import SessionCreationError, TmuxSwarmError
 from swarm_launch.plan import Action
-from swarm_launch.readiness import log_size, wait_for_output
+from swarm_launch.readiness import latest_start, log_size, wait_for_output
 from swarm_launch.tmux_manager import AgentLaunch, TmuxSwarmManager
 
-# Without a `ready` pattern, an agent that is to get a prompt is ready at its first output.
-DEFAULT_PROMPT_WAIT_S = 30.0
+# Without a `ready` pattern, a prompt goes once the agent printed something, or once it
+# has been quiet this long (a program waiting for input may print nothing at all).
+PROMPT_QUIET_S = 3.0
 
 
 class Startup:
@@ -26,7 +28,8 @@ class Startup:
     def __init__(self, manager: TmuxSwarmManager, desired: Mapping[str, DesiredAgent]) -> None:
         self.manager = manager
         self.desired = desired
-        self.ready: dict[str, asyncio.Task[bool]] = {}
+        self.ready: dict[str, asyncio.Task[bool]] = {}  # agents with a `ready` pattern
+        self.prompt_ready: dict[str, asyncio.Task[bool]] = {}  # started ones with a prompt
         self.starts: dict[str, int] = {}
 
     async def start(self, actions: Sequence[Action]) -> dict[str, str]:
@@ -34,6 +37,8 @@ class Startup:
         pending = {a.agent_id: a for a in actions if a.desired is not None}
         deps = dependencies(self.desired)
         errors: dict[str, str] = {}
+        # Dependencies already running count once ready too, not merely for running.
+        self.watch_running({d for i in pending for d in deps[i]} - pending.keys())
         for layer in layers(self.desired):
             batch = [pending[i] for i in layer if i in pending]
             for action in batch:
@@ -44,9 +49,21 @@ class Startup:
             self._watch([a for a in ok if a.agent_id not in errors])
         return errors
 
+    def watch_running(self, agent_ids: Iterable[str]) -> None:
+        """Watch the readiness of agents this run did not start, since their latest start
+        (for dependents, and for `up --wait`, which waits for every agent)."""
+        for agent_id in agent_ids:
+            ready = self.desired[agent_id].spec.ready if agent_id in self.desired else None
+            if ready is None or agent_id in self.ready:
+                continue
+            path = self.manager.log_path(agent_id)
+            self.ready[agent_id] = asyncio.ensure_future(wait_for_output(
+                path, ready.pattern, start=latest_start(path, agent_id),
+                timeout_s=ready.timeout_s))
+
     async def send_prompts(self) -> dict[str, str]:
         """Send each started agent its initial prompt once it is ready."""
-        agents = [i for i in self.ready if self.desired[i].spec.prompt]
+        agents = list(self.prompt_ready)
         results = await asyncio.gather(*(self._prompt(i) for i in agents))
         return {i: error for i, error in zip(agents, results, strict=True) if error}
 
@@ -79,21 +96,24 @@ class Startup:
     def _watch(self, actions: Sequence[Action]) -> None:
         for action in actions:
             agent_id = action.agent_id
-            ready = self.desired[agent_id].spec.ready
-            if ready is None and not self.desired[agent_id].spec.prompt:
-                continue
-            pattern, timeout = (ready.pattern, ready.timeout_s) if ready else (
-                None, DEFAULT_PROMPT_WAIT_S)
-            self.ready[agent_id] = asyncio.ensure_future(wait_for_output(
-                self.manager.log_path(agent_id), pattern, start=self.starts[agent_id],
-                timeout_s=timeout))
+            spec, path = self.desired[agent_id].spec, self.manager.log_path(agent_id)
+            if spec.ready is not None:
+                self.ready[agent_id] = asyncio.ensure_future(wait_for_output(
+                    path, spec.ready.pattern, start=self.starts[agent_id],
+                    timeout_s=spec.ready.timeout_s))
+                if spec.prompt:
+                    self.prompt_ready[agent_id] = self.ready[agent_id]
+            elif spec.prompt:
+                self.prompt_ready[agent_id] = asyncio.ensure_future(wait_for_output(
+                    path, None, start=self.starts[agent_id], timeout_s=PROMPT_QUIET_S))
 
     async def _prompt(self, agent_id: str) -> str | None:
-        if not await self.ready[agent_id]:
+        ready = await self.prompt_ready[agent_id]
+        if not ready and self.desired[agent_id].spec.ready is not None:
             return "initial prompt not sent: the agent did not become ready"
         prompt = self.desired[agent_id].spec.prompt
         assert prompt is not None
-        try:
+        try:  # a quiet agent that exited meanwhile is refused here, by name
             await self.manager.send_to_agent(agent_id, prompt)
         except TmuxSwarmError as exc:
             return f"initial prompt not sent: {exc}"

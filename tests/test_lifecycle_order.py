@@ -63,6 +63,10 @@ after:
     assert "slow did not become ready" in result.err
     assert "still warming up" in result.err
     assert "after" in result.err and "not started: slow not ready" in result.out
+    as_json = json.loads(invoke("-L", str(server.socket_name), "up", spec, "--wait",
+                                "--replace", "slow", "--json").out)
+    assert as_json["ok"] is False and as_json["not_ready"] == ["slow"]
+    assert "still warming up" in as_json["last_output"]["slow"]
 
 
 def test_initial_prompt_arrives_once(server: Server, tmp_path: pathlib.Path) -> None:
@@ -83,3 +87,55 @@ repl:
                message="prompt received")
     assert invoke("-L", sock, "up", spec).code == 0
     assert received.read_text().splitlines() == ["hello agent"]
+
+
+def test_a_running_dependency_must_be_ready_too(server: Server, tmp_path: pathlib.Path) -> None:
+    sock = str(server.socket_name)
+    spec = write_spec(tmp_path / "s.yaml", """\
+db:
+  command: sh -c 'echo booting; sleep 600'
+  ready: {pattern: 'never printed', timeout_s: 1}
+app:
+  command: sleep 600
+  depends_on: [db]
+""")
+    first = invoke("-L", sock, "up", spec)
+    assert first.code == 1 and "not started: db not ready" in first.out
+    second = invoke("-L", sock, "up", spec)  # db kept, still not ready: app still waits
+    assert second.code == 1 and "not started: db not ready" in second.out
+    agents = json.loads(invoke("-L", sock, "status", spec, "--json").out)["agents"]
+    assert {a["id"]: a["sync"] for a in agents} == {"db": "in-sync", "app": "missing"}
+    wait = invoke("-L", sock, "up", spec, "--no-prune", "--wait", "--json")
+    assert json.loads(wait.out)["not_ready"] == ["db"]
+
+
+def test_a_kept_dependency_that_is_ready_lets_its_dependent_start(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    sock = str(server.socket_name)
+    body = """\
+db:
+  command: sh -c 'echo db ready; sleep 600'
+  ready: {pattern: 'db ready', timeout_s: 20}
+"""
+    spec = write_spec(tmp_path / "s.yaml", body)
+    assert invoke("-L", sock, "up", spec, "--wait").code == 0
+    write_spec(tmp_path / "s.yaml", body + "app:\n  command: sleep 600\n  depends_on: [db]\n")
+    result = invoke("-L", sock, "up", spec, "--wait")
+    assert result.code == 0, result.out + result.err
+    assert "0 created" not in result.out and "1 unchanged" in result.out
+
+
+def test_a_quiet_agent_without_a_pattern_still_gets_its_prompt(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    received = tmp_path / "received"
+    spec = write_spec(tmp_path / "s.yaml", f"""\
+quiet:
+  command: sh -c 'cat > {received}'
+  prompt: hello quiet one
+""")
+    result = invoke("-L", str(server.socket_name), "up", spec)
+    assert result.code == 0, result.err
+    wait_until(lambda: received.exists() and "hello quiet one" in received.read_text(),
+               message="the prompt to arrive")

@@ -400,3 +400,22 @@ def test_follow_many_interleaves_agents_and_picks_up_late_logs(tmp_path: pathlib
             await stream.aclose()
 
     run(body)
+
+
+def test_latest_start_is_the_last_start_marker_of_that_agent(tmp_path: pathlib.Path) -> None:
+    from swarm_launch.logpipe import MARKER_PREFIX
+    from swarm_launch.readiness import latest_start
+
+    log = tmp_path / "a.log"
+    first = f"{MARKER_PREFIX}agent a started 2026-01-01T00:00:00Z (pane %1) ---\n"
+    second = f"{MARKER_PREFIX}agent a started 2026-01-02T00:00:00Z (pane %2) ---\n"
+    other = f"{MARKER_PREFIX}agent ab started 2026-01-03T00:00:00Z (pane %3) ---\n"
+    log.write_text(first + "old run\n" + second + "new run\n" + other + "x\n")
+    assert latest_start(str(log), "a") == len(first + "old run\n")
+    assert latest_start(str(log), "a", max_scan=len(second + "new run\n" + other + "x\n")) \
+        == len(first + "old run\n")
+    log.write_text(first + "only run\n")
+    assert latest_start(str(log), "a") == 0
+    log.write_text("rotated: no marker left\n")
+    assert latest_start(str(log), "a") == 0
+    assert latest_start(str(tmp_path / "none.log"), "a") == 0

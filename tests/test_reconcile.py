@@ -128,9 +128,13 @@ def test_a_missing_workdir_fails_only_its_agent(
     assert result.code == 1
     assert set(agents_of(server)) == {"a", "b"}
     assert f"workdir {missing} is not a directory" in result.out + result.err
+    assert "2 created, 0 replaced, 0 removed, 0 unchanged, 1 failed" in result.out
     runs = (pathlib.Path(os.environ["AI_SWARM_DIR"]) / NAME / "runs.jsonl").read_text()
     outcomes = {o["agent"]: o["result"] for o in json.loads(runs.splitlines()[-1])["actions"]}
     assert outcomes["a"] == outcomes["b"] == "ok" and outcomes["c"] != "ok"
+    document = json.loads(invoke("-L", str(server.socket_name), "up", path, "--json").out)
+    assert document["summary"] == {"create": 0, "replace": 0, "remove": 0, "keep": 2,
+                                   "failed": 1}
 
 
 def test_a_replacement_whose_workdir_is_missing_keeps_the_running_agent(

@@ -13,7 +13,7 @@ from swarm_launch.cli import Globals
 from swarm_launch.commands import plan as plan_command
 from swarm_launch.commands._common import load, run_async
 from swarm_launch.model import SwarmSpec
-from swarm_launch.plan import Action
+from swarm_launch.plan import Action, Kind
 
 
 def run(globals_: Globals, *, spec: str, no_prune: bool, dry_run: bool, as_json: bool,
@@ -29,9 +29,10 @@ def run(globals_: Globals, *, spec: str, no_prune: bool, dry_run: bool, as_json:
                                               wait_timeout_s=timeout, report=report,
                                               replace=replace))
     if as_json:
-        render.echo_json(_document(swarm.name, target.session, applied))
+        render.echo_json(_document(swarm.name, target.session, applied,
+                                   reconcile.manager_for(target).log_path))
         return 0 if applied.ok else 1
-    click.echo(applied.plan.summary())
+    click.echo(applied.summary())
     if not applied.plan.in_sync:
         _note_renamed(swarm)
     return _verdict(applied, reconcile.manager_for(target).log_path)
@@ -88,14 +89,24 @@ def _last_lines(log_path: Callable[[str], str], agent_id: str, count: int = 10) 
     return lines[starts[-1] + 1:] if starts else lines
 
 
-def _document(name: str, session: str, applied: reconcile.Applied) -> dict[str, object]:
+def _document(name: str, session: str, applied: reconcile.Applied,
+              log_path: Callable[[str], str]) -> dict[str, object]:
     document = render.plan_document(name, session, applied.plan)
     errors = {a.agent_id: e for a, e in applied.outcomes}
     document["actions"] = [render.action_document(a, errors.get(a.agent_id), with_result=a.changes)
                            for a in applied.plan.actions]
+    counts = applied.counts()
+    document["summary"] = {"create": counts[Kind.CREATE], "replace": counts[Kind.REPLACE],
+                           "remove": counts[Kind.REMOVE], "keep": counts[Kind.KEEP],
+                           "failed": sum(1 for _, error in applied.outcomes if error)}
     document["ok"] = applied.ok
     document["unconverged"] = applied.unconverged
     document["exited"] = applied.exited
+    document["not_ready"] = applied.not_ready
+    document["prompt_errors"] = applied.prompt_errors
+    # What the text output prints on stderr for them: the end of their output.
+    document["last_output"] = {agent_id: _last_lines(log_path, agent_id)
+                               for agent_id in [*applied.exited, *applied.not_ready]}
     return document
 
 
@@ -132,7 +143,7 @@ def _watch(globals_: Globals, spec: str, *, prune: bool, replace: tuple[str, ...
             click.echo(f"error: {exc}", err=True)
             return
         forced.clear()
-        click.echo(f"{time.strftime('%H:%M:%S')} {applied.plan.summary()}", color=None)
+        click.echo(f"{time.strftime('%H:%M:%S')} {applied.summary()}", color=None)
         _verdict(applied, reconcile.manager_for(target).log_path)
 
     apply()
