@@ -10,13 +10,35 @@ literal text, not interpolated again. Messages name variables, never their value
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _TOKEN = re.compile(
     rf"\$\$|\$\{{(?P<name>{NAME})(?:(?P<op>:-|:\?)(?P<arg>[^}}]*))?\}}"
     rf"|\$(?P<bare>{NAME})|\$\{{(?P<bad>[^}}]*)\}}?"
 )
+
+
+# What an unset variable reads as in an `Unchecked` environment.
+UNSET = "\x01unset\x01"  # no NUL: it may reach a path (realpath refuses NUL)
+
+
+class Unchecked(Mapping[str, str]):
+    """The environment for commands about a running swarm (`status`, `down`, `logs`...):
+    they need its agents and settings, not env values, so an unset variable reads as
+    UNSET instead of failing (a secret exported only where `up` runs)."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def __getitem__(self, name: str) -> str:
+        return self._environ.get(name, UNSET)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._environ)
+
+    def __len__(self) -> int:
+        return len(self._environ)
 
 
 class InterpolationError(ValueError):
@@ -48,6 +70,8 @@ def _replace(match: re.Match[str], environ: Mapping[str, str]) -> str:
 
 def _resolve(name: str, op: str | None, arg: str | None, environ: Mapping[str, str]) -> str:
     value = environ.get(name)
+    if value == UNSET:
+        return (arg or "") if op == ":-" else UNSET
     if op == ":-":
         return value if value else (arg or "")
     if op == ":?" and not value:

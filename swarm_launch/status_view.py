@@ -57,9 +57,15 @@ def _row(agent_id: str, pane: PaneState | None, config_hash: str | None,
     )
 
 
+# The desired hash when it cannot be known: the spec's `${VAR}`s are not all set here.
+UNKNOWN_HASH = "?"
+
+
 def _sync(pane: PaneState, config_hash: str | None) -> str:
     if config_hash is None:
         return "orphan"
+    if config_hash == UNKNOWN_HASH:
+        return "unknown"
     return "in-sync" if pane.config_hash == config_hash else "drifted"
 
 

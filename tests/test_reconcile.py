@@ -374,6 +374,35 @@ def test_status_follows_records_only_to_a_server_running_the_swarm(
     assert "1 removed" in invoke("down", path).out
 
 
+def test_commands_about_a_running_swarm_need_no_secret_in_the_environment(
+    server: Server, spec: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key exported only in the terminal that ran `up`: the others still work."""
+    sock = str(server.socket_name)
+    path = write(spec, "k:\n  command: sh -c 'echo started; exec cat'\n"
+                       "  env: {KEY: '${SWARM_TEST_KEY}', OTHER: '${SWARM_TEST_UNSET:-x}'}\n")
+    monkeypatch.setenv("SWARM_TEST_KEY", "sk-not-here")
+    up(server, path)
+    monkeypatch.delenv("SWARM_TEST_KEY")
+    assert "SWARM_TEST_KEY} is not set" in invoke("-L", sock, "plan", path).err  # needs it
+    status = invoke("-L", sock, "status", path, "--json")
+    assert status.code == 0, status.err
+    assert json.loads(status.out)["agents"][0]["sync"] == "unknown"
+    assert invoke("-L", sock, "send", path, "k", "ping").code == 0
+    wait_until(lambda: "ping" in invoke("-L", sock, "logs", path, "k").out, message="logs")
+    assert "1 removed" in invoke("-L", sock, "down", path).out
+
+
+def test_logs_of_an_agent_no_longer_in_the_spec(server: Server, spec: pathlib.Path) -> None:
+    sock = str(server.socket_name)
+    loud_a = "command: sh -c 'echo from-a; sleep 600'\nb:"
+    up(server, write(spec, TWO.replace("command: sleep 600\nb:", loud_a)))
+    wait_until(lambda: "from-a" in invoke("-L", sock, "logs", str(spec), "a").out)
+    up(server, write(spec, "b:\n  command: sleep 600\n  env: {ROLE: one}\n"))  # a pruned
+    assert "from-a" in invoke("-L", sock, "logs", str(spec), "a").out
+    assert "no agent 'zz'" in invoke("-L", sock, "logs", str(spec), "zz").err
+
+
 def test_replicas_three_to_one_removes_two(server: Server, spec: pathlib.Path) -> None:
     up(server, write(spec, "w:\n  command: sleep 600\n  replicas: 3\n"))
     before = agents_of(server)

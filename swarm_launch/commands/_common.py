@@ -24,12 +24,18 @@ T = TypeVar("T")
 VALID_SPECS_DIR = ".valid-specs"
 
 
-def load(globals_: Globals, spec_path: str) -> tuple[SwarmSpec, SwarmTarget]:
-    """Load and validate a spec; its tmux server is the spec's unless -L/-S say otherwise."""
+def load(globals_: Globals, spec_path: str, *,
+         need_env: bool = True) -> tuple[SwarmSpec, SwarmTarget]:
+    """Load and validate a spec; its tmux server is the spec's unless -L/-S say otherwise.
+
+    Without `need_env` (commands about the running swarm), an unset `${VAR}` is no error:
+    its value reads as `interpolate.UNSET`."""
+    from swarm_launch.interpolate import Unchecked
     from swarm_launch.spec import load_spec
 
-    spec = load_spec(spec_path, valid_cache=store.ensure_private_dir(
-        os.path.join(store.data_dir(), VALID_SPECS_DIR)))
+    spec = load_spec(spec_path, None if need_env else Unchecked(os.environ),
+                     valid_cache=store.ensure_private_dir(
+                         os.path.join(store.data_dir(), VALID_SPECS_DIR)))
     socket_name, socket_path = spec.tmux.socket_name, spec.tmux.socket_path
     if globals_.socket_name or globals_.socket_path:
         socket_name, socket_path = globals_.socket_name, globals_.socket_path
@@ -57,7 +63,7 @@ def spec_or_name(globals_: Globals, spec_path: str | None,
     if bool(spec_path) == bool(name):
         raise UserError("give a spec file or --name NAME (one of them)")
     if spec_path:
-        return load(globals_, spec_path)
+        return load(globals_, spec_path, need_env=False)
     assert name is not None
     return None, by_name(globals_, name)
 

@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import click
 
@@ -34,12 +34,13 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 
 def run(globals_: Globals, *, spec: str, agents: Sequence[str], follow: bool,
         tail: int | None, since: str | None, raw: bool) -> int:
+    from swarm_launch.interpolate import Unchecked
     from swarm_launch.spec import load_spec
 
-    swarm = load_spec(spec)
-    selected = select_agents(swarm, agents)
-    since_epoch = None if since is None else parse_since(since, now=time.time())
+    swarm = load_spec(spec, Unchecked(os.environ))  # names and ids only: no env needed
     logs_dir = os.path.join(data_dir(), swarm.name, "logs")
+    selected = select_agents(swarm, agents, logged=_logged(logs_dir))
+    since_epoch = None if since is None else parse_since(since, now=time.time())
     paths = {agent: os.path.join(logs_dir, f"{agent}.log") for agent in selected}
     # Followers first: what they start after is exactly where the printed history ends.
     followers = {agent: logfiles.LogFollower(path) for agent, path in paths.items()} if follow \
@@ -62,14 +63,25 @@ def run(globals_: Globals, *, spec: str, agents: Sequence[str], follow: bool,
     return 0
 
 
-def select_agents(swarm: SwarmSpec, requested: Sequence[str]) -> list[str]:
-    """Agent ids to show, in spec order unless named; a replicated id selects its replicas."""
+def _logged(logs_dir: str) -> set[str]:
+    """Agents with a log, the spec's or not (removed from it, or kept by --no-prune)."""
+    try:
+        return {name[:-4] for name in os.listdir(logs_dir) if name.endswith(".log")}
+    except OSError:
+        return set()
+
+
+def select_agents(swarm: SwarmSpec, requested: Sequence[str], *,
+                  logged: Collection[str] = ()) -> list[str]:
+    """Agent ids to show, in spec order unless named; a replicated id selects its replicas;
+    an agent no longer in the spec can be named while its log is kept (`logged`)."""
     expanded = {name: [agent_id for agent_id, _ in replica_ids(agent)]
                 for name, agent in swarm.agents.items()}
     every = [agent_id for ids in expanded.values() for agent_id in ids]
     if not requested:
         return every
-    unknown = [name for name in requested if name not in expanded and name not in every]
+    unknown = [name for name in requested
+               if name not in expanded and name not in every and name not in logged]
     if unknown:
         known = ", ".join(_describe(name, ids) for name, ids in expanded.items())
         raise UserError(f"no agent {', '.join(map(repr, unknown))} in swarm {swarm.name}; "

@@ -10,7 +10,8 @@ import click
 from swarm_launch import reconcile, records, render, status_view
 from swarm_launch.cli import Globals
 from swarm_launch.commands._common import require_known, running_swarm
-from swarm_launch.desired import expand
+from swarm_launch.desired import DesiredAgent, expand
+from swarm_launch.interpolate import UNSET
 
 _COLOURS = {"running": "green", "failed": "red", "stopped": "yellow", "pending": "cyan"}
 
@@ -18,7 +19,8 @@ _COLOURS = {"running": "green", "failed": "red", "stopped": "yellow", "pending":
 def run(globals_: Globals, *, spec: str | None, name: str | None, as_json: bool) -> int:
     swarm, target = running_swarm(globals_, spec, name)
     if swarm is not None:
-        wanted = {i: d.config_hash for i, d in expand(swarm).items()}
+        wanted = {i: status_view.UNKNOWN_HASH if _env_unknown(d) else d.config_hash
+                  for i, d in expand(swarm).items()}
     else:
         agents = records.load_state(target.name).get("agents", {})
         wanted = {i: str(a.get("config_hash", "")) for i, a in agents.items()}
@@ -62,3 +64,8 @@ def _restarts(row: status_view.AgentRow, now: float) -> str:
     if row.next_restart_at is None:
         return str(row.restarts)
     return f"{row.restarts} (next in {status_view.duration(max(0.0, row.next_restart_at - now))})"
+
+
+def _env_unknown(agent: DesiredAgent) -> bool:
+    """Whether the agent's config depends on a `${VAR}` not set where status runs."""
+    return UNSET in agent.workdir or any(UNSET in value for value in agent.env.values())
