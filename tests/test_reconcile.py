@@ -332,6 +332,8 @@ def test_down_on_a_server_without_the_swarm_says_where_it_runs_and_records_nothi
         assert (f"0 removed here; swarm {NAME} still runs on tmux server -L "
                 f"{server.socket_name} (1 agent)" in result.out)
     assert "still runs on" in invoke("-L", other, "up", path).err  # records still say where
+    status = invoke("-L", other, "status", path).out
+    assert f"it runs on tmux server -L {server.socket_name} (1 agent)" in status
     assert set(agents_of(server)) == {"a"}
 
 

@@ -12,6 +12,7 @@ from swarm_launch.cli import Globals
 from swarm_launch.commands._common import require_known, running_swarm
 from swarm_launch.desired import DesiredAgent, expand
 from swarm_launch.interpolate import UNSET
+from swarm_launch.tmux_manager import TmuxSwarmManager
 
 _COLOURS = {"running": "green", "failed": "red", "stopped": "yellow", "pending": "cyan"}
 
@@ -37,7 +38,7 @@ def run(globals_: Globals, *, spec: str | None, name: str | None, as_json: bool)
         _table(rows, now)
         if not panes:
             click.echo(f"swarm {target.name} is not running: no tmux session {target.session} "
-                       f"on {manager.socket_label()}; `swarm-launch up` starts it")
+                       f"on {manager.socket_label()}; {_where_instead(manager, target.name)}")
     return 0
 
 
@@ -69,3 +70,13 @@ def _restarts(row: status_view.AgentRow, now: float) -> str:
 def _env_unknown(agent: DesiredAgent) -> bool:
     """Whether the agent's config depends on a `${VAR}` not set where status runs."""
     return UNSET in agent.workdir or any(UNSET in value for value in agent.env.values())
+
+
+def _where_instead(manager: TmuxSwarmManager, name: str) -> str:
+    """`up starts it`, unless the swarm runs on another server (where `up` is refused)."""
+    elsewhere = asyncio.run(reconcile.running_elsewhere(manager, name))
+    if elsewhere is None:
+        return "`swarm-launch up` starts it"
+    server, count = elsewhere
+    return (f"it runs on {reconcile.elsewhere_words(server, count)}, where it was last "
+            f"applied (`swarm-launch {server.flag()}status --name {name}`)")
