@@ -43,10 +43,8 @@ class Applied:
     def counts(self) -> dict[Kind, int]:
         """Actions done per kind (a failed one counts only as failed), and the failures."""
         failed = {a.agent_id for a, error in self.outcomes if error}
-        counts = {kind: sum(1 for a in self.plan.of_kind(kind) if a.agent_id not in failed)
-                  for kind in Kind}
-        counts[Kind.KEEP] = len(self.plan.of_kind(Kind.KEEP))
-        return counts
+        return {kind: sum(1 for a in self.plan.of_kind(kind) if a.agent_id not in failed)
+                for kind in Kind}
 
     def summary(self) -> str:
         """`3 created, 1 replaced, 1 removed, 4 unchanged`, then `, 1 failed` if any did."""

@@ -15,7 +15,6 @@ from swarm_launch.exceptions import UserError
 from swarm_launch.model import ID_PATTERN, SwarmSpec
 from swarm_launch.observed import PaneState
 from swarm_launch.records import SwarmTarget
-from swarm_launch.sockets import same_socket
 
 T = TypeVar("T")
 
@@ -75,25 +74,19 @@ def running_swarm(globals_: Globals, spec_path: str | None,
     another (one query more, only when the two differ)."""
     import dataclasses
 
-    from swarm_launch.exceptions import TmuxSwarmError
-    from swarm_launch.observed import owned_by
-    from swarm_launch.reconcile import manager_for
+    from swarm_launch.reconcile import manager_for, running_elsewhere
 
     swarm, target = spec_or_name(globals_, spec_path, name)
-    recorded = records.recorded_server(target.name)
-    if (swarm is None or globals_.socket_name or globals_.socket_path or recorded is None
-            or same_socket(recorded.socket, target.socket())):
+    if swarm is None or globals_.socket_name or globals_.socket_path:
         return swarm, target
+    elsewhere = run_async(lambda: running_elsewhere(manager_for(target), target.name))
+    if elsewhere is None:
+        return swarm, target
+    recorded = elsewhere[0]
     socket_name, socket_path = recorded.options()
-    there = dataclasses.replace(target, socket_name=socket_name, socket_path=socket_path)
-    try:
-        if not owned_by(run_async(manager_for(there).observe), target.name):
-            return swarm, target  # not (or no longer) there: the spec's server
-    except TmuxSwarmError:
-        return swarm, target
     click.echo(f"note: swarm {target.name} runs on {recorded.words()}, where it was last "
                "applied: acting there (-L/-S to choose)", err=True)
-    return swarm, there
+    return swarm, dataclasses.replace(target, socket_name=socket_name, socket_path=socket_path)
 
 
 def require_known(target: SwarmTarget, panes: Sequence[PaneState], socket_label: str) -> None:
