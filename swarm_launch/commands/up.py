@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import time
 from collections.abc import Callable
 
@@ -146,6 +147,12 @@ def _watch(globals_: Globals, spec: str, *, prune: bool, replace: tuple[str, ...
         click.echo(f"{time.strftime('%H:%M:%S')} {applied.summary()}", color=None)
         _verdict(applied, reconcile.manager_for(target).log_path)
 
+    # Ctrl-C must always stop watching. Under asyncio.run's own SIGINT handling, Ctrl-C
+    # cancels the running apply, and Python 3.11's wait_for can swallow that cancellation
+    # when its awaitable finishes at the same moment (CPython gh-86296): the apply then
+    # completes, the interrupt is lost, and the watch never ends. A handler that is not
+    # the default one is left in place by asyncio.run, and raises at once.
+    signal.signal(signal.SIGINT, _interrupt)
     apply()
     click.echo(f"watching {spec} for changes (Ctrl-C to stop watching; the swarm keeps running)")
     try:
@@ -153,3 +160,7 @@ def _watch(globals_: Globals, spec: str, *, prune: bool, replace: tuple[str, ...
     except KeyboardInterrupt:
         click.echo("stopped watching; the swarm keeps running")
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
