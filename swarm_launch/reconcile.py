@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
+from typing import Any
 
 from swarm_launch import records, store
 from swarm_launch.desired import DesiredAgent, expand
@@ -40,15 +41,19 @@ class Applied:
     # `down` on a server without the swarm: where it still runs, and its agent count there
     elsewhere: tuple[records.RecordedServer, int] | None = None
 
+    @property
+    def failed(self) -> int:
+        return sum(1 for _, error in self.outcomes if error)
+
     def counts(self) -> dict[Kind, int]:
-        """Actions done per kind (a failed one counts only as failed), and the failures."""
+        """Actions done per kind: a failed one counts only in `failed`."""
         failed = {a.agent_id for a, error in self.outcomes if error}
         return {kind: sum(1 for a in self.plan.of_kind(kind) if a.agent_id not in failed)
                 for kind in Kind}
 
     def summary(self) -> str:
         """`3 created, 1 replaced, 1 removed, 4 unchanged`, then `, 1 failed` if any did."""
-        failed = sum(1 for _, error in self.outcomes if error)
+        failed = self.failed
         done = self.counts()
         words = (("created", Kind.CREATE), ("replaced", Kind.REPLACE),
                  ("removed", Kind.REMOVE), ("unchanged", Kind.KEEP))
@@ -68,25 +73,28 @@ def manager_for(target: SwarmTarget) -> TmuxSwarmManager:
 
 async def compute_plan(manager: TmuxSwarmManager, spec: SwarmSpec, *, prune: bool,
                        desired: dict[str, DesiredAgent] | None = None,
-                       replace: Collection[str] = ()) -> Plan:
+                       replace: Collection[str] = (),
+                       state: Mapping[str, Any] | None = None) -> Plan:
     """Observe once, then plan; `desired` saves re-expanding a spec already expanded.
 
     `replace`: agent ids or spec entries to replace even when in sync (`--replace`);
-    a name not in the spec is a UserError raised before tmux is asked anything."""
+    a name not in the spec is a UserError raised before tmux is asked anything.
+    `state`: the swarm's state.json, when the caller has already read it."""
     desired = expand(spec) if desired is None else desired
     forced = replacement_ids(spec, desired, replace)
     panes = await manager.observe()
-    state = records.load_state(spec.name)
+    state = records.load_state(spec.name) if state is None else state
     return plan(desired, panes, cluster=spec.name, prune=prune,
                 recorded=records.recorded_field_hashes(state), now=time.time(), replace=forced)
 
 
-async def running_elsewhere(manager: TmuxSwarmManager,
-                            name: str) -> tuple[records.RecordedServer, int] | None:
+async def running_elsewhere(manager: TmuxSwarmManager, name: str,
+                            state: Mapping[str, Any] | None = None,
+                            ) -> tuple[records.RecordedServer, int] | None:
     """The server the swarm was last applied on and its agent count there, when that is
     another server than `manager`'s and runs some; a query only when the servers differ.
     A recorded server we cannot talk to (gone, another tmux) holds nothing we could stop."""
-    recorded = records.recorded_server(name)
+    recorded = records.recorded_server(name, state)
     if recorded is None or same_socket(recorded.socket, manager.socket_label()):
         return None
     socket_name, socket_path = recorded.options()
@@ -98,11 +106,12 @@ async def running_elsewhere(manager: TmuxSwarmManager,
     return (recorded, count) if count else None
 
 
-async def refuse_if_running_elsewhere(manager: TmuxSwarmManager, name: str) -> None:
+async def refuse_if_running_elsewhere(manager: TmuxSwarmManager, name: str,
+                                      state: Mapping[str, Any] | None = None) -> None:
     """A swarm is one thing, recorded under its name: `up` on another server while it still
     runs where it was last applied would start a second one and leave the first invisible
     to `ls`, `status` and `down`."""
-    elsewhere = await running_elsewhere(manager, name)
+    elsewhere = await running_elsewhere(manager, name, state)
     if elsewhere:
         raise UserError(f"swarm {name!r} still runs on {elsewhere_words(*elsewhere)}, "
                         "where it was last applied; stop it there first "
@@ -140,13 +149,14 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
                 panes=None)
         return Applied(first)
     with store.locked(records.swarm_dir(spec.name), what=f"swarm {spec.name!r}"):
-        await refuse_if_running_elsewhere(manager, spec.name)
+        state = records.load_state(spec.name)  # read once under the lock, used thrice
+        await refuse_if_running_elsewhere(manager, spec.name, state)
         current = await compute_plan(manager, spec, prune=prune, desired=desired,
-                                     replace=replace)
+                                     replace=replace, state=state)
         applied = Applied(current)
         startup = Startup(manager, desired)
         await _apply(manager, current, applied, report, startup,
-                     stops=records.recorded_stops(records.load_state(spec.name)))
+                     stops=records.recorded_stops(state))
         applied.prompt_errors = await startup.send_prompts()
         if wait:  # every agent, not only those this run started
             startup.watch_running(a.agent_id for a in current.of_kind(Kind.KEEP))

@@ -75,10 +75,10 @@ class RecordedServer:
         return f"-S {shlex.quote(path)} " if path else (f"-L {shlex.quote(name)} " if name else "")
 
 
-def recorded_server(name: str) -> RecordedServer | None:
-    """Where the swarm was last applied (None: no records). Records written before the
-    resolved socket was kept are resolved now."""
-    tmux = load_state(name).get("tmux")
+def recorded_server(name: str, state: Mapping[str, Any] | None = None) -> RecordedServer | None:
+    """Where the swarm was last applied (None: no records), from `state` when the caller
+    has loaded it. Records written before the resolved socket was kept are resolved now."""
+    tmux = (load_state(name) if state is None else state).get("tmux")
     if not isinstance(tmux, dict):
         return None
     socket_name, socket_path = tmux.get("socket_name"), tmux.get("socket_path")

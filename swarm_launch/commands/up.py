@@ -99,7 +99,7 @@ def _document(name: str, session: str, applied: reconcile.Applied,
     counts = applied.counts()
     document["summary"] = {"create": counts[Kind.CREATE], "replace": counts[Kind.REPLACE],
                            "remove": counts[Kind.REMOVE], "keep": counts[Kind.KEEP],
-                           "failed": sum(1 for _, error in applied.outcomes if error)}
+                           "failed": applied.failed}
     document["ok"] = applied.ok
     document["unconverged"] = applied.unconverged
     document["exited"] = applied.exited
