@@ -1,8 +1,10 @@
 """The per-agent log writer: tmux `pipe-pane -O` feeds it every byte an agent writes.
 
-Two programs do this job, byte for byte alike: `logpipe.pl` (Perl, used when a `perl`
-is found: it starts in ~2 ms, which matters at one process per agent) and this one
-(Python, ~16 ms), used without Perl or with SWARM_LAUNCH_LOG_WRITER=python.
+Three programs do this job, byte for byte alike, because a swarm starts one per agent and
+their start-up is most of what an agent costs `up`: `logpipe.c` (~0.3 ms to start),
+compiled on first use when a C compiler is found (`native_writer`); else `logpipe.pl`
+(Perl, ~2 ms) when a `perl` is found; else this one (Python, ~16 ms).
+SWARM_LAUNCH_LOG_WRITER=perl or =python forces one.
 
 It appends each chunk straight to the log (no buffering beyond one read), marks
 every start with a line, rotates by renaming, and keeps a per-second time index
@@ -267,12 +269,22 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-WRITER_ENV = "SWARM_LAUNCH_LOG_WRITER"  # "python" forces this file; anything else: auto
-PERL_WRITER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "logpipe.pl")
+WRITER_ENV = "SWARM_LAUNCH_LOG_WRITER"  # "perl" or "python" forces one; anything else: auto
+CACHE_ENV = "SWARM_LAUNCH_CACHE_DIR"  # where the C writer is built; default AI_SWARM_DIR/.bin
+_HERE = os.path.dirname(os.path.abspath(__file__))
+PERL_WRITER = os.path.join(_HERE, "logpipe.pl")
+C_WRITER = os.path.join(_HERE, "logpipe.c")
 
 
-def writer_argv(choice: str | None = None, search_path: str | None = None) -> list[str]:
-    """The writer program by absolute paths: Perl's if a `perl` is on PATH, else Python's.
+def writer_cache(data_dir: str) -> str:
+    """Where `up` builds the C writer: $SWARM_LAUNCH_CACHE_DIR, else AI_SWARM_DIR/.bin."""
+    return os.environ.get(CACHE_ENV) or os.path.join(data_dir, ".bin")
+
+
+def writer_argv(choice: str | None = None, search_path: str | None = None, *,
+                cache_dir: str | None = None) -> list[str]:
+    """The writer program by absolute paths: the C one if it is (or can be) built in
+    `cache_dir`, else Perl's if a `perl` is on PATH, else Python's.
 
     Absolute, so it runs whatever the tmux server's PATH and current directory are;
     Python under `-I -S`: no PYTHONPATH, no user site, no site import.
@@ -280,10 +292,115 @@ def writer_argv(choice: str | None = None, search_path: str | None = None) -> li
     import shutil
 
     choice = os.environ.get(WRITER_ENV, "auto") if choice is None else choice
+    if choice not in ("perl", "python") and cache_dir is not None:
+        native = native_writer(cache_dir, search_path)
+        if native:
+            return [native]
     perl = shutil.which("perl", path=search_path) if choice != "python" else None
     if perl and os.path.isfile(PERL_WRITER):
         return [os.path.abspath(perl), PERL_WRITER]
     return [os.path.abspath(sys.executable), "-I", "-S", os.path.abspath(__file__)]
+
+
+def native_writer(cache_dir: str, search_path: str | None = None) -> str | None:
+    """The C writer built for this machine and this `logpipe.c`, building it on first use.
+
+    It lives in `cache_dir` (made 0700, refused if unsafe: it holds a program we run) as
+    `logpipe-<hash of the source and platform>`. None without a C compiler ($CC, else cc),
+    or when the build failed: then `<binary>.failed` says why, and no later `up` tries
+    again until logpipe.c changes or that file is removed.
+    """
+    import hashlib
+
+    from swarm_launch import store
+    from swarm_launch.exceptions import StoreError
+
+    try:
+        with open(C_WRITER, "rb") as handle:
+            source = handle.read()
+        cache_dir = store.ensure_private_dir(cache_dir)
+    except (OSError, StoreError):
+        return None
+    key = hashlib.sha256(source + " ".join(os.uname()).encode()).hexdigest()[:16]
+    binary = os.path.join(cache_dir, f"logpipe-{key}")
+    if _is_our_program(binary):
+        return binary
+    if os.path.lexists(binary + ".failed"):
+        return None
+    return _build(binary, search_path)
+
+
+def _is_our_program(path: str) -> bool:
+    import stat
+
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return (stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid()
+            and info.st_mode & 0o100 != 0 and info.st_mode & 0o022 == 0)
+
+
+def _build(binary: str, search_path: str | None) -> str | None:
+    """Compile to a temporary name, check the program writes a log, then rename it in
+    place: a concurrent `up` sees the finished program or none."""
+    import shlex
+    import shutil
+    import subprocess
+
+    compiler = shlex.split(os.environ.get("CC") or "cc")
+    found = shutil.which(compiler[0], path=search_path) if compiler else None
+    if not found:
+        return None
+    compiler[0] = found
+    partial = f"{binary}.{os.getpid()}.tmp"
+    try:
+        built = subprocess.run([*compiler, "-O2", "-o", partial, C_WRITER],
+                               capture_output=True, timeout=120, check=False)
+        if built.returncode:
+            problem = built.stderr.decode(errors="replace").strip() or f"exit {built.returncode}"
+        else:
+            problem = _smoke_test(partial)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        problem = str(exc)
+    if problem:
+        _quietly(os.unlink, partial)
+        _note_failure(binary, problem)
+        return None
+    os.chmod(partial, 0o700)
+    os.replace(partial, binary)
+    return binary
+
+
+def _smoke_test(program: str) -> str:
+    """'' if `program` writes its start marker and its input to a log; else what it did."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        log = os.path.join(scratch, "check.log")
+        ran = subprocess.run([program, log, "--agent", "check", "--pane", "%0"],
+                             input=b"ok\n", capture_output=True, timeout=30, check=False)
+        try:
+            with open(log, "rb") as handle:
+                written = handle.read()
+        except OSError as exc:
+            written = str(exc).encode()
+    if ran.returncode == 0 and written.endswith(b" ---\nok\n"):
+        return ""
+    return f"the built writer failed its check (exit {ran.returncode}): {written[-200:]!r}"
+
+
+def _note_failure(binary: str, problem: str) -> None:
+    import contextlib
+    import tempfile
+
+    with contextlib.suppress(OSError):
+        fd, partial = tempfile.mkstemp(dir=os.path.dirname(binary))
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(f"building {C_WRITER} failed; the Perl or Python writer serves "
+                         f"instead. Remove this file to try again.\n{problem}\n")
+        os.replace(partial, binary + ".failed")
 
 
 def pipe_command(log_path: str, settings: LogSettings, *, agent_id: str,

@@ -463,7 +463,7 @@ class TmuxSwarmManager:
         lines = [] if panes else [self._session_line()]
         now = time.time()
         hook = supervise.hook_command(find_tmux())
-        writer = logpipe.writer_argv()
+        writer = logpipe.writer_argv(cache_dir=logpipe.writer_cache(self.data_dir))
         for offset, launch in enumerate(launches):
             log_path = self.log_path(launch.agent_id)
             log_command = logpipe.pipe_command(log_path, launch.logs, agent_id=launch.agent_id,

@@ -15,9 +15,16 @@ from collections.abc import Iterator
 import pytest
 
 
+@pytest.fixture(scope="session")
+def writer_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Where `up` builds the C log writer: one directory per test session (per xdist
+    worker), so the writer is compiled once, not in every test's AI_SWARM_DIR."""
+    return str(tmp_path_factory.mktemp("writer-cache"))
+
+
 @pytest.fixture(autouse=True)
 def isolated_environment(
-    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, writer_cache: str
 ) -> Iterator[pathlib.Path]:
     """A private AI_SWARM_DIR, HOME and TMUX_TMPDIR for each test; no inherited $TMUX."""
     swarm_dir = tmp_path / "ai_swarm"
@@ -28,6 +35,7 @@ def isolated_environment(
     monkeypatch.setenv("AI_SWARM_DIR", str(swarm_dir))
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("TMUX_TMPDIR", tmux_tmpdir)
+    monkeypatch.setenv("SWARM_LAUNCH_CACHE_DIR", writer_cache)
     monkeypatch.setenv("SHELL", "/bin/sh")
     monkeypatch.delenv("TMUX", raising=False)
     monkeypatch.delenv("TMUX_PANE", raising=False)

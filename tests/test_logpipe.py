@@ -28,18 +28,36 @@ STAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 PYTHON_WRITER = logpipe.writer_argv("python")
 PERL = shutil.which("perl")
+CC = shutil.which("cc")
 WRITERS = [
-    pytest.param(PYTHON_WRITER, id="python"),
-    pytest.param([PERL or "perl", logpipe.PERL_WRITER], id="perl",
+    pytest.param("python", id="python"),
+    pytest.param("perl", id="perl",
                  marks=pytest.mark.skipif(PERL is None, reason="no perl on PATH")),
+    pytest.param("c", id="c", marks=pytest.mark.skipif(CC is None, reason="no cc on PATH")),
 ]
+
+
+@pytest.fixture(scope="session")
+def c_writer(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The C writer, built once per test session as `up` builds it."""
+    if CC is None:
+        pytest.skip("no cc on PATH")
+    built = logpipe.native_writer(str(tmp_path_factory.mktemp("writer-cache")))
+    assert built is not None, "logpipe.c did not build"
+    return [built]
+
+
+def writer_named(name: str, request: pytest.FixtureRequest) -> list[str]:
+    if name == "c":
+        argv: list[str] = request.getfixturevalue("c_writer")
+        return argv
+    return PYTHON_WRITER if name == "python" else [PERL or "perl", logpipe.PERL_WRITER]
 
 
 @pytest.fixture(params=WRITERS)
 def writer(request: pytest.FixtureRequest) -> list[str]:
-    """Each case runs against both writer programs: they must write the same bytes."""
-    argv: list[str] = request.param
-    return argv
+    """Each case runs against every writer program: they must write the same bytes."""
+    return writer_named(request.param, request)
 
 
 def run_logpipe(writer: list[str], log: pathlib.Path, data: bytes, *,
@@ -149,21 +167,24 @@ def test_writer_splits_a_line_longer_than_the_cap(tmp_path: pathlib.Path) -> Non
     assert parts == [b"0123456789", b"abcdefghij", b"-tail\n"]
 
 
-def test_both_writers_write_the_same_bytes(tmp_path: pathlib.Path) -> None:
-    if PERL is None:
-        pytest.skip("no perl on PATH")
+@pytest.mark.parametrize("other", [
+    pytest.param("perl", marks=pytest.mark.skipif(PERL is None, reason="no perl on PATH")),
+    pytest.param("c", marks=pytest.mark.skipif(CC is None, reason="no cc on PATH")),
+])
+def test_every_writer_writes_the_same_bytes_as_python(
+        other: str, request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> None:
     data = b"no newline at the end> " + numbered(3_000) + "é\x00\xff\r\n".encode("latin-1")
-    for name, argv in (("py", PYTHON_WRITER), ("pl", [PERL, logpipe.PERL_WRITER])):
+    for name, argv in (("python", PYTHON_WRITER), (other, writer_named(other, request))):
         for run in range(2):  # the second start follows a partial line
             run_logpipe(argv, tmp_path / name / "a.log", data, max_bytes=9_000, keep=2,
                         agent="a", pane=f"%{run}")
     for suffix in ("", ".1", ".2"):
-        python_bytes = (tmp_path / "py" / f"a.log{suffix}").read_bytes()
-        perl_bytes = (tmp_path / "pl" / f"a.log{suffix}").read_bytes()
+        python_bytes = (tmp_path / "python" / f"a.log{suffix}").read_bytes()
+        other_bytes = (tmp_path / other / f"a.log{suffix}").read_bytes()
         stamps = re.compile(rb"started \S+Z")  # the seconds may differ, not the length
-        assert stamps.sub(b"T", python_bytes) == stamps.sub(b"T", perl_bytes), suffix
+        assert stamps.sub(b"T", python_bytes) == stamps.sub(b"T", other_bytes), suffix
         offsets = [[line.split()[1] for line in (tmp_path / name / f"a.log{suffix}.idx")
-                    .read_text().splitlines()] for name in ("py", "pl")]
+                    .read_text().splitlines()] for name in ("python", other)]
         assert offsets[0] == offsets[1], suffix
 
 
@@ -176,6 +197,15 @@ def test_the_perl_writer_compiles_under_strict_and_warnings() -> None:
     assert checked.stderr.strip().endswith("syntax OK")  # and not one warning
 
 
+def test_the_c_writer_compiles_without_a_warning(tmp_path: pathlib.Path) -> None:
+    if CC is None:
+        pytest.skip("no cc on PATH")
+    checked = subprocess.run([CC, "-std=c99", "-Wall", "-Wextra", "-pedantic", "-O2", "-o",
+                              str(tmp_path / "w"), logpipe.C_WRITER],
+                             capture_output=True, text=True, check=False)
+    assert (checked.returncode, checked.stderr) == (0, "")
+
+
 def test_perl_is_the_writer_when_found_and_python_otherwise(tmp_path: pathlib.Path) -> None:
     fake = tmp_path / "perl"
     fake.write_text("#!/bin/sh\n")
@@ -183,6 +213,85 @@ def test_perl_is_the_writer_when_found_and_python_otherwise(tmp_path: pathlib.Pa
     assert logpipe.writer_argv("auto", str(tmp_path)) == [str(fake), logpipe.PERL_WRITER]
     assert logpipe.writer_argv("python", str(tmp_path))[1:] == ["-I", "-S", logpipe.__file__]
     assert logpipe.writer_argv("auto", str(tmp_path / "empty"))[0] == sys.executable
+    # No C compiler on that path: Perl serves, and the cache holds no program.
+    cache = tmp_path / "cache"
+    assert logpipe.writer_argv("auto", str(tmp_path), cache_dir=str(cache)) == [
+        str(fake), logpipe.PERL_WRITER]
+    assert list(cache.iterdir()) == []
+
+
+def fake_compiler(directory: pathlib.Path, script: str) -> pathlib.Path:
+    """A `cc` that counts its runs in `runs` beside it, then runs `script`."""
+    directory.mkdir(exist_ok=True)
+    compiler = directory / "cc"
+    compiler.write_text(f"#!/bin/sh\necho run >> {directory / 'runs'}\n{script}\n")
+    compiler.chmod(0o755)
+    return compiler
+
+
+def runs_of(compiler: pathlib.Path) -> int:
+    runs = compiler.parent / "runs"
+    return len(runs.read_text().splitlines()) if runs.exists() else 0
+
+
+def test_the_c_writer_is_built_once_then_reused(tmp_path: pathlib.Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    if CC is None:
+        pytest.skip("no cc on PATH")
+    compiler = fake_compiler(tmp_path / "bin", f'exec {CC} "$@"')
+    monkeypatch.setenv("CC", str(compiler))
+    cache = tmp_path / "cache"
+    first = logpipe.writer_argv("auto", cache_dir=str(cache))
+    assert logpipe.writer_argv("auto", cache_dir=str(cache)) == first
+    assert runs_of(compiler) == 1
+    [program] = first
+    assert pathlib.Path(program).parent == cache and pathlib.Path(program).name.startswith(
+        "logpipe-")
+    assert cache.stat().st_mode & 0o777 == 0o700
+    assert os.stat(program).st_mode & 0o777 == 0o700
+    assert sorted(p.name for p in cache.iterdir()) == [pathlib.Path(program).name]
+    assert logpipe.writer_argv("perl", cache_dir=str(cache))[1:] == [logpipe.PERL_WRITER]
+
+
+def test_a_failed_build_falls_back_and_is_not_retried(tmp_path: pathlib.Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    compiler = fake_compiler(tmp_path / "bin", "echo 'logpipe.c:1: error: no' >&2; exit 1")
+    monkeypatch.setenv("CC", str(compiler))
+    cache = tmp_path / "cache"
+    for _ in range(2):
+        assert logpipe.writer_argv("auto", cache_dir=str(cache))[0] != str(compiler)
+        assert not any(p.name.startswith("logpipe-") and p.suffix == ""
+                       for p in cache.iterdir())
+    assert runs_of(compiler) == 1
+    [note] = cache.glob("logpipe-*.failed")
+    assert "logpipe.c:1: error: no" in note.read_text()
+    assert "Remove this file to try again" in note.read_text()
+
+
+def test_a_built_program_that_writes_no_log_is_not_used(tmp_path: pathlib.Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broken toolchain: the build 'succeeds' with a program that loses the output."""
+    compiler = fake_compiler(tmp_path / "bin",
+                             'while [ "$1" != -o ]; do shift; done\n'
+                             'printf "#!/bin/sh\\ncat >/dev/null\\n" > "$2"; chmod 755 "$2"')
+    monkeypatch.setenv("CC", str(compiler))
+    cache = tmp_path / "cache"
+    assert logpipe.native_writer(str(cache)) is None
+    assert runs_of(compiler) == 1
+    [note] = cache.glob("logpipe-*.failed")
+    assert "failed its check" in note.read_text()
+    assert [p.name for p in cache.iterdir()] == [note.name]  # no half-built program left
+
+
+def test_no_c_writer_from_a_cache_others_can_write(tmp_path: pathlib.Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    compiler = fake_compiler(tmp_path / "bin", "exit 1")
+    monkeypatch.setenv("CC", str(compiler))
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o777)
+    cache.chmod(0o777)
+    assert logpipe.native_writer(str(cache)) is None
+    assert runs_of(compiler) == 0  # refused before building anything
 
 
 def test_the_environment_can_force_the_python_writer(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import shlex
+import shutil
 import sys
 import threading
 import time
@@ -277,10 +278,23 @@ def test_first_line_printed_at_start_up_is_in_the_log(manager: TmuxSwarmManager)
     assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
 
 
-@pytest.mark.parametrize("writer", ["auto", "python"])
+def writer_program(log_path: str) -> str:
+    """argv[0] of the process writing `log_path` (the pane's pipe-pane child)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if log_path.encode() in argv:
+            return argv[0].decode()
+    return ""
+
+
+@pytest.mark.parametrize("writer", ["auto", "perl", "python"])
 def test_each_log_writer_logs_through_tmux(manager: TmuxSwarmManager, writer: str,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    """The Perl writer (found on PATH here) and the Python one, fed by a real pipe-pane."""
+    """The C writer (built here: cc is on PATH), the Perl one and the Python one, each fed
+    by a real pipe-pane."""
     monkeypatch.setenv(logpipe.WRITER_ENV, writer)
     run(manager.spawn_agent("p", ("printf", "one\\ntwo\\n")))
     path = pathlib.Path(manager.log_path("p"))
@@ -293,6 +307,10 @@ def test_each_log_writer_logs_through_tmux(manager: TmuxSwarmManager, writer: st
     assert lines[0].startswith(logpipe.MARKER_PREFIX + "agent p started ") and lines[1:] == [
         "one", "two"]
     assert pathlib.Path(str(path) + ".idx").read_text().split()[1] == "0"
+    perl = shutil.which("perl") or sys.executable
+    auto = os.environ[logpipe.CACHE_ENV] + "/logpipe-" if shutil.which("cc") else perl
+    expected = {"auto": auto, "perl": perl, "python": sys.executable}[writer]
+    assert writer_program(str(path)).startswith(str(expected))
 
 
 TICKER = ("import time\ntime.sleep(0.5)\n"
