@@ -65,11 +65,13 @@ def test_installed_wheel_validates_an_example_from_another_directory(
 
 
 @pytest.mark.timeout(180)
-def test_wheel_ships_the_perl_log_writer(installed_wheel: pathlib.Path,
-                                         tmp_path: pathlib.Path) -> None:
+def test_wheel_ships_the_perl_and_c_log_writers(installed_wheel: pathlib.Path,
+                                               tmp_path: pathlib.Path) -> None:
     out = run_installed(installed_wheel, tmp_path, (
         "import os; from swarm_launch import logpipe; "
-        "print(logpipe.PERL_WRITER); print(os.path.isfile(logpipe.PERL_WRITER))"
+        "print(logpipe.PERL_WRITER); print(os.path.isfile(logpipe.PERL_WRITER)); "
+        "print(logpipe.C_WRITER); print(os.path.isfile(logpipe.C_WRITER))"
     ))
-    path, exists = out.splitlines()
-    assert path.startswith(str(installed_wheel)) and exists == "True"
+    perl, perl_exists, c_source, c_exists = out.splitlines()
+    assert perl.startswith(str(installed_wheel)) and perl_exists == "True"
+    assert c_source.startswith(str(installed_wheel)) and c_exists == "True"
