@@ -11,6 +11,16 @@ ensure_tmux() {
     fi
 }
 
+# The tests check the C log writer against the others, so they want a C compiler; without
+# one (and no apt-get), they still run, and the C cases are skipped.
+ensure_cc() {
+    if ! command -v cc >/dev/null 2>&1; then
+        echo "no C compiler: installing gcc with apt-get" >&2
+        { as_root apt-get update -qq && as_root apt-get install -y -qq gcc >/dev/null; } ||
+            echo "could not install gcc: the C log writer's tests will be skipped" >&2
+    fi
+}
+
 ensure_venv() {
     if ! python3 -m venv .venv >/dev/null 2>&1; then
         # Debian and Ubuntu ship venv separately from python3.
