@@ -11,11 +11,17 @@ import os
 
 from swarm_launch.cli import Globals
 from swarm_launch.commands._io import manager
+from swarm_launch.exceptions import UserError
 
 
 def run(globals_: Globals, *, spec: str, agent: str | None) -> int:
     inside = os.environ.get("TMUX")
     argv = asyncio.run(manager(globals_, spec).attach_argv(agent, inside=inside))
+    if "switch-client" not in argv and not os.isatty(0):
+        # Else tmux's own "open terminal failed: not a terminal", naming no way out.
+        raise UserError(f"attach needs a terminal, and its input is not one; to read an "
+                        f"agent from a script: swarm-launch capture {spec} AGENT, or "
+                        f"swarm-launch logs {spec} AGENT")
     env = dict(os.environ)
     if "switch-client" not in argv:
         env.pop("TMUX", None)  # tmux refuses to nest unless told we mean it
