@@ -107,6 +107,13 @@ class AgentPane:
         return libtmux.Pane(server=self.server(), pane_id=self.pane_id)
 
 
+class Broadcast(NamedTuple):
+    """Who a broadcast reached, and the agents it skipped because they have exited."""
+
+    sent: tuple[str, ...]
+    skipped: tuple[str, ...]
+
+
 class AgentSpawnError(SessionCreationError):
     """Some agents (or the session) were not created: tmux's message per agent id."""
 
@@ -557,8 +564,11 @@ class TmuxSwarmManager:
         pane, settings = await self._agent(agent_id)
         await self._send(pane, settings, message)
 
-    async def broadcast(self, message: str, only: Collection[str] | None = None) -> None:
-        """Send to every running agent, or to exactly `only` (all must exist and run)."""
+    async def broadcast(self, message: str,
+                        only: Collection[str] | None = None) -> Broadcast:
+        """Send to every running agent, or to exactly `only` (all must exist and run).
+
+        Says who got it, and which agents were skipped because they have exited."""
         listing = await self._listing()
         if not listing:
             raise SessionNotFoundError(
@@ -578,6 +588,8 @@ class TmuxSwarmManager:
             raise PaneDeadError(f"no agent of swarm {self.cluster_id} is running; "
                                 "nothing was sent")
         await asyncio.gather(*(self._send(p, s, message) for p, s in targets))
+        return Broadcast(sent=tuple(sorted(p.agent_id for p, _ in targets)),
+                         skipped=tuple(sorted(a for a, (p, _) in owned.items() if p.dead)))
 
     async def _send(self, pane: PaneState, settings: SendSettings, message: str) -> None:
         if pane.dead:

@@ -69,6 +69,25 @@ def test_broadcast_only_reaches_exactly_the_named_agents(
     assert submissions(tmp_path, "a") == ["hi all", "second"]
 
 
+def test_broadcast_names_the_agents_it_skipped_because_they_exited(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    spec = echo_spec(tmp_path, ["a"])
+    with open(spec, "a", encoding="utf-8") as handle:
+        handle.write("  gone: {command: 'exit 0'}\n")
+    sock = str(server.socket_name)
+    invoke("-L", sock, "up", spec)  # fails if gone is already dead: it has no restart policy
+    ready(tmp_path, "a")
+    wait_until(lambda: "gone 1" in server.cmd(
+        "list-panes", "-a", "-F", "#{@swarm_agent} #{pane_dead}").stdout, message="gone dead")
+    result = invoke("-L", sock, "broadcast", spec, "hello")
+    assert result.code == 0, result.err
+    assert result.err == "sent to 1 agent; skipped gone: exited, nothing sent\n"
+    wait_until(lambda: submissions(tmp_path, "a"), message="a got the broadcast")
+    quiet = invoke("-L", sock, "broadcast", spec, "again", "--only", "a")
+    assert (quiet.code, quiet.err) == (0, "")
+
+
 def test_broadcast_only_unknown_agent_is_an_error(
     server: Server, tmp_path: pathlib.Path
 ) -> None:

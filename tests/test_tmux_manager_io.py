@@ -216,7 +216,7 @@ def test_two_concurrent_sends_do_not_mix(manager: TmuxSwarmManager,
 def test_broadcast_reaches_every_agent(manager: TmuxSwarmManager,
                                        tmp_path: pathlib.Path) -> None:
     outs = start_echo(manager, tmp_path, "a", "b", "c")
-    run(manager.broadcast("all hands"))
+    assert run(manager.broadcast("all hands")) == (("a", "b", "c"), ())
     for out in outs.values():
         assert wait_until(lambda out=out: submissions(out)) == ["all hands"]  # type: ignore[misc]
 
