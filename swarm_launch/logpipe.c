@@ -12,6 +12,7 @@
  * log takes writes again, first notes the loss in it (loss_marker). Only EOF ends it.
  */
 #define _POSIX_C_SOURCE 200809L
+#define _FILE_OFFSET_BITS 64 /* logs past 2 GiB on 32-bit systems too */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -202,12 +203,15 @@ static int append(const char *data, size_t length) {
     return 0;
 }
 
-static void shift_files(const char *suffix) {
+/* 0, or the errno of moving (or removing) LOG+suffix itself. */
+static int shift_files(const char *suffix) {
     char *current = format(NULL, "%s%s", path, suffix);
+    int error = 0;
     if (keep == 0) {
-        unlink(current);
+        if (unlink(current) != 0)
+            error = errno;
         free(current);
-        return;
+        return error;
     }
     struct stat info;
     for (long long number = keep - 1; number > 0; number--) {
@@ -220,16 +224,26 @@ static void shift_files(const char *suffix) {
         free(older);
     }
     char *first = format(NULL, "%s.1%s", path, suffix);
-    rename(current, first); /* gone (removed by someone): nothing to keep */
+    /* Gone (removed by someone): nothing to keep, and the fresh file is created anyway. */
+    if (rename(current, first) != 0)
+        error = errno;
     free(first);
     free(current);
+    return error;
 }
 
-/* log -> log.1 -> ... -> log.K (the oldest dropped); then a fresh, empty log. */
+/* log -> log.1 -> ... -> log.K (the oldest dropped); then a fresh, empty log. Fails if the
+ * log could not be moved aside (writing on would rotate again and again, forever). */
 static int rotate(void) {
-    close_log();
-    shift_files("");
+    struct stat before, now;
+    if (fstat(fd, &before) != 0) /* still open: its inode cannot be reused meanwhile */
+        return fail();
+    int error = shift_files("");
     shift_files(".idx"); /* LOG.N.idx goes with LOG.N */
+    if (stat(path, &now) == 0 && now.st_dev == before.st_dev && now.st_ino == before.st_ino) {
+        errno = error ? error : EEXIST;
+        return fail();
+    }
     return open_log();
 }
 

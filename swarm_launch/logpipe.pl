@@ -113,25 +113,30 @@ sub write_log {
     }
 }
 
-# log -> log.1 -> ... -> log.K (the oldest dropped); then a fresh, empty log.
+# log -> log.1 -> ... -> log.K (the oldest dropped); then a fresh, empty log. Dies if the
+# log could not be moved aside (writing on would rotate again and again, forever).
 sub rotate {
-    close_log();
-    shift_files('');
+    my ($device, $inode) = (stat $fd)[0, 1];  # still open: its inode cannot be reused
+    my $error = shift_files('');
     shift_files('.idx');  # LOG.N.idx goes with LOG.N
+    my ($now_device, $now_inode) = stat $path;
+    die(($error // 'File exists') . "\n")
+        if defined $now_inode && $now_device == $device && $now_inode == $inode;
     open_log();
 }
 
+# The error of moving (or removing) LOG$suffix itself, if that failed.
 sub shift_files {
     my ($suffix) = @_;
     if ($keep == 0) {
-        unlink "$path$suffix";
-        return;
+        return unlink("$path$suffix") ? undef : "$!";
     }
     for (my $number = $keep - 1; $number > 0; $number--) {
         my $older = "$path.$number$suffix";
         rename($older, "$path." . ($number + 1) . $suffix) if -e $older;
     }
-    rename("$path$suffix", "$path.1$suffix");  # gone (removed by someone): nothing to keep
+    # Gone (removed by someone): nothing to keep, and the fresh file is created anyway.
+    return rename("$path$suffix", "$path.1$suffix") ? undef : "$!";
 }
 
 sub stamp {

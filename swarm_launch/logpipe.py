@@ -158,10 +158,18 @@ class LogWriter:
             _write_all(self._idx, f"{second} {start}\n".encode())
 
     def rotate(self) -> None:
-        """log -> log.1 -> ... -> log.K (the oldest dropped); then a fresh, empty log."""
-        self.close()
-        _shift(self.path, self.keep)
+        """log -> log.1 -> ... -> log.K (the oldest dropped); then a fresh, empty log.
+
+        Raises if the log could not be moved aside: writing on would rotate forever."""
+        before = os.fstat(self._fd)  # still open: its inode cannot be reused meanwhile
+        error = _shift(self.path, self.keep)
         _shift(self.path, self.keep, suffix=".idx")  # LOG.N.idx goes with LOG.N
+        try:
+            now = os.stat(self.path)
+        except OSError:
+            now = None
+        if now is not None and (now.st_dev, now.st_ino) == (before.st_dev, before.st_ino):
+            raise error or OSError(17, os.strerror(17))  # EEXIST, as the other writers say
         self.open()
 
     def close(self) -> None:
@@ -177,18 +185,23 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _shift(path: str, keep: int, suffix: str = "") -> None:
+def _shift(path: str, keep: int, suffix: str = "") -> OSError | None:
     """Each rename (or unlink) that fails is skipped, as in logpipe.pl: e.g. one removed
-    by someone (the fresh file is created anyway)."""
+    by someone (the fresh file is created anyway). Returns the error of moving (or
+    removing) PATH+suffix itself, if that failed."""
     moves = [] if keep == 0 else [(f"{path}.{number}{suffix}", f"{path}.{number + 1}{suffix}")
                                   for number in range(keep - 1, 0, -1)]
     for older, newer in moves:
         if os.path.exists(older):
             _quietly(os.replace, older, newer)
-    if keep == 0:
-        _quietly(os.unlink, path + suffix)
-    else:
-        _quietly(os.replace, path + suffix, f"{path}.1{suffix}")
+    try:
+        if keep == 0:
+            os.unlink(path + suffix)
+        else:
+            os.rename(path + suffix, f"{path}.1{suffix}")
+    except OSError as error:
+        return error
+    return None
 
 
 def _quietly(operation: Callable[..., object], *args: object) -> None:
@@ -277,8 +290,9 @@ C_WRITER = os.path.join(_HERE, "logpipe.c")
 
 
 def writer_cache(data_dir: str) -> str:
-    """Where `up` builds the C writer: $SWARM_LAUNCH_CACHE_DIR, else AI_SWARM_DIR/.bin."""
-    return os.environ.get(CACHE_ENV) or os.path.join(data_dir, ".bin")
+    """Where `up` builds the C writer: $SWARM_LAUNCH_CACHE_DIR, else AI_SWARM_DIR/.bin.
+    Absolute: tmux runs the writer from the server's working directory."""
+    return os.path.abspath(os.environ.get(CACHE_ENV) or os.path.join(data_dir, ".bin"))
 
 
 def writer_argv(choice: str | None = None, search_path: str | None = None, *,
@@ -302,43 +316,53 @@ def writer_argv(choice: str | None = None, search_path: str | None = None, *,
     return [os.path.abspath(sys.executable), "-I", "-S", os.path.abspath(__file__)]
 
 
+FAILED_BUILD_RETRY_S = 24 * 3600  # a failure may pass (a compiler timing out under load)
+
+
 def native_writer(cache_dir: str, search_path: str | None = None) -> str | None:
-    """The C writer built for this machine and this `logpipe.c`, building it on first use.
+    """The C writer built for this machine, this `logpipe.c` and this compiler ($CC, else
+    cc), building it on first use; None when it cannot be had (then Perl's serves).
 
     It lives in `cache_dir` (made 0700, refused if unsafe: it holds a program we run) as
-    `logpipe-<hash of the source and platform>`. None without a C compiler ($CC, else cc),
-    or when the build failed: then `<binary>.failed` says why, and no later `up` tries
-    again until logpipe.c changes or that file is removed.
+    `logpipe-<hash>`. When the build fails, `<binary>.failed` says why, and no `up` tries
+    again for a day, or until logpipe.c or $CC changes or that file is removed. Never
+    raises: a log writer must not stop `up`.
     """
+    try:
+        binary = _native_path(os.path.abspath(cache_dir))
+        if _is_usable(binary):
+            return binary
+        note = binary + ".failed"
+        if os.path.lexists(note) and time.time() - os.lstat(note).st_mtime < FAILED_BUILD_RETRY_S:
+            return None
+        return _build(binary, search_path)
+    except Exception:  # whatever went wrong, the Perl writer serves
+        return None
+
+
+def _native_path(cache_dir: str) -> str:
     import hashlib
 
     from swarm_launch import store
-    from swarm_launch.exceptions import StoreError
 
-    try:
-        with open(C_WRITER, "rb") as handle:
-            source = handle.read()
-        cache_dir = store.ensure_private_dir(cache_dir)
-    except (OSError, StoreError):
-        return None
-    key = hashlib.sha256(source + " ".join(os.uname()).encode()).hexdigest()[:16]
-    binary = os.path.join(cache_dir, f"logpipe-{key}")
-    if _is_our_program(binary):
-        return binary
-    if os.path.lexists(binary + ".failed"):
-        return None
-    return _build(binary, search_path)
+    with open(C_WRITER, "rb") as handle:
+        source = handle.read()
+    cache_dir = store.ensure_private_dir(cache_dir)
+    identity = b"\0".join([source, " ".join(os.uname()).encode(),
+                           (os.environ.get("CC") or "cc").encode()])
+    return os.path.join(cache_dir, f"logpipe-{hashlib.sha256(identity).hexdigest()[:16]}")
 
 
-def _is_our_program(path: str) -> bool:
+def _is_usable(path: str) -> bool:
+    """Ours alone, not empty, and executable here (`access` sees a noexec mount)."""
     import stat
 
     try:
         info = os.lstat(path)
     except OSError:
         return False
-    return (stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid()
-            and info.st_mode & 0o100 != 0 and info.st_mode & 0o022 == 0)
+    return (stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid() and info.st_size > 0
+            and info.st_mode & 0o022 == 0 and os.access(path, os.X_OK))
 
 
 def _build(binary: str, search_path: str | None) -> str | None:
@@ -361,15 +385,26 @@ def _build(binary: str, search_path: str | None) -> str | None:
             problem = built.stderr.decode(errors="replace").strip() or f"exit {built.returncode}"
         else:
             problem = _smoke_test(partial)
+        if not problem:
+            _durable(partial)
+            os.replace(partial, binary)
+            return binary
     except (OSError, subprocess.TimeoutExpired) as exc:
         problem = str(exc)
-    if problem:
-        _quietly(os.unlink, partial)
-        _note_failure(binary, problem)
-        return None
-    os.chmod(partial, 0o700)
-    os.replace(partial, binary)
-    return binary
+    finally:
+        _quietly(os.unlink, partial)  # gone already when it was renamed
+    _note_failure(binary, problem)
+    return None
+
+
+def _durable(program: str) -> None:
+    """0700 and on disk before the rename: a crash must not leave an empty program."""
+    os.chmod(program, 0o700)
+    fd = os.open(program, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _smoke_test(program: str) -> str:
@@ -398,8 +433,10 @@ def _note_failure(binary: str, problem: str) -> None:
     with contextlib.suppress(OSError):
         fd, partial = tempfile.mkstemp(dir=os.path.dirname(binary))
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(f"building {C_WRITER} failed; the Perl or Python writer serves "
-                         f"instead. Remove this file to try again.\n{problem}\n")
+            handle.write(f"building {C_WRITER} with {os.environ.get('CC') or 'cc'} failed; "
+                         "the Perl or Python writer serves instead. swarm-launch tries again "
+                         "a day later, or when this file is removed.\n"
+                         f"{problem}\n")
         os.replace(partial, binary + ".failed")
 
 

@@ -206,9 +206,12 @@ async def observe_server(*, socket_name: str | None = None, socket_path: str | N
     return parse_panes(result.out)
 
 
-def _proc_table() -> dict[int, tuple[int, int, int]]:
-    """Every live (non-zombie) process: pid -> (ppid, process group, session)."""
-    table: dict[int, tuple[int, int, int]] = {}
+def _proc_table() -> dict[int, tuple[int, int, int, bytes]]:
+    """Every process, zombies too: pid -> (ppid, process group, session, state + start time).
+
+    The start time (clock ticks since boot) tells a process from a later one that reused
+    its pid."""
+    table: dict[int, tuple[int, int, int, bytes]] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -218,27 +221,54 @@ def _proc_table() -> dict[int, tuple[int, int, int]]:
         except OSError:
             continue
         fields = stat[stat.rfind(b")") + 2:].split()
-        if fields[0] not in (b"Z", b"X"):
-            table[int(name)] = (int(fields[1]), int(fields[2]), int(fields[3]))
+        table[int(name)] = (int(fields[1]), int(fields[2]), int(fields[3]),
+                            fields[0] + b" " + fields[19])
     return table
 
 
-def _members(live: Collection[int], dead: Collection[int]) -> set[int]:
+def _running(entry: tuple[int, int, int, bytes]) -> bool:
+    return entry[3][:1] not in (b"Z", b"X")
+
+
+def _start_times(pids: Collection[int]) -> dict[int, bytes]:
+    """Each pid's start time now, to recognise the same process in a later scan."""
+    table = _proc_table()
+    return {pid: table[pid][3].split()[1] for pid in pids if pid in table}
+
+
+def _members(live: Collection[int], dead: Collection[int],
+             starts: Mapping[int, bytes]) -> set[int]:
     """The processes of panes led by `live` pids (and by `dead` ones, whose pane process
     exited): their groups, their sessions, and every descendant (a child that left
     both with setsid is still a child).
 
-    A dead leader's pid counts only while no process holds it: only a process with
-    that pid can create a group or session of that id, so members found then are
-    leftovers of the agent, never an unrelated process that reused the pid.
+    A pid names a process only until it is reaped: then the kernel may give it to any
+    new process (with pid_max 32768, a busy test suite wraps in about a minute), which
+    may lead a session of its own (a tmux server, another swarm's pane). So a live
+    leader counts only while its pid still names the process seen in `starts` (zombie
+    or not), or while no process holds it; a dead leader's pid, while no running process
+    holds it. Only a process with that pid can create a group or session of that id,
+    and the pid is not reused while they have members: members found then are leftovers
+    of the agent, never an unrelated process that reused the pid.
     """
     table = _proc_table()
-    leaders = {*live, *(pid for pid in dead if pid not in table)}
-    found = {pid for pid, (_, pgid, sid) in table.items() if pgid in leaders or sid in leaders}
-    found |= {pid for pid in live if pid in table}
+
+    def ours(pid: int) -> bool:
+        entry = table.get(pid)
+        if entry is None:
+            return True
+        if pid in live:
+            return entry[3].split()[1] == starts.get(pid)
+        return not _running(entry)  # a dead pane's own unreaped zombie
+
+    leaders = {pid for pid in {*live, *dead} if ours(pid)}
+    running = {pid: entry for pid, entry in table.items() if _running(entry)}
+    found = {pid for pid, (_, pgid, sid, _) in running.items()
+             if pgid in leaders or sid in leaders}
+    found |= {pid for pid in leaders if pid in running}
     grew = True
     while grew:
-        more = {pid for pid, (ppid, _, _) in table.items() if ppid in found} - found
+        more = {pid for pid, (ppid, *_) in running.items() if ppid in found} - found
         found |= more
         grew = bool(more)
     found.discard(os.getpid())  # a master agent killing its own pane's group lives on
@@ -247,7 +277,7 @@ def _members(live: Collection[int], dead: Collection[int]) -> set[int]:
 
 def _alive(pids: Collection[int]) -> set[int]:
     table = _proc_table()
-    return {pid for pid in pids if pid in table}
+    return {pid for pid in pids if pid in table and _running(table[pid])}
 
 
 def _signal(pids: Collection[int], sig: int) -> None:
@@ -259,14 +289,16 @@ def _signal(pids: Collection[int], sig: int) -> None:
 async def _terminate(live: set[int], dead: set[int], sig: int | None,
                      timeout_s: float) -> None:
     """`sig` to every member, wait for them up to `timeout_s`, then SIGKILL the rest."""
+    starts = _start_times(live)  # the processes the observation named, pinned
     if sig is not None:
-        doomed = _members(live, dead)
+        doomed = _members(live, dead, starts)
         _signal(doomed, sig)
         deadline = time.monotonic() + timeout_s
         while _alive(doomed) and time.monotonic() < deadline:
             await asyncio.sleep(_POLL_S)
-    # Scan again: a process may have forked while we waited.
-    doomed = _members(live, dead)
+    # Scan again: a process may have forked while we waited (and a leader's pid may
+    # have been reused meanwhile: `starts` tells).
+    doomed = _members(live, dead, starts)
     _signal(doomed, signals.SIGKILL)
     deadline = time.monotonic() + 5.0
     while _alive(doomed) and time.monotonic() < deadline:

@@ -55,3 +55,27 @@ def test_no_process_of_the_agent_survives(
         assert result.code == 0, result.err
         assert "spec changed: env" in result.out
     assert [p for p in pids if alive(p)] == []
+    if how == "replace":  # its replacement resists the server's SIGHUP just as well
+        assert invoke("-L", sock, "down", spec).code == 0
+
+
+def test_a_pid_reused_by_another_process_is_not_killed() -> None:
+    """An agent's pid, freed while `down` waits for the agent to stop, may be given to any
+    new process (another swarm's pane or log writer): the rescan before SIGKILL must
+    recognise it is not the agent any more."""
+    import subprocess
+
+    from swarm_launch import tmux_manager
+
+    stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)  # leads a session
+    try:
+        pid = stranger.pid
+        wait_until(lambda: alive(pid))
+        seen = tmux_manager._start_times({pid})
+        assert tmux_manager._members({pid}, set(), seen) == {pid}
+        reused = {pid: str(int(seen[pid]) - 1).encode()}  # an earlier process had this pid
+        assert tmux_manager._members({pid}, set(), reused) == set()
+        assert tmux_manager._members(set(), {pid}, {}) == set()  # a dead pane's pid, reused
+    finally:
+        stranger.kill()
+        stranger.wait()

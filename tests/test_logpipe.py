@@ -253,19 +253,63 @@ def test_the_c_writer_is_built_once_then_reused(tmp_path: pathlib.Path,
     assert logpipe.writer_argv("perl", cache_dir=str(cache))[1:] == [logpipe.PERL_WRITER]
 
 
-def test_a_failed_build_falls_back_and_is_not_retried(tmp_path: pathlib.Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_build_falls_back_and_is_not_retried_for_a_day(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if PERL is None:
+        pytest.skip("no perl on PATH")
     compiler = fake_compiler(tmp_path / "bin", "echo 'logpipe.c:1: error: no' >&2; exit 1")
     monkeypatch.setenv("CC", str(compiler))
     cache = tmp_path / "cache"
     for _ in range(2):
-        assert logpipe.writer_argv("auto", cache_dir=str(cache))[0] != str(compiler)
-        assert not any(p.name.startswith("logpipe-") and p.suffix == ""
-                       for p in cache.iterdir())
+        assert logpipe.writer_argv("auto", cache_dir=str(cache)) == [PERL, logpipe.PERL_WRITER]
     assert runs_of(compiler) == 1
     [note] = cache.glob("logpipe-*.failed")
     assert "logpipe.c:1: error: no" in note.read_text()
-    assert "Remove this file to try again" in note.read_text()
+    assert str(compiler) in note.read_text() and "when this file is removed" in note.read_text()
+    a_day_ago = time.time() - logpipe.FAILED_BUILD_RETRY_S - 60
+    os.utime(note, (a_day_ago, a_day_ago))
+    logpipe.writer_argv("auto", cache_dir=str(cache))
+    assert runs_of(compiler) == 2
+    monkeypatch.setenv("CC", "cc")  # another compiler: another program, tried at once
+    if CC is not None:
+        assert logpipe.writer_argv("auto", cache_dir=str(cache))[0].startswith(str(cache))
+
+
+def test_a_broken_cc_setting_never_stops_up(tmp_path: pathlib.Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CC", "gcc '")  # unbalanced quote: shlex cannot split it
+    assert logpipe.native_writer(str(tmp_path / "cache")) is None
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("CC", "cc")
+    assert logpipe.native_writer(str(tmp_path / "file")) is None  # not a directory
+
+
+def test_a_cached_program_that_cannot_run_is_rebuilt(tmp_path: pathlib.Path) -> None:
+    """An empty file left by a crash, or one that lost its exec bit: never used as is."""
+    if CC is None:
+        pytest.skip("no cc on PATH")
+    cache = tmp_path / "cache"
+    built = logpipe.native_writer(str(cache))
+    assert built is not None
+    def empty(path: pathlib.Path) -> None:
+        path.write_bytes(b"")
+
+    def not_executable(path: pathlib.Path) -> None:
+        path.chmod(0o600)
+
+    for spoil in (empty, not_executable):
+        spoil(pathlib.Path(built))
+        assert logpipe.native_writer(str(cache)) == built
+        assert logpipe._is_usable(built)
+
+
+def test_the_cache_is_absolute_and_under_ai_swarm_dir_by_default(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(logpipe.CACHE_ENV)
+    assert logpipe.writer_cache(str(tmp_path)) == str(tmp_path / ".bin")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(logpipe.CACHE_ENV, "relative")
+    assert logpipe.writer_cache("/elsewhere") == str(tmp_path / "relative")
 
 
 def test_a_built_program_that_writes_no_log_is_not_used(tmp_path: pathlib.Path,
@@ -478,3 +522,30 @@ def test_a_log_that_cannot_be_opened_at_a_rotation_does_not_end_the_writer(
         b"--- swarm-launch: agent a log writing failed from T to T (Not a directory); "
         b"%d bytes lost ---\n" % lost + after)
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o700
+
+
+def test_a_log_that_cannot_be_rotated_is_a_failure_not_a_busy_loop(
+        writer: list[str], tmp_path: pathlib.Path) -> None:
+    """With LOG.1 a non-empty directory, renaming LOG fails (as for root too): the writer
+    must not rotate again and again, but drop and count like any failed write."""
+    log = tmp_path / "a.log"
+    (tmp_path / "a.log.1").mkdir()
+    (tmp_path / "a.log.1" / "x").write_text("")
+    process = start_writer(writer, log, max_bytes=4096, keep=1)
+    try:
+        feed(process, numbered(1000))  # ~7 KB: past the cap
+        idle_at = wait_idle(process)  # asleep in its next read: not spinning
+        (tmp_path / "a.log.1" / "x").unlink()
+        (tmp_path / "a.log.1").rmdir()
+        wait_for_a_retry(idle_at)
+        after = b"after the way was clear\n"
+        feed(process, after)
+        wait_until(lambda: log.read_bytes().endswith(after), message="the log to resume")
+        assert stop(process) == 0
+    finally:
+        process.kill()
+        stop(process)
+    content = log.read_bytes()
+    assert STAMP.sub(b"T", content).startswith(
+        b"--- swarm-launch: agent a log writing failed from T to T (Is a directory); ")
+    assert content.endswith(after)
