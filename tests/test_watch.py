@@ -96,3 +96,35 @@ def test_watch_replaces_once_and_refuses_an_unknown_name(
         finally:
             watcher.send_signal(signal.SIGINT)
             assert watcher.wait(timeout=20) == 0
+
+
+def test_ctrl_c_during_an_apply_ends_the_watch_at_once(
+    server: Server, tmp_path: pathlib.Path, isolated_environment: pathlib.Path
+) -> None:
+    """Ctrl-C while an apply waits (here 30 s for an agent that ignores TERM to stop)
+    cancels it and ends the watch; the swarm is left as it is."""
+    spec = tmp_path / "w.yaml"
+    head = "version: 1\nname: w\nagents:\n  a: {command: sleep 600}\n"
+    stubborn = ("  b:\n    command: [sh, -c, \"trap '' TERM; exec sleep 600\"]\n"
+                "    stop: {signal: TERM, timeout_s: 30}\n")
+    spec.write_text(head + stubborn)
+    log = tmp_path / "out.txt"
+    with log.open("w") as out:
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "swarm_launch", "-L", str(server.socket_name), "up",
+             str(spec), "--watch"], stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_until(lambda: "watching" in log.read_text(), timeout=20)
+            spec.write_text(head)  # removing b now waits for it to stop
+            holder = isolated_environment / "w" / "lock.holder"
+            wait_until(holder.exists, timeout=5, message="the apply holding the lock")
+            interrupted = time.monotonic()
+            watcher.send_signal(signal.SIGINT)
+            code = watcher.wait(timeout=10)
+        finally:
+            watcher.kill()
+            watcher.wait()
+    assert code == 0
+    assert time.monotonic() - interrupted < 5
+    assert "stopped watching; the swarm keeps running" in log.read_text()
+    assert agents(server) >= {"a"}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import click
 
@@ -15,6 +17,8 @@ from swarm_launch.commands import plan as plan_command
 from swarm_launch.commands._common import load, run_async
 from swarm_launch.model import SwarmSpec
 from swarm_launch.plan import Action, Kind
+
+T = TypeVar("T")
 
 
 def run(globals_: Globals, *, spec: str, no_prune: bool, dry_run: bool, as_json: bool,
@@ -125,6 +129,8 @@ def _watch(globals_: Globals, spec: str, *, prune: bool, replace: tuple[str, ...
             reconcile.replacement_ids(swarm, expand(swarm), replace)
     forced = list(replace)  # until the first apply that succeeds
 
+    stop = _StopOnInterrupt()
+
     def apply() -> None:
         try:
             swarm, target = load(globals_, spec)
@@ -138,29 +144,63 @@ def _watch(globals_: Globals, spec: str, *, prune: bool, replace: tuple[str, ...
             click.echo(f"error: {exc}; applying without --replace", err=True)
             forced.clear()
         try:
-            applied = run_async(lambda: reconcile.up(swarm, target, prune=prune,
-                                                      report=_printer(swarm), replace=forced))
+            applied = run_async(lambda: stop.cancellable(reconcile.up(
+                swarm, target, prune=prune, report=_printer(swarm), replace=forced)))
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
             return
+        except asyncio.CancelledError:
+            return  # Ctrl-C: the watch ends at once
+        finally:
+            stop.done()
         forced.clear()
         click.echo(f"{time.strftime('%H:%M:%S')} {applied.summary()}", color=None)
         _verdict(applied, reconcile.manager_for(target).log_path)
 
-    # Ctrl-C must always stop watching. Under asyncio.run's own SIGINT handling, Ctrl-C
-    # cancels the running apply, and Python 3.11's wait_for can swallow that cancellation
-    # when its awaitable finishes at the same moment (CPython gh-86296): the apply then
-    # completes, the interrupt is lost, and the watch never ends. A handler that is not
-    # the default one is left in place by asyncio.run, and raises at once.
-    signal.signal(signal.SIGINT, _interrupt)
-    apply()
-    click.echo(f"watching {spec} for changes (Ctrl-C to stop watching; the swarm keeps running)")
+    signal.signal(signal.SIGINT, stop.interrupt)
     try:
-        watch.watch(spec, apply)
+        apply()
+        if not stop.requested:
+            click.echo(f"watching {spec} for changes "
+                       "(Ctrl-C to stop watching; the swarm keeps running)")
+            watch.watch(spec, apply, should_stop=lambda: stop.requested)
     except KeyboardInterrupt:
-        click.echo("stopped watching; the swarm keeps running")
+        pass
+    click.echo("stopped watching; the swarm keeps running")
     return 0
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+class _StopOnInterrupt:
+    """Ctrl-C under `up --watch`: between applies, it ends the watch at once; during an
+    apply, it cancels the apply (as asyncio.run would) and ends the watch when the apply
+    returns, cancelled or not. A second Ctrl-C raises at once.
+
+    Not an exception raised inside the event loop: one landing in the loop's own callbacks
+    (a subprocess's exit) can leave a process never awaited, and asyncio.run's clean-up
+    waiting forever. Nor asyncio.run's own handling alone: Python 3.11's wait_for can
+    swallow the cancellation (CPython gh-86296), and the interrupt was lost."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._running: tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = None
+
+    async def cancellable(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run `work` as the apply a Ctrl-C cancels, until `done` (after asyncio.run has
+        also cleaned up: an interrupt then must not raise inside it either)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._running = (asyncio.get_running_loop(), task)
+        return await work
+
+    def done(self) -> None:
+        self._running = None
+
+    def interrupt(self, signum: int, frame: object) -> None:
+        if self.requested or self._running is None:
+            raise KeyboardInterrupt
+        self.requested = True
+        loop, task = self._running
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to cancel
+            loop.call_soon_threadsafe(task.cancel)  # only queues it, and wakes the loop
+
+
