@@ -22,6 +22,17 @@ def agents(server: Server) -> set[str]:
     return {line for line in result.stdout if line}
 
 
+def interrupt(watcher: subprocess.Popen[bytes], timeout: float = 20) -> int:
+    """Ctrl-C, as a person stops the watch; its exit code. Never leaves it running."""
+    watcher.send_signal(signal.SIGINT)
+    try:
+        return watcher.wait(timeout=timeout)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+
+
 def test_watch_applies_edits_and_survives_an_invalid_one(
     server: Server, tmp_path: pathlib.Path
 ) -> None:
@@ -50,8 +61,7 @@ def test_watch_applies_edits_and_survives_an_invalid_one(
         spec.write_text(head + "  a: {command: sleep 600}\n")
         wait_until(lambda: agents(server) == {"a"}, timeout=5, message="b removed")
     finally:
-        watcher.send_signal(signal.SIGINT)
-        code = watcher.wait(timeout=20)
+        code = interrupt(watcher)
         out.close()
     assert code == 0
     assert agents(server) == {"a"}
@@ -94,8 +104,7 @@ def test_watch_replaces_once_and_refuses_an_unknown_name(
             wait_until(lambda: set(panes(server)) == {"a", "b"}, timeout=5, message="b created")
             assert panes(server)["a"] == replaced["a"]  # the edit did not replace it again
         finally:
-            watcher.send_signal(signal.SIGINT)
-            assert watcher.wait(timeout=20) == 0
+            assert interrupt(watcher) == 0
 
 
 def test_ctrl_c_during_an_apply_ends_the_watch_at_once(
@@ -119,11 +128,8 @@ def test_ctrl_c_during_an_apply_ends_the_watch_at_once(
             holder = isolated_environment / "w" / "lock.holder"
             wait_until(holder.exists, timeout=5, message="the apply holding the lock")
             interrupted = time.monotonic()
-            watcher.send_signal(signal.SIGINT)
-            code = watcher.wait(timeout=10)
         finally:
-            watcher.kill()
-            watcher.wait()
+            code = interrupt(watcher, timeout=10)
     assert code == 0
     assert time.monotonic() - interrupted < 5
     assert "stopped watching; the swarm keeps running" in log.read_text()
