@@ -75,8 +75,10 @@ def write_spec(directory: str, n: int, restart: str | None = None) -> str:
     return path
 
 
-def swarm_up(sock: str, spec: str) -> None:
-    subprocess.run([*CLI, "-L", sock, "up", spec], check=True, capture_output=True)
+def swarm_up(sock: str, spec: str, writer: str = "auto") -> None:
+    """`up` as installed; `writer` "perl" measures the writer used without a C compiler."""
+    subprocess.run([*CLI, "-L", sock, "up", spec], check=True, capture_output=True,
+                   env={**os.environ, "SWARM_LAUNCH_LOG_WRITER": writer})
 
 
 def write_tmuxp(directory: str, n: int) -> str:
@@ -171,6 +173,7 @@ def main() -> None:
         "raw50_small": (None, lambda s: raw_chained(s, 50, ())),
         "raw50": (None, lambda s: raw_chained(s, 50)),
         "up50": (None, lambda s: swarm_up(s, spec50)),
+        "perl50": (None, lambda s: swarm_up(s, spec50, "perl")),
         "noop50": (lambda s: swarm_up(s, spec50), lambda s: swarm_up(s, spec50)),
         "restart50": (None, lambda s: swarm_up(s, policy50)),
     }, args.repeat)
@@ -186,6 +189,8 @@ def main() -> None:
         ("raw tmux, one chained call, 50 windows of 80x24", raw50_small, ""),
         ("raw tmux, one chained call, 50 windows of 220x50", raw50, "1.0x (floor)"),
         ("swarm-launch up, 50 agents from nothing", up50, f"{up50 / raw50:.1f}x raw"),
+        ("swarm-launch up, 50 agents, Perl log writers (no C compiler)", fifty["perl50"],
+         f"{fifty['perl50'] / raw50:.1f}x raw"),
         ("tmuxp load -d, 50 windows, SHELL=/bin/sh", tmuxp50,
          f"{tmuxp50 / up50:.1f}x slower than up"),
         ("tmuxp load -d, 50 windows, SHELL=bash", tmuxp50_bash,
@@ -203,6 +208,7 @@ def main() -> None:
             "raw500": (None, lambda s: raw_source_file(s, 500)),
             "piped500": (None, lambda s: raw_source_file(s, 500, log_dir=logs)),
             "up500": (None, lambda s: swarm_up(s, spec500)),
+            "perl500": (None, lambda s: swarm_up(s, spec500, "perl")),
             "restart500": (None, lambda s: swarm_up(s, policy500)),
         }, few)
         raw500_small, raw500, piped500 = big["raw500_small"], big["raw500"], big["piped500"]
@@ -214,6 +220,8 @@ def main() -> None:
              f"{piped500 / raw500:.1f}x raw"),
             ("swarm-launch up, 500 agents from nothing", up500,
              f"{up500 / raw500:.1f}x raw, {up500 / piped500:.1f}x raw with pipe-pane"),
+            ("swarm-launch up, 500 agents, Perl log writers (no C compiler)", big["perl500"],
+             f"{big['perl500'] / raw500:.1f}x raw"),
             ("swarm-launch up, 500 agents with restart: on-failure", restart500,
              f"{restart500 / raw500:.1f}x raw"),
         ]
