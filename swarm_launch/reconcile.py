@@ -183,7 +183,12 @@ async def down(target: SwarmTarget, spec: SwarmSpec | None = None, *,
         applied = Applied(removal)
         await _apply(manager, removal, applied, report,
                      stops=records.recorded_stops(records.load_state(target.name)))
-        await manager.shutdown(graceful=True)
+        try:
+            await manager.shutdown(graceful=True)
+        except TmuxSwarmError:  # some pane is left: recorded as a failed run, then raised
+            records.append_run(target, command="down", spec_hash=None, started=started,
+                               outcomes=applied.outcomes, ok=False)
+            raise
         if not panes and not records.is_recorded(target.name):
             return applied  # nothing ran, nothing to record: no phantom swarm in `ls`
         applied.elsewhere = None if ours else await running_elsewhere(manager, target.name)

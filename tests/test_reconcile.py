@@ -482,6 +482,27 @@ def test_records_hold_state_and_history(
     assert os.stat(isolated_environment / NAME / "state.json").st_mode & 0o777 == 0o600
 
 
+def test_a_down_that_leaves_a_pane_is_recorded_as_failed(
+    server: Server, spec: pathlib.Path, isolated_environment: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from swarm_launch.exceptions import TmuxSwarmError
+    from swarm_launch.tmux_manager import TmuxSwarmManager
+
+    path = write(spec, TWO)
+    up(server, path)
+
+    async def refused(self: TmuxSwarmManager, graceful: bool = True) -> None:
+        raise TmuxSwarmError("kill-pane: tmux said: refused")
+
+    monkeypatch.setattr(TmuxSwarmManager, "shutdown", refused)
+    result = invoke("-L", str(server.socket_name), "down", path)
+    assert result.code == 1 and "refused" in result.err
+    runs = (isolated_environment / NAME / "runs.jsonl").read_text().splitlines()
+    last = json.loads(runs[-1])
+    assert (last["command"], last["ok"]) == ("down", False)
+
+
 def test_concurrent_ups_end_with_one_pane_per_agent(
     server: Server, spec: pathlib.Path, isolated_environment: pathlib.Path
 ) -> None:
