@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from swarm_launch.model import AgentSpec, LogSettings, SendSettings, SwarmSpec
 
@@ -27,7 +27,7 @@ class DesiredAgent:
     agent_id: str
     spec: AgentSpec
     replica: int | None
-    env: Mapping[str, str]
+    env: Mapping[str, str] = field(repr=False)  # interpolated secrets
     config_hash: str
     field_hashes: Mapping[str, str]
 

@@ -348,6 +348,11 @@ class LogFollower:
         *lines, self._partial = (self._partial + data).split(b"\n")
         return lines
 
+    def rest(self) -> bytes:
+        """The unfinished last line read so far (an agent that exited mid-line), once."""
+        rest, self._partial = self._partial, b""
+        return rest
+
     def close(self) -> None:
         for fd in [self._fd, *self._newer]:
             if fd is not None:

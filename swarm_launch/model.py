@@ -79,7 +79,7 @@ class AgentSpec:
     id: str
     command: str | tuple[str, ...]
     workdir: str
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)  # interpolated secrets
     replicas: int = 1
     # True when the spec declares `replicas`: ids are then `{id}-{i}` even for 1, so
     # scaling 3 -> 1 keeps `{id}-0` running instead of replacing every replica.
@@ -101,7 +101,7 @@ class SwarmSpec:
     path: str
     spec_hash: str
     workdir: str
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)  # interpolated secrets
     tmux: TmuxSettings = field(default_factory=TmuxSettings)
     agents: Mapping[str, AgentSpec] = field(default_factory=dict)
 

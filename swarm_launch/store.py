@@ -46,7 +46,7 @@ def ensure_private_dir(path: str) -> str:
     """Create `path` 0700 (parents too) or check an existing one is ours alone."""
     path = os.path.normpath(path)
     try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
+        _make_private_dirs(path)
     except FileExistsError as exc:
         raise StoreError(
             f"{path} exists and is not a directory; remove it or set AI_SWARM_DIR"
@@ -57,6 +57,21 @@ def ensure_private_dir(path: str) -> str:
         ) from exc
     check_private_dir(path)
     return path
+
+
+def _make_private_dirs(path: str) -> None:
+    """`os.makedirs(path, 0o700)`, but every directory it creates is 0700, not only the
+    last (makedirs gives the intermediate ones the umask's default, often 0755)."""
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path)
+    if parent and parent != path:
+        _make_private_dirs(parent)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
 
 
 def check_private_dir(path: str) -> None:
@@ -192,6 +207,11 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def lock_timeout_s() -> float:
+    """How long to wait for a lock: $SWARM_LAUNCH_LOCK_TIMEOUT, else 60 s."""
+    return float(os.environ.get("SWARM_LAUNCH_LOCK_TIMEOUT") or DEFAULT_LOCK_TIMEOUT_S)
+
+
 @contextlib.contextmanager
 def locked(directory: str, *, timeout_s: float | None = None,
            what: str = "this swarm") -> Iterator[None]:
@@ -202,7 +222,7 @@ def locked(directory: str, *, timeout_s: float | None = None,
     import filelock  # deferred: only commands that mutate need it
 
     if timeout_s is None:
-        timeout_s = float(os.environ.get("SWARM_LAUNCH_LOCK_TIMEOUT") or DEFAULT_LOCK_TIMEOUT_S)
+        timeout_s = lock_timeout_s()
     lock_path = os.path.join(directory, LOCK_FILE)
     lock = filelock.FileLock(lock_path, mode=0o600)
     try:

@@ -18,7 +18,7 @@ import signal as signals
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -73,8 +73,6 @@ INSTALL_HINT = ("install tmux 3.2 or newer: `apt-get install tmux` (Debian/Ubunt
 _GONE = ("no server running", "error connecting to", "can't find session",
          "no such session", "session not found", "server exited unexpectedly",
          "can't find window", "no current target")
-# spawn_agents reuses an observation this recent (the reconciler observes right before).
-OBSERVATION_TTL_S = 2.0
 _POLL_S = 0.02
 
 
@@ -329,7 +327,6 @@ class TmuxSwarmManager:
         self.call_timeout_s = call_timeout_s
         self.data_dir = store.data_dir()
         self.session_name = f"swarm-{cluster_id}"
-        self._seen: tuple[float, tuple[PaneState, ...]] | None = None
 
     @functools.cached_property
     def server(self) -> libtmux.Server:
@@ -388,9 +385,7 @@ class TmuxSwarmManager:
 
     async def observe(self) -> tuple[PaneState, ...]:
         """Every pane of the session, ours or not; () when the session or server is gone."""
-        panes = tuple(pane for pane, _ in await self._listing())
-        self._seen = (time.monotonic(), panes)
-        return panes
+        return tuple(pane for pane, _ in await self._listing())
 
     def _observe_sync(self) -> tuple[PaneState, ...]:
         """`observe` for the synchronous API: the same nudge as `_listing`."""
@@ -404,11 +399,6 @@ class TmuxSwarmManager:
         result = self._tmux_sync("list-panes", "-s", "-t", f"={self.session_name}:",
                                  "-F", LISTING_FORMAT)
         return tuple(pane for pane, _ in self._parse_listing(result))
-
-    async def _recent_observation(self) -> tuple[PaneState, ...]:
-        if self._seen and time.monotonic() - self._seen[0] < OBSERVATION_TTL_S:
-            return self._seen[1]
-        return await self.observe()
 
     async def _agent(self, agent_id: str) -> tuple[PaneState, SendSettings]:
         listing = await self._listing()
@@ -439,6 +429,10 @@ class TmuxSwarmManager:
         await asyncio.to_thread(self._track, lambda _: agents)
 
     def _session_line(self) -> str:
+        if self.base_dir and not os.path.isdir(self.base_dir):
+            # tmux would silently start the session in another directory.
+            raise SessionCreationError(f"cannot create session {self.session_name}: "
+                                       f"base_dir {self.base_dir} is not a directory")
         placeholder = ("/bin/sh", "-c", PLACEHOLDER_SCRIPT, self.cluster_id)
         return new_session_line(self.session_name, self.cluster_id,
                                 start_dir=self.base_dir, placeholder=placeholder)
@@ -451,14 +445,20 @@ class TmuxSwarmManager:
         return (await self.spawn_agents([launch]))[0]
 
     async def spawn_agents(self, launches: Sequence[AgentLaunch]) -> list[AgentPane]:
-        """All `launches` in one tmux invocation (plus one list-panes unless the manager
-        observed within OBSERVATION_TTL_S); the session too if it is missing.
+        """All `launches` in one tmux invocation, after one list-panes; the session too if
+        it is missing.
 
         An agent that cannot start (id in use, workdir missing, refused by tmux) does not
-        hold the others back: they start, and AgentSpawnError names it with its reason."""
+        hold the others back: they start, and AgentSpawnError names it with its reason.
+        Spawns into one swarm take turns, across tasks and processes (`_spawn_turn`): each
+        picks window indexes and checks ids on an observation no other spawn can outdate."""
         for launch in launches:
             check_launch(launch)
-        panes = await self._recent_observation()
+        async with self._spawn_turn():
+            return await self._spawn(launches)
+
+    async def _spawn(self, launches: Sequence[AgentLaunch]) -> list[AgentPane]:
+        panes = await self.observe()
         failures = self._refusals(launches, panes)
         launching = [launch for launch in launches if launch.agent_id not in failures]
         created: list[AgentPane] = []
@@ -468,7 +468,6 @@ class TmuxSwarmManager:
             result = await self._tmux("start-server", ";", "source-file", "-",
                                       stdin=script.encode("utf-8", "surrogateescape"),
                                       timeout_s=self.call_timeout_s + 0.05 * len(launching))
-            self._seen = None
             created, refused, session_error = self._created(launching, result,
                                                             creating_session=not panes)
             failures.update(refused)
@@ -481,6 +480,32 @@ class TmuxSwarmManager:
                 + (f" (session: {session_error})" if session_error else "")
                 + (f": {summary}" if summary else ""), created=created, failures=failures)
         return created
+
+    @contextlib.asynccontextmanager
+    async def _spawn_turn(self) -> AsyncIterator[None]:
+        """An flock on AI_SWARM_DIR/<swarm>/spawn.lock, polled without blocking the loop.
+
+        flock, not filelock: two managers of one swarm in one process (one thread) must
+        exclude each other too, and flock locks belong to each open of the file."""
+        import fcntl
+
+        lock_path = os.path.join(store.swarm_dir(self.cluster_id, self.data_dir), "spawn.lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            deadline = time.monotonic() + store.lock_timeout_s()
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise TmuxSwarmError(
+                            f"another spawn into swarm {self.cluster_id} did not finish "
+                            f"within {store.lock_timeout_s():g}s") from None
+                    await asyncio.sleep(_POLL_S)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def _refusals(self, launches: Sequence[AgentLaunch],
                   panes: Sequence[PaneState]) -> dict[str, str]:
@@ -557,7 +582,6 @@ class TmuxSwarmManager:
         await _terminate(live, dead, signal_number(signal) if graceful else None, timeout_s)
         script = kill_panes_script(p.pane_id for p in targets)
         result = await self._tmux("source-file", "-", stdin=script.encode())
-        self._forget(p.pane_id for p in targets)
         # A window that vanished meanwhile is fine; any other refusal leaves a pane behind.
         errors = [e for e in result.err.splitlines() if e.strip() and "can't find" not in e]
         gone = {p.agent_id for p in targets}
@@ -565,13 +589,6 @@ class TmuxSwarmManager:
             a: pane for a, pane in agents.items() if a not in gone})
         if errors:
             raise TmuxSwarmError(f"kill-pane: tmux said: {'; '.join(errors)}")
-
-    def _forget(self, pane_ids: Iterable[str]) -> None:
-        # Keep the cached observation usable: a killed id may be spawned again at once.
-        if self._seen:
-            dropped = set(pane_ids)
-            kept = tuple(p for p in self._seen[1] if p.pane_id not in dropped)
-            self._seen = (self._seen[0], kept)
 
     async def shutdown(self, graceful: bool = True) -> None:
         """Stop every agent of this swarm; close the session unless foreign panes remain."""
@@ -584,7 +601,6 @@ class TmuxSwarmManager:
             result = await self._tmux("kill-session", "-t", f"={self.session_name}")
             if result.rc != 0 and not any(text in result.err for text in _GONE):
                 raise self._failure(result, "kill-session")
-            self._seen = None
         elif rest:
             log.info("session %s kept: it holds windows of others", self.session_name)
         await asyncio.to_thread(self._track, lambda _: None)
@@ -687,8 +703,13 @@ class TmuxSwarmManager:
                 if not lines and time.monotonic() - checked >= 1.0:
                     checked = time.monotonic()
                     if not await self._still_running(agent_id):
-                        for raw in follower.poll():
-                            yield decode_line(raw)
+                        while True:  # all it wrote, however much is left to read
+                            for raw in follower.poll():
+                                yield decode_line(raw)
+                            if not follower.behind:
+                                break
+                        if tail := follower.rest():  # its last line had no newline
+                            yield decode_line(tail)
                         return
                 if not follower.behind:
                     await asyncio.sleep(poll_interval)

@@ -48,7 +48,7 @@ class AgentLaunch:
 
     agent_id: str
     command: str | tuple[str, ...]  # str: run by /bin/sh -c; tuple: exec'd as argv
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)  # may hold API keys
     workdir: str | None = None
     config_hash: str = ""
     logs: LogSettings = field(default_factory=LogSettings)

@@ -32,6 +32,9 @@ def test_missing_parents_are_created_private(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "a" / "b"
     assert store.data_dir({"AI_SWARM_DIR": str(path)}) == str(path)
     assert mode(path) == 0o700
+    assert mode(tmp_path / "a") == 0o700  # not only the last one
+    logs = store.ensure_private_dir(str(path / "swarm" / "logs"))
+    assert [mode(d) for d in (path / "swarm", logs)] == [0o700, 0o700]
 
 
 def test_symlinked_dir_is_refused(tmp_path: pathlib.Path) -> None:

@@ -115,15 +115,48 @@ def test_id_in_use_is_refused(manager: TmuxSwarmManager) -> None:
 
 
 def test_partial_failure_reports_created_and_failures(
-        manager: TmuxSwarmManager, server: Server) -> None:
-    run(manager.observe())  # spawn reuses this observation: index 2 looks free
+        manager: TmuxSwarmManager, server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = run(manager.observe())
+    # Someone else's window at index 2, created between the spawn's look and its script.
     server.cmd("new-window", "-d", "-t", "=swarm-t:2", "sleep", "60")
+
+    async def looked_too_early() -> tuple[Any, ...]:
+        return before
+
+    monkeypatch.setattr(manager, "observe", looked_too_early)
     with pytest.raises(SessionCreationError) as caught:
         run(manager.spawn_agents([AgentLaunch("good", "sleep 60"),
                                   AgentLaunch("bad", "sleep 60")]))
     error: Any = caught.value
     assert [p.agent_id for p in error.created] == ["good"]
     assert error.failures == {"bad": "create window failed: index 2 in use"}
+
+
+def test_concurrent_spawns_into_one_swarm_all_succeed(server: Server) -> None:
+    """From tasks of one manager, and from two managers (as two processes would be): each
+    spawn picks window indexes on a fresh look, one at a time."""
+    first = TmuxSwarmManager("c", socket_name=server.socket_name)
+    second = TmuxSwarmManager("c", socket_name=server.socket_name)
+
+    async def spawn_all() -> None:
+        await asyncio.gather(*(mgr.spawn_agent(f"a{i}", "sleep 60")
+                               for i, mgr in enumerate([first, second] * 5)))
+
+    run(spawn_all())
+    panes = run(first.observe())
+    assert sorted(p.agent_id for p in panes if p.agent_id) == sorted(f"a{i}" for i in range(10))
+    assert len({p.window_index for p in panes}) == len(panes)
+
+
+def test_an_id_another_manager_started_is_refused(server: Server) -> None:
+    first = TmuxSwarmManager("c", socket_name=server.socket_name)
+    second = TmuxSwarmManager("c", socket_name=server.socket_name)
+    run(first.start())
+    run(first.observe())  # this look predates second's spawn
+    run(second.spawn_agent("x", "sleep 60"))
+    with pytest.raises(SessionCreationError, match="already in use"):
+        run(first.spawn_agent("x", "sleep 60"))
+    assert [p.agent_id for p in run(first.observe())].count("x") == 1
 
 
 def test_missing_workdir_fails_only_its_agent(manager: TmuxSwarmManager,
@@ -271,3 +304,12 @@ def test_kill_of_a_dead_agent_reaps_its_leftover_children(
     assert alive(child)
     run(manager.kill_agent("d"))
     assert not alive(child) and manager.list_agents() == []
+
+
+def test_a_missing_base_dir_is_refused_before_tmux_starts_elsewhere(
+        server: Server, tmp_path: pathlib.Path) -> None:
+    mgr = TmuxSwarmManager("nodir", base_dir=str(tmp_path / "missing"),
+                           socket_name=server.socket_name)
+    with pytest.raises(SessionCreationError, match="missing is not a directory"):
+        run(mgr.start())
+    assert run(mgr.observe()) == ()

@@ -154,8 +154,8 @@ def test_no_secret_in_any_argv_while_spawning(manager: TmuxSwarmManager) -> None
     assert seen == []
 
 
-def test_fifty_agents_cost_one_tmux_process(manager: TmuxSwarmManager,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fifty_agents_cost_one_look_and_one_tmux_script(manager: TmuxSwarmManager,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[list[str]] = []
     real = tmux_manager.run_tmux
 
@@ -163,12 +163,13 @@ def test_fifty_agents_cost_one_tmux_process(manager: TmuxSwarmManager,
         calls.append(list(argv))
         return await real(argv, **kwargs)
 
-    run(manager.observe())  # what the reconciler does right before spawning
     monkeypatch.setattr(tmux_manager, "run_tmux", counting)
     started = time.monotonic()
     run(manager.spawn_agents([AgentLaunch(f"a{i}", "sleep 60") for i in range(50)]))
     elapsed = time.monotonic() - started
-    assert len(calls) == 1 and "source-file" in calls[0]
+    # A fresh look under the spawn turn (window indexes, ids in use), then one script.
+    assert ["list-panes" in calls[0], "source-file" in calls[1]] == [True, True]
+    assert len(calls) == 2
     assert len(manager.list_agents()) == 50
     print(f"spawned 50 agents in {elapsed:.3f}s")
 
@@ -326,3 +327,10 @@ def test_stream_yields_new_lines_until_the_agent_exits(manager: TmuxSwarmManager
     lines = run(follow_lines(manager, "t"))
     # The log writer may add its start marker line: the agent's lines end the stream.
     assert lines[-3:] == ["tick 0", "tick 1", "tick 2"]
+
+
+def test_stream_ends_with_a_last_line_without_newline(manager: TmuxSwarmManager) -> None:
+    script = "import time\ntime.sleep(0.5)\nprint('one')\nprint('two', end='', flush=True)\n"
+    run(manager.spawn_agent("t", (*PY, "-c", script)))
+    lines = run(follow_lines(manager, "t"))
+    assert lines[-2:] == ["one", "two"]

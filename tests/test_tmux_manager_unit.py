@@ -16,7 +16,7 @@ import swarm_launch
 from swarm_launch import tmux_manager
 from swarm_launch.exceptions import TmuxNotFoundError, TmuxSwarmError, TmuxTimeoutError
 from swarm_launch.observed import AgentStatus
-from swarm_launch.tmux_manager import AgentPane, TmuxSwarmManager
+from swarm_launch.tmux_manager import AgentLaunch, AgentPane, TmuxSwarmManager
 
 
 @pytest.fixture(autouse=True)
@@ -161,3 +161,19 @@ def test_ids_the_spec_gives_are_accepted() -> None:
     manager = TmuxSwarmManager("team_1")
     assert manager.log_path("coder-0").endswith(os.path.join("team_1", "logs", "coder-0.log"))
     assert TmuxSwarmManager("Team").session_name == "swarm-Team"
+
+
+def test_no_repr_shows_an_env_value(tmp_path: pathlib.Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A repr ends up in logs, tracebacks and bug reports: it must not carry API keys."""
+    from swarm_launch.desired import expand
+    from swarm_launch.spec import load_spec
+
+    monkeypatch.setenv("MY_API_KEY", "sk-do-not-print")
+    spec_path = tmp_path / "s.yaml"
+    spec_path.write_text("version: 1\nname: r\nenv: {TOP: '${MY_API_KEY}'}\n"
+                         "agents:\n  a:\n    command: x\n    env: {KEY: '${MY_API_KEY}'}\n")
+    spec = load_spec(str(spec_path))
+    launch = AgentLaunch("a", "x", env={"KEY": "sk-do-not-print"})
+    for thing in (spec, spec.agents["a"], *expand(spec).values(), launch):
+        assert "sk-do-not-print" not in repr(thing), type(thing)
