@@ -34,7 +34,40 @@ def data_dir(environ: dict[str, str] | None = None) -> str:
     """AI_SWARM_DIR, created 0700 if missing, refused if anyone else could write to it."""
     env = os.environ if environ is None else environ
     path = os.path.abspath(env.get("AI_SWARM_DIR") or DEFAULT_DIR)
+    check_ancestors(path)
     return ensure_private_dir(path)
+
+
+def check_ancestors(path: str) -> None:
+    """Refuse a path under a directory or symlink someone else could swap: every existing
+    ancestor, as written and as resolved, must be root's or ours, and a directory writable
+    by group or others must be sticky (as /tmp is), as ssh demands of a key's directories."""
+    hint = "; set AI_SWARM_DIR to a directory of your own with mode 0700"
+    resolved = os.path.realpath(os.path.dirname(os.path.normpath(path)))
+    lexical = os.path.dirname(os.path.normpath(path))
+    for ancestor in {*_ancestors(lexical), *_ancestors(resolved)}:
+        try:
+            info = os.lstat(ancestor)
+        except FileNotFoundError:
+            continue  # created 0700 by us
+        if info.st_uid not in (0, os.getuid()):
+            raise StoreError(f"{ancestor}, above {path}, is owned by uid {info.st_uid}, "
+                             f"who could replace what is under it{hint}")
+        writable = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        if stat.S_ISDIR(info.st_mode) and writable and not info.st_mode & stat.S_ISVTX:
+            raise StoreError(f"{ancestor}, above {path}, is writable by others (mode "
+                             f"{stat.S_IMODE(info.st_mode):04o}) and not sticky: they could "
+                             f"replace what is under it{hint}")
+
+
+def _ancestors(path: str) -> list[str]:
+    found = []
+    while True:
+        found.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            return found
+        path = parent
 
 
 def swarm_dir(name: str, base: str | None = None) -> str:

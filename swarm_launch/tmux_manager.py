@@ -303,6 +303,29 @@ async def _terminate(live: set[int], dead: set[int], sig: int | None,
         await asyncio.sleep(_POLL_S)
 
 
+def _unrunnable(launch: AgentLaunch) -> str | None:
+    """Why an argv command cannot be exec'd, if it plainly cannot: tmux's child would just
+    exit 1 and leave nothing in the pane or the log to say why. (A string command runs
+    under sh, which says "not found" itself.) The PATH searched is the agent's, else
+    ours, which the tmux server inherits when we start it."""
+    if isinstance(launch.command, str):
+        return None
+    program = launch.command[0]
+    if "/" not in program:
+        path = launch.env.get("PATH", os.environ.get("PATH", os.defpath))
+        if shutil.which(program, path=path) is None:
+            return f"command not found: {program} (not on PATH)"
+        return None
+    if not os.path.isabs(program) and not launch.workdir:
+        return None  # relative to a directory we cannot be sure of
+    where = os.path.join(launch.workdir or "", program)
+    if not os.path.isfile(where):
+        return f"command not found: {program}"
+    if not os.access(where, os.X_OK):
+        return f"command not executable: {program}"
+    return None
+
+
 def _unreaped(pane: PaneState) -> bool:
     return pane.dead and pane.exit_status is None and pane.exit_signal is None
 
@@ -518,6 +541,10 @@ class TmuxSwarmManager:
         failures.update({launch.agent_id: f"workdir {launch.workdir} is not a directory"
                          for launch in launches
                          if launch.workdir and not os.path.isdir(launch.workdir)})
+        for launch in launches:
+            problem = None if launch.agent_id in failures else _unrunnable(launch)
+            if problem:
+                failures[launch.agent_id] = problem
         return failures
 
     def _spawn_script(self, launches: Sequence[AgentLaunch],

@@ -143,3 +143,27 @@ def test_a_torn_last_line_is_skipped_and_the_next_record_starts_fresh(
     pathlib.Path(path).write_text('{"run": 1}\n{"ru', encoding="utf-8")
     store.append_jsonl(path, {"run": 2})
     assert store.read_jsonl(path) == [{"run": 1}, {"run": 2}]
+
+
+def test_a_dir_under_one_others_could_swap_is_refused(tmp_path: pathlib.Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # anyone may rename what is in it
+    with pytest.raises(StoreError, match=r"shared, above .* is writable by others"):
+        store.data_dir({"AI_SWARM_DIR": str(shared / "ai")})
+    safe = tmp_path / "safe"
+    safe.mkdir(mode=0o700)
+    (shared / "link").symlink_to(safe)  # a safe target, through a swappable link
+    with pytest.raises(StoreError, match="writable by others"):
+        store.data_dir({"AI_SWARM_DIR": str(shared / "link" / "ai")})
+    shared.chmod(0o1777)  # sticky, as /tmp: only the owner of an entry may rename it
+    assert store.data_dir({"AI_SWARM_DIR": str(shared / "ai")}) == str(shared / "ai")
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="chown to another user needs root")
+def test_a_dir_under_another_users_directory_is_refused(tmp_path: pathlib.Path) -> None:
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o755)
+    os.chown(theirs, 65534, -1)
+    with pytest.raises(StoreError, match="owned by uid 65534, who could replace"):
+        store.data_dir({"AI_SWARM_DIR": str(theirs / "ai")})

@@ -313,3 +313,22 @@ def test_a_missing_base_dir_is_refused_before_tmux_starts_elsewhere(
     with pytest.raises(SessionCreationError, match="missing is not a directory"):
         run(mgr.start())
     assert run(mgr.observe()) == ()
+
+
+def test_an_argv_command_that_cannot_run_is_refused_with_why(
+        manager: TmuxSwarmManager, tmp_path: pathlib.Path) -> None:
+    """tmux's child would exit 1 and leave no word of why in the pane or the log."""
+    script = tmp_path / "agent.sh"
+    script.write_text("#!/bin/sh\nsleep 60\n")  # not executable
+    with pytest.raises(AgentSpawnError) as caught:
+        run(manager.spawn_agents([
+            AgentLaunch("typo", ("no-such-program-xyz", "--flag")),
+            AgentLaunch("noexec", (str(script),)),
+            AgentLaunch("relative", ("./agent.sh",), workdir=str(tmp_path)),
+            AgentLaunch("fine", ("sleep", "60")),
+            AgentLaunch("shell", "no-such-program-xyz")]))  # sh says so in its log
+    assert caught.value.failures == {
+        "typo": "command not found: no-such-program-xyz (not on PATH)",
+        "noexec": f"command not executable: {script}",
+        "relative": "command not executable: ./agent.sh"}
+    assert [p.agent_id for p in caught.value.created] == ["fine", "shell"]
