@@ -10,6 +10,7 @@ import asyncio
 import os
 import re
 import time
+from collections.abc import Awaitable, Callable
 
 from swarm_launch.logpipe import MARKER_PREFIX
 
@@ -47,22 +48,52 @@ def latest_start(path: str, agent_id: str, *, max_scan: int = 8 * 1024 * 1024) -
 
 
 async def wait_for_output(path: str, pattern: str | None, *, start: int, timeout_s: float,
-                          poll_s: float = 0.05) -> bool:
-    """True once the log after `start` matches `pattern` (None: any output at all)."""
-    from swarm_launch.logfiles import strip_terminal_noise
-
+                          poll_s: float = 0.05,
+                          gone: Callable[[], Awaitable[bool]] | None = None) -> bool:
+    """True once the log after `start` matches `pattern` (None: any output at all); False
+    after `timeout_s`, or as soon as `gone()` (asked about once a second) says the agent
+    will never print it (it exited for good)."""
     regex = re.compile(pattern, re.MULTILINE) if pattern else None
     deadline = time.monotonic() + timeout_s
-    offset, seen = start, ""
+    asked = time.monotonic()
+    offset, text = start, _Text()
     while True:
         chunk, offset = _read_from(path, offset)
         if chunk:
-            seen = (seen + _MARKER.sub("", strip_terminal_noise(chunk)))[-_WINDOW_BYTES:]
+            seen = text.add(chunk)
             if regex.search(seen) if regex else seen.strip():
                 return True
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if now >= deadline:
             return False
+        if gone is not None and now - asked >= 1.0:
+            asked = now
+            if await gone():
+                return bool(regex.search(text.add("", final=True)) if regex else False)
         await asyncio.sleep(poll_s)
+
+
+class _Text:
+    """The log since the start, as a person would read it: terminal noise stripped from
+    whole lines only (a `\r` that ends one chunk and the text that overwrites it in the
+    next are one line), swarm-launch's own marker lines left out; the last
+    _WINDOW_BYTES of it."""
+
+    def __init__(self) -> None:
+        self.seen, self.partial = "", ""
+
+    def add(self, chunk: str, *, final: bool = False) -> str:
+        from swarm_launch.logfiles import strip_terminal_noise
+
+        whole, _, partial = (self.partial + chunk).rpartition("\n")
+        self.partial = partial[-_WINDOW_BYTES:]  # a TUI may draw for long without a newline
+        if final:
+            whole, self.partial = whole + "\n" + self.partial if whole else self.partial, ""
+        if whole:
+            clean = _MARKER.sub("", strip_terminal_noise(whole + "\n"))
+            self.seen = (self.seen + clean)[-_WINDOW_BYTES:]
+        # The unfinished line counts too (a prompt waits without a newline), as shown now.
+        return self.seen + _MARKER.sub("", strip_terminal_noise(self.partial))
 
 
 def _read_from(path: str, offset: int) -> tuple[str, int]:

@@ -154,13 +154,13 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
         current = await compute_plan(manager, spec, prune=prune, desired=desired,
                                      replace=replace, state=state)
         applied = Applied(current)
-        startup = Startup(manager, desired)
+        startup = Startup(manager, desired, timeout_s=wait_timeout_s if wait else None)
         await _apply(manager, current, applied, report, startup,
                      stops=records.recorded_stops(state))
         applied.prompt_errors = await startup.send_prompts()
         if wait:  # every agent, not only those this run started
             startup.watch_running(a.agent_id for a in current.of_kind(Kind.KEEP))
-            applied.not_ready = await startup.not_ready(wait_timeout_s)
+            applied.not_ready = await startup.not_ready()
         after = await manager.observe()
         applied.unconverged = _unconverged(desired, after, spec.name)
         applied.exited = _exited(desired, after, spec.name)

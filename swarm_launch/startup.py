@@ -9,6 +9,7 @@ await the same tasks.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from swarm_launch.desired import DesiredAgent, dependencies, layers
@@ -25,10 +26,16 @@ PROMPT_QUIET_S = 3.0
 class Startup:
     """One `up`'s worth of agent starts, in order, with their readiness."""
 
-    def __init__(self, manager: TmuxSwarmManager, desired: Mapping[str, DesiredAgent]) -> None:
+    def __init__(self, manager: TmuxSwarmManager, desired: Mapping[str, DesiredAgent], *,
+                 timeout_s: float | None = None) -> None:
+        """`timeout_s` (`up --wait --timeout`) bounds every wait of this run, for
+        dependencies and prompts too, not only the final one."""
         self.manager = manager
         self.desired = desired
+        self.timeout_s = timeout_s
+        self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self.ready: dict[str, asyncio.Task[bool]] = {}  # agents with a `ready` pattern
+        self.why: dict[str, str] = {}  # why an agent's readiness task said False
         self.prompt_ready: dict[str, asyncio.Task[bool]] = {}  # started ones with a prompt
         self.starts: dict[str, int] = {}
 
@@ -43,7 +50,7 @@ class Startup:
             batch = [pending[i] for i in layer if i in pending]
             for action in batch:
                 if blocked := await self._unready(deps[action.agent_id], errors):
-                    errors[action.agent_id] = f"not started: {blocked} not ready"
+                    errors[action.agent_id] = f"not started: {blocked}"
             ok = [a for a in batch if a.agent_id not in errors]
             errors.update(await self._spawn(ok))
             self._watch([a for a in ok if a.agent_id not in errors])
@@ -57,9 +64,9 @@ class Startup:
             if ready is None or agent_id in self.ready:
                 continue
             path = self.manager.log_path(agent_id)
-            self.ready[agent_id] = asyncio.ensure_future(wait_for_output(
-                path, ready.pattern, start=latest_start(path, agent_id),
-                timeout_s=ready.timeout_s))
+            self.ready[agent_id] = self._readiness(agent_id, ready.pattern,
+                                                   latest_start(path, agent_id),
+                                                   ready.timeout_s)
 
     async def send_prompts(self) -> dict[str, str]:
         """Send each started agent its initial prompt once it is ready."""
@@ -67,18 +74,55 @@ class Startup:
         results = await asyncio.gather(*(self._prompt(i) for i in agents))
         return {i: error for i, error in zip(agents, results, strict=True) if error}
 
-    async def not_ready(self, timeout_s: float | None = None) -> list[str]:
-        """The started agents not ready in time (their own timeout, or `timeout_s` overall)."""
+    async def not_ready(self) -> list[str]:
+        """The agents watched that were not ready in time (their own timeout, or the
+        run's): each waits no longer than both."""
         if not self.ready:
             return []
-        await asyncio.wait(self.ready.values(), timeout=timeout_s)
-        return [i for i, task in self.ready.items()
-                if not task.done() or not task.result()]
+        await asyncio.wait(self.ready.values())
+        return [i for i, task in self.ready.items() if not task.result()]
 
     async def _unready(self, deps: frozenset[str], errors: Mapping[str, str]) -> str:
-        bad = sorted(d for d in deps if d in errors)
-        bad += sorted([d for d in deps if d in self.ready and not await self.ready[d]])
+        """`db not ready (exited with code 2), cache not ready (failed)`; '' if all are."""
+        bad = [f"{d} not ready (failed)" for d in sorted(deps) if d in errors]
+        bad += [f"{d} not ready ({self.why.get(d, 'no match')})" for d in sorted(deps)
+                if d not in errors and d in self.ready and not await self.ready[d]]
         return ", ".join(bad)
+
+    def _readiness(self, agent_id: str, pattern: str | None, start: int,
+                   timeout_s: float) -> asyncio.Task[bool]:
+        """Watch `agent_id`'s log for `pattern`, until its own timeout or the run's,
+        or until it exited for good; `why` says which, when it was not ready."""
+        why_not = f"no match within {timeout_s:g}s"
+        if self.deadline is not None and self.deadline - time.monotonic() < timeout_s:
+            timeout_s = max(0.0, self.deadline - time.monotonic())
+            why_not = f"--timeout {self.timeout_s:g}s reached"
+        path = self.manager.log_path(agent_id)
+
+        async def gone() -> bool:
+            return await self._exited_for_good(agent_id)
+
+        async def watch() -> bool:
+            ready = await wait_for_output(path, pattern, start=start, timeout_s=timeout_s,
+                                          gone=gone)
+            if not ready:
+                self.why.setdefault(agent_id, why_not)
+            return ready
+
+        return asyncio.ensure_future(watch())
+
+    async def _exited_for_good(self, agent_id: str) -> bool:
+        """Dead with no restart to come: its policy is `never`, or it gave up."""
+        try:
+            pane, _ = await self.manager._agent(agent_id)
+        except TmuxSwarmError:
+            self.why[agent_id] = "gone"
+            return True
+        policy = self.desired[agent_id].spec.restart.mode if agent_id in self.desired else ""
+        if pane.dead and (policy == "never" or pane.gave_up):
+            self.why[agent_id] = f"exited with code {pane.exit_code}"
+            return True
+        return False
 
     async def _spawn(self, actions: Sequence[Action]) -> dict[str, str]:
         launches = [launch_for(a.desired) for a in actions if a.desired is not None]
@@ -98,9 +142,9 @@ class Startup:
             agent_id = action.agent_id
             spec, path = self.desired[agent_id].spec, self.manager.log_path(agent_id)
             if spec.ready is not None:
-                self.ready[agent_id] = asyncio.ensure_future(wait_for_output(
-                    path, spec.ready.pattern, start=self.starts[agent_id],
-                    timeout_s=spec.ready.timeout_s))
+                self.ready[agent_id] = self._readiness(agent_id, spec.ready.pattern,
+                                                       self.starts[agent_id],
+                                                       spec.ready.timeout_s)
                 if spec.prompt:
                     self.prompt_ready[agent_id] = self.ready[agent_id]
             elif spec.prompt:
@@ -110,7 +154,8 @@ class Startup:
     async def _prompt(self, agent_id: str) -> str | None:
         ready = await self.prompt_ready[agent_id]
         if not ready and self.desired[agent_id].spec.ready is not None:
-            return "initial prompt not sent: the agent did not become ready"
+            why = f" ({self.why[agent_id]})" if agent_id in self.why else ""
+            return f"initial prompt not sent: the agent did not become ready{why}"
         prompt = self.desired[agent_id].spec.prompt
         assert prompt is not None
         try:  # a quiet agent that exited meanwhile is refused here, by name

@@ -139,3 +139,58 @@ quiet:
     assert result.code == 0, result.err
     wait_until(lambda: received.exists() and "hello quiet one" in received.read_text(),
                message="the prompt to arrive")
+
+
+def test_wait_timeout_bounds_the_wait_for_dependencies_too(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    import time
+
+    spec = write_spec(tmp_path / "s.yaml", f"""\
+db:
+  command: {PY} -u -c "import time; time.sleep(30); print('db ready'); time.sleep(600)"
+  ready: {{pattern: 'db ready', timeout_s: 60}}
+api:
+  command: sleep 600
+  depends_on: [db]
+""")
+    began = time.monotonic()
+    result = invoke("-L", str(server.socket_name), "up", spec, "--wait", "--timeout", "2")
+    assert time.monotonic() - began < 10  # not db's 30 s, nor its 60 s timeout
+    assert result.code == 1
+    assert "api" in result.out and "not started: db not ready (--timeout 2s reached)" in result.out
+
+
+def test_a_dependency_that_exited_is_not_waited_for(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    import time
+
+    spec = write_spec(tmp_path / "s.yaml", f"""\
+db:
+  command: {PY} -u -c "import time, sys; print('booting'); time.sleep(0.5); sys.exit(2)"
+  ready: {{pattern: 'db ready', timeout_s: 60}}
+api:
+  command: sleep 600
+  depends_on: [db]
+""")
+    began = time.monotonic()
+    result = invoke("-L", str(server.socket_name), "up", spec)
+    assert time.monotonic() - began < 15  # not db's 60 s timeout
+    assert result.code == 1
+    assert "not started: db not ready (exited with code 2)" in result.out
+
+
+def test_readiness_matches_a_line_redrawn_across_two_writes(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    """`Loading...\\r` then, later, `Server listening\\r\\n`: one line, as a person sees it."""
+    code = ("import sys, time; sys.stdout.write('Loading...\\r'); sys.stdout.flush(); "
+            "time.sleep(0.5); print('Server listening on 8080', flush=True); time.sleep(600)")
+    spec = write_spec(tmp_path / "s.yaml", f"""\
+web:
+  command: {json.dumps([PY, "-u", "-c", code])}
+  ready: {{pattern: '^Server listening', timeout_s: 20}}
+""")
+    result = invoke("-L", str(server.socket_name), "up", spec, "--wait")
+    assert result.code == 0, result.out + result.err
