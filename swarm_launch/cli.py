@@ -88,12 +88,18 @@ def plan(ctx: click.Context, /, **kwargs: Any) -> None:
 @click.option("--dry-run", is_flag=True, help="Show the plan; change nothing.")
 @json_option
 @click.option("--wait", is_flag=True, help="Return once every agent is ready.")
-@click.option("--timeout", type=float, default=None, help="Seconds --wait may take.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=None,
+              help="Seconds --wait may take, in all.")
 @click.option("--watch", is_flag=True, help="Stay in the foreground; re-apply on each spec change.")
 @replace_option
 @click.pass_context
 def up(ctx: click.Context, /, **kwargs: Any) -> None:
     """Make tmux match the spec: create, replace and remove agents."""
+    if kwargs["timeout"] is not None and not kwargs["wait"]:
+        raise click.UsageError("--timeout bounds --wait: give both, or neither")
+    if kwargs["watch"] and (kwargs["as_json"] or kwargs["wait"] or kwargs["dry_run"]):
+        raise click.UsageError("--watch prints as it goes: it takes no --json, --wait "
+                               "or --dry-run")
     _run(ctx, "up", **kwargs)
 
 

@@ -14,8 +14,8 @@ from swarm_launch.desired import DesiredAgent
 from swarm_launch.observed import PaneState, duplicates, owned_by
 
 # A restart is done within a few seconds of its time (supervise's tmux calls time out
-# after 5 s); one this late will not come.
-RESTART_OVERDUE_S = 30.0
+# after 5 s); one this late will not come: its supervisor is gone.
+RESTART_OVERDUE_S = 10.0
 
 
 class Kind(enum.Enum):

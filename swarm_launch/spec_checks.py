@@ -169,9 +169,12 @@ def _read_prompt(path: str, prompts: dict[str, str], agent_id: str) -> str | Non
     if len(raw) > MAX_SPEC_BYTES:
         return f"is larger than {MAX_SPEC_BYTES // 1024} KiB"
     try:
-        prompts[agent_id] = raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return "is not valid UTF-8"
+    # The newline every editor ends a file with is not meant as one more, empty, submission
+    # (as `send` from stdin drops it too).
+    prompts[agent_id] = text.removesuffix("\n").removesuffix("\r")
     return None
 
 

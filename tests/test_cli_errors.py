@@ -66,3 +66,17 @@ def test_cli_start_up_does_not_import_libtmux_or_jsonschema_for_help() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--timeout", "5"], "--timeout bounds --wait"),
+    (["--wait", "--timeout", "-1"], "-1"),
+    (["--watch", "--json"], "--watch prints as it goes"),
+    (["--watch", "--wait"], "--watch prints as it goes"),
+])
+def test_up_options_that_cannot_go_together_are_usage_errors(
+        tmp_path: pathlib.Path, args: list[str], says: str) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text("version: 1\nname: u\nagents:\n  a: {command: sleep 60}\n")
+    result = invoke("up", str(spec), *args)
+    assert result.code == 2 and says in result.err

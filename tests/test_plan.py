@@ -224,3 +224,16 @@ def test_layers_follow_depends_on_with_replicas() -> None:
 
     assert [sorted(layer) for layer in layers(agents)] == [
         ["cache-0", "cache-1", "db"], ["app"], ["ui"]]
+
+
+@pytest.mark.parametrize(("late_s", "shown"), [
+    (-3.0, "2 (next in 3s)"),
+    (1.0, "2 (restarting)"),
+    (RESTART_OVERDUE_S + 5, "2 (restart overdue by 15s; `up` replaces it)"),
+])
+def test_status_says_when_a_pending_restart_will_not_come(late_s: float, shown: str) -> None:
+    from swarm_launch.commands.status import _restarts
+    from swarm_launch.status_view import AgentRow
+
+    row = AgentRow("a", "%1", None, "failed", 1, None, 2, 1000.0, False, "in-sync")
+    assert _restarts(row, 1000.0 + late_s) == shown

@@ -143,7 +143,7 @@ def test_defaults_apply_field_by_field(tmp_path: pathlib.Path) -> None:
 
 
 def test_every_agent_field_maps_onto_the_model(tmp_path: pathlib.Path) -> None:
-    (tmp_path / "p.md").write_text("Plan the work.\n", encoding="utf-8")
+    (tmp_path / "p.md").write_text("Plan the work.\nThen do it.\n", encoding="utf-8")
     spec = load_spec(spec_file(tmp_path, """\
         version: 1
         name: team
@@ -167,7 +167,8 @@ def test_every_agent_field_maps_onto_the_model(tmp_path: pathlib.Path) -> None:
     assert (a.replicas, a.replicated, a.restart.mode, a.restart.reset_after_s) == (
         3, True, "always", 5.0)
     assert a.ready == Readiness("ready>", 7.0)
-    assert (a.depends_on, a.prompt) == (("base",), "Plan the work.\n")
+    # The file's final newline is not one more (empty) submission; the others stay.
+    assert (a.depends_on, a.prompt) == (("base",), "Plan the work.\nThen do it.")
     assert (a.send.submit_delay_ms, a.logs.max_bytes, a.logs.keep, a.stop.signal) == (
         0, 4096, 0, "KILL")
 

@@ -12,6 +12,7 @@ from swarm_launch.cli import Globals
 from swarm_launch.commands._common import require_known, running_swarm
 from swarm_launch.desired import DesiredAgent, expand
 from swarm_launch.interpolate import UNSET
+from swarm_launch.plan import RESTART_OVERDUE_S
 from swarm_launch.tmux_manager import TmuxSwarmManager
 
 _COLOURS = {"running": "green", "failed": "red", "stopped": "yellow", "pending": "cyan"}
@@ -64,7 +65,13 @@ def _restarts(row: status_view.AgentRow, now: float) -> str:
         return f"{row.restarts} (gave up)"
     if row.next_restart_at is None:
         return str(row.restarts)
-    return f"{row.restarts} (next in {status_view.duration(max(0.0, row.next_restart_at - now))})"
+    late = now - row.next_restart_at
+    if late > RESTART_OVERDUE_S:  # its supervisor is gone: `up` replaces the agent
+        return (f"{row.restarts} (restart overdue by {status_view.duration(late)}; "
+                "`up` replaces it)")
+    if late > 0:
+        return f"{row.restarts} (restarting)"
+    return f"{row.restarts} (next in {status_view.duration(-late)})"
 
 
 def _env_unknown(agent: DesiredAgent) -> bool:
