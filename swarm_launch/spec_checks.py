@@ -93,6 +93,9 @@ def _message(error: ValidationError) -> str:
         return f"{error.message}{hint}; quote it"
     if error.validator == "const":
         return f"{instance!r} is not supported; use {error.validator_value!r}"
+    if error.validator == "pattern" and list(error.path)[-1:] == ["submit_key"]:
+        return (f"{instance!r} is not a tmux key name; use one such as Enter, Tab, C-m, "
+                "M-Enter or a single character, with C-, M- or S- modifiers")
     return error.message
 
 
