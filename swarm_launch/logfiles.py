@@ -348,6 +348,17 @@ class LogFollower:
         *lines, self._partial = (self._partial + data).split(b"\n")
         return lines
 
+    @property
+    def pending(self) -> bytes:
+        """The unfinished last line read so far, left in place."""
+        return self._partial
+
+    def seek(self, position: int) -> None:
+        """Read on from `position` of the file opened (its start if it is shorter: it was
+        rotated or truncated since `position` was taken)."""
+        if self._fd is not None:
+            self.position = position if position <= os.fstat(self._fd).st_size else 0
+
     def rest(self) -> bytes:
         """The unfinished last line read so far (an agent that exited mid-line), once."""
         rest, self._partial = self._partial, b""

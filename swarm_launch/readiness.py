@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 
+from swarm_launch.logfiles import LogFollower
 from swarm_launch.logpipe import MARKER_PREFIX
 
 # Lines logpipe and supervise write (start markers, restart notes) are ours, not the agent's.
@@ -47,62 +48,77 @@ def latest_start(path: str, agent_id: str, *, max_scan: int = 8 * 1024 * 1024) -
     return begin if data.startswith(marker) else 0
 
 
+def follow_from_now(path: str) -> LogFollower | None:
+    """A follower of `path` from its current end, made before the agent starts: the log is
+    created empty if missing (the writer then appends to this very file), so whatever the
+    agent prints is read from the file held open, even once rotation renamed or removed it.
+    None if the log cannot be made (the writer will say why in its own way)."""
+    from swarm_launch import store
+    from swarm_launch.exceptions import StoreError
+
+    try:
+        store.ensure_private_dir(os.path.dirname(path))
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+    except (OSError, StoreError):
+        return None
+    return LogFollower(path)
+
+
 async def wait_for_output(path: str, pattern: str | None, *, start: int, timeout_s: float,
                           poll_s: float = 0.05,
-                          gone: Callable[[], Awaitable[bool]] | None = None) -> bool:
+                          gone: Callable[[], Awaitable[bool]] | None = None,
+                          follower: LogFollower | None = None) -> bool:
     """True once the log after `start` matches `pattern` (None: any output at all); False
     after `timeout_s`, or as soon as `gone()` (asked about once a second) says the agent
-    will never print it (it exited for good)."""
+    will never print it (it exited for good).
+
+    Read with a LogFollower: output that rotated into LOG.1 between two polls (a banner
+    then a burst) is still read, as long as the rotated file is kept."""
     regex = re.compile(pattern, re.MULTILINE) if pattern else None
+
+    def matches(seen: str) -> bool:
+        return bool(regex.search(seen)) if regex else bool(seen.strip())
+
     deadline = time.monotonic() + timeout_s
     asked = time.monotonic()
-    offset, text = start, _Text()
-    while True:
-        chunk, offset = _read_from(path, offset)
-        if chunk:
-            seen = text.add(chunk)
-            if regex.search(seen) if regex else seen.strip():
+    if follower is None:  # an agent already running: from its latest start
+        follower = LogFollower(path, from_start=True)
+        follower.seek(start)
+    text = _Text()
+    try:
+        while True:
+            if matches(text.add(follower.poll(), follower.pending)):
                 return True
-        now = time.monotonic()
-        if now >= deadline:
-            return False
-        if gone is not None and now - asked >= 1.0:
-            asked = now
-            if await gone():
-                return bool(regex.search(text.add("", final=True)) if regex else False)
-        await asyncio.sleep(poll_s)
+            now = time.monotonic()
+            if now >= deadline:
+                return False
+            if gone is not None and now - asked >= 1.0:
+                asked = now
+                if await gone():  # what it printed before it went still counts
+                    while follower.behind:
+                        if matches(text.add(follower.poll(), follower.pending)):
+                            return True
+                    return matches(text.add(follower.poll(), follower.pending))
+            if not follower.behind:
+                await asyncio.sleep(poll_s)
+    finally:
+        follower.close()
 
 
 class _Text:
     """The log since the start, as a person would read it: terminal noise stripped from
-    whole lines only (a `\r` that ends one chunk and the text that overwrites it in the
-    next are one line), swarm-launch's own marker lines left out; the last
-    _WINDOW_BYTES of it."""
+    whole lines (a `\r` redraw spread over two writes is one line), swarm-launch's own
+    marker lines left out; the last _WINDOW_BYTES of it, then the unfinished line."""
 
     def __init__(self) -> None:
-        self.seen, self.partial = "", ""
+        self.seen = ""
 
-    def add(self, chunk: str, *, final: bool = False) -> str:
+    def add(self, lines: list[bytes], pending: bytes) -> str:
         from swarm_launch.logfiles import strip_terminal_noise
 
-        whole, _, partial = (self.partial + chunk).rpartition("\n")
-        self.partial = partial[-_WINDOW_BYTES:]  # a TUI may draw for long without a newline
-        if final:
-            whole, self.partial = whole + "\n" + self.partial if whole else self.partial, ""
-        if whole:
-            clean = _MARKER.sub("", strip_terminal_noise(whole + "\n"))
-            self.seen = (self.seen + clean)[-_WINDOW_BYTES:]
-        # The unfinished line counts too (a prompt waits without a newline), as shown now.
-        return self.seen + _MARKER.sub("", strip_terminal_noise(self.partial))
-
-
-def _read_from(path: str, offset: int) -> tuple[str, int]:
-    try:
-        with open(path, "rb") as handle:
-            if os.fstat(handle.fileno()).st_size < offset:
-                offset = 0  # rotated under us: the new file is all new output
-            handle.seek(offset)
-            data = handle.read(_WINDOW_BYTES)
-    except FileNotFoundError:
-        return "", offset
-    return data.decode("utf-8", errors="replace"), offset + len(data)
+        if lines:
+            whole = b"\n".join(lines).decode("utf-8", errors="replace") + "\n"
+            self.seen = (self.seen + _MARKER.sub("", strip_terminal_noise(whole)))[-_WINDOW_BYTES:]
+        # A prompt waits without a newline: the unfinished line counts too, as shown now.
+        unfinished = pending[-_WINDOW_BYTES:].decode("utf-8", errors="replace")
+        return self.seen + _MARKER.sub("", strip_terminal_noise(unfinished))

@@ -14,8 +14,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from swarm_launch.desired import DesiredAgent, dependencies, layers
 from swarm_launch.exceptions import SessionCreationError, TmuxSwarmError
+from swarm_launch.logfiles import LogFollower
 from swarm_launch.plan import Action
-from swarm_launch.readiness import latest_start, log_size, wait_for_output
+from swarm_launch.readiness import follow_from_now, latest_start, log_size, wait_for_output
 from swarm_launch.tmux_manager import AgentLaunch, TmuxSwarmManager
 
 # Without a `ready` pattern, a prompt goes once the agent printed something, or once it
@@ -38,6 +39,9 @@ class Startup:
         self.why: dict[str, str] = {}  # why an agent's readiness task said False
         self.prompt_ready: dict[str, asyncio.Task[bool]] = {}  # started ones with a prompt
         self.starts: dict[str, int] = {}
+        # Logs opened before their agents start: a banner that a burst rotates away before
+        # the first look is still read (from the file held open), however small the log.
+        self.followers: dict[str, LogFollower] = {}
 
     async def start(self, actions: Sequence[Action]) -> dict[str, str]:
         """Create `actions`' agents layer by layer; the errors by agent id."""
@@ -90,7 +94,7 @@ class Startup:
         return ", ".join(bad)
 
     def _readiness(self, agent_id: str, pattern: str | None, start: int,
-                   timeout_s: float) -> asyncio.Task[bool]:
+                   timeout_s: float, follower: LogFollower | None = None) -> asyncio.Task[bool]:
         """Watch `agent_id`'s log for `pattern`, until its own timeout or the run's,
         or until it exited for good; `why` says which, when it was not ready."""
         why_not = f"no match within {timeout_s:g}s"
@@ -104,7 +108,7 @@ class Startup:
 
         async def watch() -> bool:
             ready = await wait_for_output(path, pattern, start=start, timeout_s=timeout_s,
-                                          gone=gone)
+                                          gone=gone, follower=follower)
             if not ready:
                 self.why.setdefault(agent_id, why_not)
             return ready
@@ -129,27 +133,37 @@ class Startup:
         if not launches:
             return {}
         for launch in launches:
-            self.starts[launch.agent_id] = log_size(self.manager.log_path(launch.agent_id))
+            path = self.manager.log_path(launch.agent_id)
+            self.starts[launch.agent_id] = log_size(path)
+            spec = self.desired[launch.agent_id].spec
+            if (spec.ready is not None or spec.prompt) and (early := follow_from_now(path)):
+                self.followers[launch.agent_id] = early
         try:
             await self.manager.spawn_agents(launches)
         except SessionCreationError as exc:
             failures: dict[str, str] | None = getattr(exc, "failures", None)
-            return failures or {launch.agent_id: str(exc) for launch in launches}
+            failed = failures or {launch.agent_id: str(exc) for launch in launches}
+            for agent_id in failed:
+                if agent_id in self.followers:
+                    self.followers.pop(agent_id).close()
+            return failed
         return {}
 
     def _watch(self, actions: Sequence[Action]) -> None:
         for action in actions:
             agent_id = action.agent_id
             spec, path = self.desired[agent_id].spec, self.manager.log_path(agent_id)
+            follower = self.followers.pop(agent_id, None)
             if spec.ready is not None:
                 self.ready[agent_id] = self._readiness(agent_id, spec.ready.pattern,
                                                        self.starts[agent_id],
-                                                       spec.ready.timeout_s)
+                                                       spec.ready.timeout_s, follower)
                 if spec.prompt:
                     self.prompt_ready[agent_id] = self.ready[agent_id]
             elif spec.prompt:
                 self.prompt_ready[agent_id] = asyncio.ensure_future(wait_for_output(
-                    path, None, start=self.starts[agent_id], timeout_s=PROMPT_QUIET_S))
+                    path, None, start=self.starts[agent_id], timeout_s=PROMPT_QUIET_S,
+                    follower=follower))
 
     async def _prompt(self, agent_id: str) -> str | None:
         ready = await self.prompt_ready[agent_id]

@@ -194,3 +194,19 @@ web:
 """)
     result = invoke("-L", str(server.socket_name), "up", spec, "--wait")
     assert result.code == 0, result.out + result.err
+
+
+def test_a_banner_followed_by_a_burst_that_rotates_the_log_still_counts(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    """READY, then 300 lines through a 4 KB log: the banner is in LOG.1 by the first look."""
+    code = ("import time; print('READY'); [print('x' * 60, i) for i in range(300)]; "
+            "time.sleep(600)")
+    spec = write_spec(tmp_path / "s.yaml", f"""\
+db:
+  command: {json.dumps([PY, "-u", "-c", code])}
+  ready: {{pattern: '^READY$', timeout_s: 20}}
+  logs: {{max_bytes: 4096, keep: 1}}
+""")
+    result = invoke("-L", str(server.socket_name), "up", spec, "--wait")
+    assert result.code == 0, result.out + result.err
