@@ -112,6 +112,7 @@ class _Text:
 
     def __init__(self) -> None:
         self.seen = ""
+        self._pending, self._unfinished = b"", ""  # the last unfinished line, cleaned
 
     def add(self, lines: list[bytes], pending: bytes) -> str:
         from swarm_launch.logfiles import strip_terminal_noise
@@ -119,6 +120,10 @@ class _Text:
         if lines:
             whole = b"\n".join(lines).decode("utf-8", errors="replace") + "\n"
             self.seen = (self.seen + _MARKER.sub("", strip_terminal_noise(whole)))[-_WINDOW_BYTES:]
-        # A prompt waits without a newline: the unfinished line counts too, as shown now.
-        unfinished = pending[-_WINDOW_BYTES:].decode("utf-8", errors="replace")
-        return self.seen + _MARKER.sub("", strip_terminal_noise(unfinished))
+        # A prompt waits without a newline: the unfinished line counts too, as shown now
+        # (cleaned again only when it changed: a TUI may draw long without a newline).
+        if pending != self._pending:
+            self._pending = pending
+            text = pending[-_WINDOW_BYTES:].decode("utf-8", errors="replace")
+            self._unfinished = _MARKER.sub("", strip_terminal_noise(text))
+        return self.seen + self._unfinished

@@ -13,7 +13,12 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from swarm_launch.desired import DesiredAgent, dependencies, layers
-from swarm_launch.exceptions import SessionCreationError, TmuxSwarmError
+from swarm_launch.exceptions import (
+    AgentNotFoundError,
+    SessionCreationError,
+    SessionNotFoundError,
+    TmuxSwarmError,
+)
 from swarm_launch.logfiles import LogFollower
 from swarm_launch.plan import Action
 from swarm_launch.readiness import follow_from_now, latest_start, log_size, wait_for_output
@@ -116,14 +121,18 @@ class Startup:
         return asyncio.ensure_future(watch())
 
     async def _exited_for_good(self, agent_id: str) -> bool:
-        """Dead with no restart to come: its policy is `never`, or it gave up."""
+        """Dead with no restart to come: its policy is `never`, `on-failure` and it exited
+        0, or it gave up. (A slow tmux is not a verdict: asked again a second later.)"""
         try:
             pane, _ = await self.manager._agent(agent_id)
-        except TmuxSwarmError:
+        except (AgentNotFoundError, SessionNotFoundError):
             self.why[agent_id] = "gone"
             return True
+        except TmuxSwarmError:
+            return False
         policy = self.desired[agent_id].spec.restart.mode if agent_id in self.desired else ""
-        if pane.dead and (policy == "never" or pane.gave_up):
+        no_restart = policy == "never" or (policy == "on-failure" and pane.exit_code == 0)
+        if pane.dead and (no_restart or pane.gave_up):
             self.why[agent_id] = f"exited with code {pane.exit_code}"
             return True
         return False
@@ -147,6 +156,11 @@ class Startup:
                 if agent_id in self.followers:
                     self.followers.pop(agent_id).close()
             return failed
+        except BaseException:  # a timeout, Ctrl-C: no log left open in a long `--watch`
+            for follower in self.followers.values():
+                follower.close()
+            self.followers.clear()
+            raise
         return {}
 
     def _watch(self, actions: Sequence[Action]) -> None:

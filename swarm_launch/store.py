@@ -48,8 +48,11 @@ def check_ancestors(path: str) -> None:
     for ancestor in {*_ancestors(lexical), *_ancestors(resolved)}:
         try:
             info = os.lstat(ancestor)
-        except FileNotFoundError:
-            continue  # created 0700 by us
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # created 0700 by us, or refused with its reason when we try
+        except OSError as exc:
+            raise StoreError(f"cannot check {ancestor}, above {path}: "
+                             f"{exc.strerror or exc}{hint}") from exc
         if info.st_uid not in (0, os.getuid()):
             raise StoreError(f"{ancestor}, above {path}, is owned by uid {info.st_uid}, "
                              f"who could replace what is under it{hint}")
@@ -82,7 +85,8 @@ def ensure_private_dir(path: str) -> str:
         _make_private_dirs(path)
     except FileExistsError as exc:
         raise StoreError(
-            f"{path} exists and is not a directory; remove it or set AI_SWARM_DIR"
+            f"{exc.filename or path} exists and is not a directory; remove it or set "
+            "AI_SWARM_DIR"
         ) from exc
     except OSError as exc:
         raise StoreError(

@@ -141,14 +141,17 @@ quiet:
                message="the prompt to arrive")
 
 
-@pytest.mark.parametrize(("db_code", "args", "why"), [
-    pytest.param("import time; time.sleep(30); print('db ready'); time.sleep(600)",
+@pytest.mark.parametrize(("db_code", "restart", "args", "why"), [
+    pytest.param("import time; time.sleep(30); print('db ready'); time.sleep(600)", "never",
                  ["--wait", "--timeout", "2"], "--timeout 2s reached", id="run-timeout"),
-    pytest.param("import time, sys; print('booting'); time.sleep(0.5); sys.exit(2)",
+    pytest.param("import time, sys; print('booting'); time.sleep(0.5); sys.exit(2)", "never",
                  [], "exited with code 2", id="dependency-exited"),
+    pytest.param("import time, sys; print('booting'); time.sleep(0.5); sys.exit(0)",
+                 "on-failure", [], "exited with code 0", id="exited-0-under-on-failure"),
 ])
 def test_a_dependency_is_not_waited_for_past_what_can_come(
-    server: Server, tmp_path: pathlib.Path, db_code: str, args: list[str], why: str
+    server: Server, tmp_path: pathlib.Path, db_code: str, restart: str, args: list[str],
+    why: str
 ) -> None:
     """Not db's 60 s ready timeout: the run's own --timeout, or db's exit, ends the wait;
     the dependent's error says which."""
@@ -158,6 +161,7 @@ def test_a_dependency_is_not_waited_for_past_what_can_come(
 db:
   command: {json.dumps([PY, "-u", "-c", db_code])}
   ready: {{pattern: 'db ready', timeout_s: 60}}
+  restart: {restart}
 api:
   command: sleep 600
   depends_on: [db]

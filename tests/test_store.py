@@ -167,3 +167,10 @@ def test_a_dir_under_another_users_directory_is_refused(tmp_path: pathlib.Path) 
     os.chown(theirs, 65534, -1)
     with pytest.raises(StoreError, match="owned by uid 65534, who could replace"):
         store.data_dir({"AI_SWARM_DIR": str(theirs / "ai")})
+
+
+def test_an_impossible_dir_is_a_clear_error_not_a_crash(tmp_path: pathlib.Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(StoreError, match=f"^{afile} exists and is not a directory"):
+        store.data_dir({"AI_SWARM_DIR": str(afile / "x" / "ai")})
