@@ -197,4 +197,5 @@ def launch_for(agent: DesiredAgent) -> AgentLaunch:
     spec = agent.spec
     return AgentLaunch(agent_id=agent.agent_id, command=spec.command, env=agent.env,
                        workdir=spec.workdir, config_hash=agent.config_hash,
-                       logs=spec.logs, send=spec.send, restart=spec.restart)
+                       logs=spec.logs, send=spec.send, restart=spec.restart,
+                       prompt=spec.prompt, ready=spec.ready)

@@ -39,6 +39,10 @@ _POLICY_PARTS = (MODE, MAX_RESTARTS, BACKOFF, RESET_AFTER, LOG)
 _LEGACY_POLICY = {MAX_RESTARTS: "@swarm_max_restarts", BACKOFF: "@swarm_backoff",
                   RESET_AFTER: "@swarm_reset_after", LOG: "@swarm_log"}
 OPT_RESPAWN = "@swarm_respawn"  # tmux commands: respawn-pane (with -e env) ; pipe-pane
+# The initial prompt and its readiness rule, sent again after each restart (pack_prompt).
+OPT_PROMPT = "@swarm_prompt"
+OPT_SUBMIT_KEY, OPT_SUBMIT_DELAY_MS = "@swarm_submit_key", "@swarm_submit_delay_ms"
+PROMPT_QUIET_S = 3.0  # as startup.PROMPT_QUIET_S: no pattern, no output: send anyway
 
 CALL_TIMEOUT_S = 5.0
 # After each start, watch the agent's process this long for a lost SIGCHLD (see `watch`).
@@ -47,7 +51,8 @@ WATCH_POLL_S = 0.1
 ZOMBIE_GRACE_S = 0.3
 SEPARATOR = "\x1f"
 _FIELDS = ("pane_id", "pid", "pane_dead", "pane_dead_status", "pane_dead_signal", OPT_AGENT,
-           OPT_POLICY, OPT_STARTED, OPT_RESTARTS, *_LEGACY_POLICY.values())
+           OPT_POLICY, OPT_STARTED, OPT_RESTARTS, OPT_PROMPT, OPT_SUBMIT_KEY,
+           OPT_SUBMIT_DELAY_MS, *_LEGACY_POLICY.values())
 USAGE = ("usage: supervise.py TMUX SOCKET_PATH PANE_ID died\n"
          "       supervise.py TMUX SOCKET_PATH SESSION_ID watch SERVER_PID")
 
@@ -58,10 +63,10 @@ class Tmux:
     def __init__(self, binary: str, socket: str) -> None:
         self.argv = [binary, "-S", socket]
 
-    def run(self, *args: str) -> str | None:
+    def run(self, *args: str, stdin: bytes | None = None) -> str | None:
         """stdout of one tmux client, or None if it failed (a vanished pane, a dead server)."""
         try:
-            done = subprocess.run([*self.argv, *args], capture_output=True,
+            done = subprocess.run([*self.argv, *args], input=stdin, capture_output=True,
                                   timeout=CALL_TIMEOUT_S, check=False)
         except (OSError, subprocess.TimeoutExpired):
             return None
@@ -196,6 +201,60 @@ def respawn(tmux: Tmux, pane: str, token: str, restarts: int) -> None:
     tmux.run("if-shell", "-F", "-t", pane, condition, commands)
 
 
+def pack_prompt(prompt: str, ready: tuple[str, float] | None) -> str:
+    """OPT_PROMPT's value: base64 of JSON, so no text of the prompt or of its pattern can
+    meet tmux's quoting, its formats, or read_pane's separator."""
+    import base64
+    import json
+
+    document = {"prompt": prompt, "ready": list(ready) if ready else None}
+    return base64.b64encode(json.dumps(document).encode()).decode()
+
+
+def unpack_prompt(value: str) -> tuple[str, tuple[str, float] | None] | None:
+    import base64
+    import json
+
+    try:
+        document = json.loads(base64.b64decode(value))
+        ready = document.get("ready")
+        return str(document["prompt"]), (str(ready[0]), float(ready[1])) if ready else None
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
+
+
+def resend_prompt(tmux: Tmux, pane: str, state: dict[str, str], start: int,
+                  restart: int) -> None:
+    """After a restart: the initial prompt, once the agent is ready again (its pattern in
+    its output since `start`, or without one, any output or 3 s of quiet), as `up` sends it."""
+    unpacked = unpack_prompt(state.get(OPT_PROMPT, ""))
+    if unpacked is None:
+        return
+    prompt, ready = unpacked
+    log = state.get(LOG, "")
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import asyncio
+
+    from swarm_launch.readiness import wait_for_output
+
+    pattern, timeout_s = ready if ready else (None, PROMPT_QUIET_S)
+    ok = asyncio.run(wait_for_output(log, pattern, start=start, timeout_s=timeout_s))
+    agent = state.get(OPT_AGENT, "?")
+    if ready and not ok:
+        append_log(log, f"--- swarm-launch: agent {agent} initial prompt not sent after "
+                        f"restart {restart}: not ready within {timeout_s:g}s ---")
+        return
+    name = f"swarm-prompt-{os.getpid()}"
+    if prompt and tmux.run("load-buffer", "-b", name, "-", ";", "paste-buffer", "-p", "-r",
+                           "-d", "-b", name, "-t", pane,
+                           stdin=prompt.encode("utf-8", "surrogateescape")) is None:
+        tmux.run("delete-buffer", "-b", name)
+        return
+    time.sleep(_number(state.get(OPT_SUBMIT_DELAY_MS), 150) / 1000)
+    tmux.run("if-shell", "-F", "-t", pane, "#{pane_in_mode}", f"send-keys -X -t {pane} cancel",
+             ";", "send-keys", "-t", pane, state.get(OPT_SUBMIT_KEY) or "Enter")
+
+
 def supervise(tmux: Tmux, pane: str) -> None:
     state = read_pane(tmux, pane)
     if state is None or not wants_restart(state):
@@ -213,10 +272,26 @@ def supervise(tmux: Tmux, pane: str) -> None:
     if token is None:
         return
     time.sleep(delay)
+    log_size = _size(state.get(LOG, ""))
     respawn(tmux, pane, token, restarts)
-    started = read_pane(tmux, pane, ("pane_pid",))
+    started = read_pane(tmux, pane, ("pane_pid", "pane_dead"))
     if started and state.get("pid") and (started.get("pane_pid") or "").isdigit():
-        watch(int(state["pid"]), {int(started["pane_pid"])})
+        import threading
+
+        # Watching for a lost SIGCHLD and waiting to prompt take their time side by side.
+        watcher = threading.Thread(target=watch,
+                                   args=(int(state["pid"]), {int(started["pane_pid"])}))
+        watcher.start()
+        if state.get(OPT_PROMPT) and started.get("pane_dead") == "0":
+            resend_prompt(tmux, pane, state, log_size, restarts + 1)
+        watcher.join()
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def watch_session(tmux: Tmux, session: str, server_pid: int) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from swarm_launch import supervise
-from swarm_launch.model import LogSettings, RestartPolicy, SendSettings
+from swarm_launch.model import LogSettings, Readiness, RestartPolicy, SendSettings
 from swarm_launch.observed import (
     LIST_PANES_FORMAT,
     OPT_AGENT,
@@ -54,6 +54,10 @@ class AgentLaunch:
     logs: LogSettings = field(default_factory=LogSettings)
     send: SendSettings = field(default_factory=SendSettings)
     restart: RestartPolicy = field(default_factory=RestartPolicy)
+    # The initial prompt and when to send it: kept on the pane (supervise.OPT_PROMPT) only
+    # with a restart policy, so a restart sends it again.
+    prompt: str | None = field(default=None, repr=False)
+    ready: Readiness | None = None
 
 
 @dataclass(frozen=True)
@@ -226,10 +230,16 @@ def restart_commands(target: str, plan: WindowPlan) -> list[list[str]]:
                                    (backoff.initial_s, backoff.max_s, backoff.factor),
                                    policy.reset_after_s, plan.log_path)
     hook = line(["run-shell", "-b", quote(plan.hook_command)])
+    launch = plan.launch
+    prompt = [] if not launch.prompt else [
+        ["set-option", "-p", "-t", target, supervise.OPT_PROMPT,
+         supervise.pack_prompt(launch.prompt, (launch.ready.pattern, launch.ready.timeout_s)
+                               if launch.ready else None)]]
     return [
         ["set-option", "-p", "-t", target, supervise.OPT_POLICY, quote(value)],
         ["set-option", "-p", "-F", "-t", target, supervise.OPT_RESPAWN,
          quote(respawn_command(plan))],
+        *prompt,
         ["set-hook", "-p", "-t", target, "pane-died", quote(hook)],
     ]
 

@@ -202,3 +202,26 @@ db:
 """)
     result = invoke("-L", str(server.socket_name), "up", spec, "--wait")
     assert result.code == 0, result.out + result.err
+
+
+@pytest.mark.parametrize("ready", ["  ready: {pattern: 'ready>', timeout_s: 20}\n", ""],
+                         ids=["with-pattern", "without"])
+def test_a_restart_sends_the_initial_prompt_again(
+    server: Server, tmp_path: pathlib.Path, ready: str
+) -> None:
+    """tmux respawns the agent without swarm-launch: its supervisor sends the prompt."""
+    received = tmp_path / "received"
+    code = (f"import sys; print('ready>', flush=True); line = sys.stdin.readline(); "
+            f"open({str(received)!r}, 'a').write(line); sys.exit(1)")
+    spec = write_spec(tmp_path / "s.yaml", f"""\
+once:
+  command: {json.dumps([PY, "-u", "-c", code])}
+  restart: on-failure
+  max_restarts: 1
+  backoff: {{initial_s: 0.2}}
+{ready}  prompt: do the work
+""")
+    invoke("-L", str(server.socket_name), "up", spec)
+    wait_until(lambda: received.exists() and received.read_text().count("\n") == 2,
+               timeout=20, message="the prompt, at the start and after the restart")
+    assert received.read_text().splitlines() == ["do the work", "do the work"]

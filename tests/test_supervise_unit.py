@@ -114,7 +114,7 @@ class FakeTmux(supervise.Tmux):
         super().__init__("tmux", "/s")
         self.listing = listing
 
-    def run(self, *args: str) -> str | None:
+    def run(self, *args: str, stdin: bytes | None = None) -> str | None:
         return self.listing
 
 
@@ -179,3 +179,12 @@ def test_a_pane_made_by_an_earlier_version_keeps_its_log_path() -> None:
     state = supervise.read_pane(FakeTmux(supervise.SEPARATOR.join(
         new.get(name, "") for name in fields) + "\n"), "%4")
     assert state is not None and state[supervise.LOG] == "/l/new.log"
+
+
+def test_the_prompt_option_survives_any_text_and_pattern() -> None:
+    text = "line one\nsemi;colon #{pane_id} 'q' \"dq\" \x1f é"
+    packed = supervise.pack_prompt(text, ("^ready>\\s*$", 12.5))
+    assert set(packed) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+    assert supervise.unpack_prompt(packed) == (text, ("^ready>\\s*$", 12.5))
+    assert supervise.unpack_prompt(supervise.pack_prompt("p", None)) == ("p", None)
+    assert supervise.unpack_prompt("not base64 json") is None
