@@ -15,6 +15,9 @@ OPT_CLUSTER = "@swarm_cluster"
 OPT_AGENT = "@swarm_agent"
 OPT_HASH = "@swarm_hash"
 OPT_STARTED = "@swarm_started"
+# The @swarm_started value of the start whose output matched the agent's ready pattern:
+# readiness outlives the log that showed it (rotation), and a restart invalidates it.
+OPT_READY = "@swarm_ready"
 OPT_RESTARTS = "@swarm_restarts"
 OPT_NEXT_RESTART = "@swarm_next_restart"
 OPT_GAVE_UP = "@swarm_gave_up"
@@ -35,6 +38,7 @@ _FIELDS = (
     "#{" + OPT_RESTARTS + "}",
     "#{" + OPT_NEXT_RESTART + "}",
     "#{" + OPT_GAVE_UP + "}",
+    "#{" + OPT_READY + "}",
 )
 # Fields are separated by a byte that no id, hash or number contains.
 SEPARATOR = "\x1f"
@@ -70,6 +74,7 @@ class PaneState:
     restarts: int
     next_restart_at: float | None
     gave_up: bool
+    ready_since_start: bool = False  # its ready pattern was seen since its latest start
 
     @property
     def status(self) -> AgentStatus:
@@ -131,7 +136,8 @@ def _parse_line(line: str) -> PaneState:
     parts = line.split(SEPARATOR)
     parts += [""] * (len(_FIELDS) - len(parts))
     (pane_id, window_id, window_index, session_id, pid, dead, dead_status, dead_signal,
-     cluster, agent, config_hash, started, restarts, next_restart, gave_up) = parts[:len(_FIELDS)]
+     cluster, agent, config_hash, started, restarts, next_restart, gave_up,
+     ready) = parts[:len(_FIELDS)]
     is_dead = dead == "1"
     return PaneState(
         pane_id=pane_id,
@@ -149,6 +155,7 @@ def _parse_line(line: str) -> PaneState:
         restarts=_int(restarts) or 0,
         next_restart_at=_float(next_restart),
         gave_up=gave_up == "1",
+        ready_since_start=bool(ready) and ready == started,
     )
 
 

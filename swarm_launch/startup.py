@@ -112,13 +112,25 @@ class Startup:
             return await self._exited_for_good(agent_id)
 
         async def watch() -> bool:
+            if follower is None and await self._marked_ready(agent_id):
+                return True  # seen before, maybe in output rotated out of its log since
             ready = await wait_for_output(path, pattern, start=start, timeout_s=timeout_s,
                                           gone=gone, follower=follower)
-            if not ready:
+            if ready:
+                await self.manager.mark_ready(agent_id)
+            else:
                 self.why.setdefault(agent_id, why_not)
             return ready
 
         return asyncio.ensure_future(watch())
+
+    async def _marked_ready(self, agent_id: str) -> bool:
+        """A running agent whose pane says its pattern showed since its latest start."""
+        try:
+            pane, _ = await self.manager._agent(agent_id)
+        except TmuxSwarmError:
+            return False
+        return pane.ready_since_start and not pane.dead
 
     async def _exited_for_good(self, agent_id: str) -> bool:
         """Dead with no restart to come: its policy is `never`, `on-failure` and it exited

@@ -36,6 +36,8 @@ from swarm_launch.logfiles import LogFollower, decode_line
 from swarm_launch.model import SendSettings
 from swarm_launch.observed import (
     LIST_PANES_FORMAT,
+    OPT_READY,
+    OPT_STARTED,
     AgentStatus,
     PaneState,
     owned_by,
@@ -745,6 +747,14 @@ class TmuxSwarmManager:
                     await asyncio.sleep(poll_interval)
         finally:
             follower.close()
+
+    async def mark_ready(self, agent_id: str) -> None:
+        """Note on the agent's pane that its ready pattern showed since its latest start
+        (OPT_READY takes that start's @swarm_started, copied by tmux in the same call)."""
+        with contextlib.suppress(TmuxSwarmError):
+            pane, _ = await self._agent(agent_id)
+            await self._tmux("set-option", "-p", "-F", "-t", pane.pane_id, OPT_READY,
+                             "#{" + OPT_STARTED + "}")
 
     async def _still_running(self, agent_id: str) -> bool:
         try:

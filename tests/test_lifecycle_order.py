@@ -202,6 +202,12 @@ db:
 """)
     result = invoke("-L", str(server.socket_name), "up", spec, "--wait")
     assert result.code == 0, result.out + result.err
+    # Later, a dependent: db's banner is long gone from its log, but its pane remembers.
+    with open(spec, "a", encoding="utf-8") as handle:
+        handle.write("  api:\n    command: sleep 600\n    depends_on: [db]\n")
+    later = invoke("-L", str(server.socket_name), "up", spec)
+    assert later.code == 0, later.out + later.err
+    assert "+ create  api" in later.out
 
 
 @pytest.mark.parametrize("ready", ["  ready: {pattern: 'ready>', timeout_s: 20}\n", ""],
