@@ -77,13 +77,16 @@ def test_on_failure_backs_off_growing_then_gives_up_as_failed(
     monkeypatch.setenv("AI_SWARM_DIR", str(tmp_path / "swarm  dir #1"))
     manager = TmuxSwarmManager("r", socket_name=server.socket_name)
     out = tmp_path / "starts"
-    run(manager.spawn_agents([starter("c", out, 1, policy("on-failure", 3))]))
-    pane = wait_until(lambda: pane_if(manager, "c", lambda p: p.gave_up), timeout=20,
+    # Backoffs 0.5, 1 and 2 s: each step (0.5, then 1 s) is wider than the jitter a loaded
+    # machine adds to a restart (the hook's Python start-up, the respawn): it failed once
+    # under the full suite with 0.2, 0.4 and 0.8 s.
+    run(manager.spawn_agents([starter("c", out, 1, policy("on-failure", 3, initial=0.5))]))
+    pane = wait_until(lambda: pane_if(manager, "c", lambda p: p.gave_up), timeout=30,
                       message="give up")
     times = [s["t"] for s in starts(out)]
     assert len(times) == 4  # the first start and 3 restarts
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert gaps[0] >= 0.2 and gaps[1] >= 0.4 and gaps[2] >= 0.8, gaps
+    assert gaps[0] >= 0.5 and gaps[1] >= 1.0 and gaps[2] >= 2.0, gaps
     assert gaps[0] < gaps[1] < gaps[2], gaps
     assert (pane.status, pane.exit_code, pane.restarts, pane.dead) == (
         AgentStatus.FAILED, 1, 3, True)
