@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import os
 import re
-from collections.abc import AsyncGenerator, Iterator, Mapping
+import time
+from collections.abc import AsyncGenerator, Callable, Collection, Iterator, Mapping
 
 BLOCK_SIZE = 64 * 1024
 FORWARD_BLOCK_SIZE = 1024 * 1024
@@ -392,18 +393,28 @@ async def _texts(pairs: AsyncGenerator[tuple[str, str], None]) -> AsyncGenerator
         await pairs.aclose()
 
 
-async def follow_many(followers: Mapping[str, LogFollower], *,
-                      poll_interval: float = 0.1) -> AsyncGenerator[tuple[str, str], None]:
-    """`(key, line)` from several logs, interleaved as they arrive; one loop polls them all."""
+async def follow_many(followers: Mapping[str, LogFollower], *, poll_interval: float = 0.1,
+                      discover: Callable[[Collection[str]], Mapping[str, LogFollower]]
+                      | None = None,
+                      discover_every_s: float = 1.0) -> AsyncGenerator[tuple[str, str], None]:
+    """`(key, line)` from several logs, interleaved as they arrive; one loop polls them all.
+
+    `discover(keys followed)`, called about every `discover_every_s`, returns more logs to
+    follow (say, of agents started after the follow began)."""
+    followed = dict(followers)
+    looked = time.monotonic()
     try:
         while True:
             behind = False
-            for key, follower in followers.items():
+            for key, follower in list(followed.items()):
                 for line in follower.poll():
                     yield key, decode_line(line)
                 behind = behind or follower.behind
+            if discover is not None and time.monotonic() - looked >= discover_every_s:
+                looked = time.monotonic()
+                followed.update(discover(followed.keys()))
             if not behind:
                 await asyncio.sleep(poll_interval)
     finally:
-        for follower in followers.values():
+        for follower in followed.values():
             follower.close()

@@ -7,6 +7,7 @@ import os
 import pathlib
 import time
 from collections.abc import AsyncGenerator, Mapping
+from typing import Any
 
 import pytest
 
@@ -152,9 +153,9 @@ def stop_after(count: int, *, then_write: Mapping[pathlib.Path, bytes],
     """Make `logs -f` write to logs once following, and press Ctrl-C after `count` lines."""
     real = logfiles.follow_many
 
-    async def scripted(followers: Mapping[str, logfiles.LogFollower], *,
-                       poll_interval: float) -> AsyncGenerator[tuple[str, str], None]:
-        stream = real(followers, poll_interval=0.01)
+    async def scripted(followers: Mapping[str, logfiles.LogFollower], *, poll_interval: float,
+                       discover: Any = None) -> AsyncGenerator[tuple[str, str], None]:
+        stream = real(followers, poll_interval=0.01, discover=discover, discover_every_s=0)
         for path, data in then_write.items():
             with path.open("ab") as handle:
                 handle.write(data)
@@ -166,6 +167,18 @@ def stop_after(count: int, *, then_write: Mapping[pathlib.Path, bytes],
                 raise KeyboardInterrupt
 
     monkeypatch.setattr(logfiles, "follow_many", scripted)
+
+
+def test_following_the_whole_swarm_picks_up_an_agent_started_later(
+    spec: str, logs_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (logs_dir / "planner.log").write_bytes(b"old\n")
+    stop_after(2, then_write={logs_dir / "planner.log": b"live\n",
+                              logs_dir / "newcomer.log": b"first words\n"},
+               monkeypatch=monkeypatch)
+    result = invoke("logs", spec, "-f", "--tail", "0")
+    assert result.code == 0
+    assert sorted(result.out.splitlines()) == ["newcomer | first words", "planner | live"]
 
 
 def test_follow_continues_the_tail_without_gap_or_repeat_and_ctrl_c_exits_0(

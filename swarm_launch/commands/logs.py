@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 import click
 
@@ -58,9 +58,25 @@ def run(globals_: Globals, *, spec: str, agents: Sequence[str], follow: bool,
             printer.lines(agent, logfiles.tail_lines(path, tail, since_epoch=since_epoch,
                                                      end=end))
     if follow:
+        # Following the whole swarm: agents that start later (an `up` meanwhile) too.
+        discover = None if agents else _newcomers(logs_dir, printer)
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how one stops following
-            asyncio.run(_follow(followers, printer))
+            asyncio.run(_follow(followers, printer, discover))
     return 0
+
+
+def _newcomers(logs_dir: str, printer: Printer) -> Callable[
+        [Collection[str]], dict[str, logfiles.LogFollower]]:
+    """Followers, from their first byte, of the logs that appeared since we looked."""
+    def discover(known: Collection[str]) -> dict[str, logfiles.LogFollower]:
+        found = {agent: logfiles.LogFollower(os.path.join(logs_dir, f"{agent}.log"),
+                                             from_start=True)
+                 for agent in sorted(_logged(logs_dir) - set(known))}
+        for agent in found:
+            printer.add(agent)
+        return found
+
+    return discover
 
 
 def _logged(logs_dir: str) -> set[str]:
@@ -116,12 +132,16 @@ class Printer:
     """`agent | line` with the ids padded alike, coloured per agent on a terminal only."""
 
     def __init__(self, agents: Sequence[str], *, colour: bool, raw: bool) -> None:
-        width = max((len(agent) for agent in agents), default=0)
-        self.raw = raw
-        self.prefixes = {
-            agent: _prefix(agent, width, COLOURS[number % len(COLOURS)] if colour else None)
-            for number, agent in enumerate(agents)
-        }
+        self.width = max((len(agent) for agent in agents), default=0)
+        self.raw, self.colour = raw, colour
+        self.prefixes: dict[str, str] = {}
+        for agent in agents:
+            self.add(agent)
+
+    def add(self, agent: str) -> None:
+        """One more agent (one that started while we follow), with the next colour."""
+        colour = COLOURS[len(self.prefixes) % len(COLOURS)] if self.colour else None
+        self.prefixes[agent] = _prefix(agent, max(self.width, len(agent)), colour)
 
     def text(self, agent: str, line: bytes | str) -> str | None:
         """The line to print, or None for one that was nothing but terminal noise."""
@@ -156,6 +176,9 @@ def _echo(texts: list[str]) -> None:
         click.echo("\n".join(texts), color=True)
 
 
-async def _follow(followers: dict[str, logfiles.LogFollower], printer: Printer) -> None:
-    async for agent, line in logfiles.follow_many(followers, poll_interval=POLL_INTERVAL_S):
+async def _follow(followers: dict[str, logfiles.LogFollower], printer: Printer,
+                  discover: Callable[[Collection[str]], dict[str, logfiles.LogFollower]]
+                  | None) -> None:
+    async for agent, line in logfiles.follow_many(followers, poll_interval=POLL_INTERVAL_S,
+                                                  discover=discover):
         printer.lines(agent, [line])
