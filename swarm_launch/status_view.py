@@ -27,18 +27,21 @@ class AgentRow:
 
 
 def rows(wanted: Mapping[str, str], panes: Iterable[PaneState], *, cluster: str,
-         now: float) -> list[AgentRow]:
-    """One row per wanted agent (id -> config hash), in order, then the orphans."""
-    observed = owned_by(panes, cluster)
-    result = [_row(agent_id, observed.get(agent_id), config_hash, now)
+         now: float, reset_after: Mapping[str, float] | None = None) -> list[AgentRow]:
+    """One row per wanted agent (id -> config hash), in order, then the orphans.
+
+    `reset_after` (agent -> its restart policy's reset_after_s): an agent running that long
+    since its latest start shows 0 restarts, the count its next crash will start from."""
+    observed, resets = owned_by(panes, cluster), reset_after or {}
+    result = [_row(agent_id, observed.get(agent_id), config_hash, now, resets.get(agent_id))
               for agent_id, config_hash in wanted.items()]
-    result += [_row(p.agent_id, p, None, now) for a, p in sorted(observed.items())
+    result += [_row(p.agent_id, p, None, now, None) for a, p in sorted(observed.items())
                if a not in wanted]
     return result
 
 
 def _row(agent_id: str, pane: PaneState | None, config_hash: str | None,
-         now: float) -> AgentRow:
+         now: float, reset_after_s: float | None) -> AgentRow:
     if pane is None:
         return AgentRow(agent_id, None, None, AgentStatus.PENDING.value, None, None, 0, None,
                         False, "missing")
@@ -50,7 +53,8 @@ def _row(agent_id: str, pane: PaneState | None, config_hash: str | None,
         status=pane.status.value,
         exit_code=pane.exit_code,
         uptime_s=round(now - pane.started_at, 1) if alive and pane.started_at else None,
-        restarts=pane.restarts,
+        restarts=0 if alive and reset_after_s is not None and pane.started_at is not None
+        and now - pane.started_at >= reset_after_s else pane.restarts,
         next_restart_at=pane.next_restart_at,
         gave_up=pane.gave_up,
         sync=_sync(pane, config_hash),

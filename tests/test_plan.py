@@ -237,3 +237,16 @@ def test_status_says_when_a_pending_restart_will_not_come(late_s: float, shown: 
 
     row = AgentRow("a", "%1", None, "failed", 1, None, 2, 1000.0, False, "in-sync")
     assert _restarts(row, 1000.0 + late_s) == shown
+
+
+def test_status_counts_restarts_from_zero_once_the_agent_ran_stably() -> None:
+    """The count the next crash starts from (restarts_so_far): reset after reset_after_s."""
+    import dataclasses
+
+    from swarm_launch.status_view import rows
+
+    crashed_twice = dataclasses.replace(pane("a", "h"), started_at=1000.0, restarts=2)
+    shown = {now: rows({"a": "h"}, [crashed_twice], cluster=CLUSTER, now=now,
+                       reset_after={"a": 300.0})[0].restarts for now in (1299.0, 1300.0)}
+    assert shown == {1299.0: 2, 1300.0: 0}
+    assert rows({"a": "h"}, [crashed_twice], cluster=CLUSTER, now=5000.0)[0].restarts == 2
