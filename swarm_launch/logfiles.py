@@ -166,11 +166,14 @@ _ESCAPES = re.compile(
     r"|\x1b[ -/]*[0-~]"  # other escapes: charset (ESC ( B), keypad (ESC =), save (ESC 7)
 )
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Cursor forward (CSI n C): TUIs draw the gaps between words with it instead of spaces.
+_CURSOR_FORWARD = re.compile(r"(?:\x1b\[|\x9b)(\d{0,3})C")
 
 
 def strip_terminal_noise(text: str) -> str:
     """Text as a reader wants it: no escapes, redraws collapsed to their last rewrite,
     backspaces applied, no control characters but tab and newline."""
+    text = _CURSOR_FORWARD.sub(lambda m: " " * int(m.group(1) or 1), text)
     text = _ESCAPES.sub("", text).replace("\r\n", "\n")
     return "\n".join(_clean_line(line) for line in text.split("\n"))
 

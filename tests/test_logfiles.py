@@ -153,6 +153,8 @@ def test_lines_since_span_rotated_files(tmp_path: pathlib.Path) -> None:
     pytest.param("\x1b[1;31mred\x1b[0m ok", "red ok", id="sgr-colours"),
     pytest.param("\x1b[38;5;208morange\x1b[m", "orange", id="256-colours"),
     pytest.param("\x1b[2K\x1b[1Gredrawn", "redrawn", id="erase-and-move"),
+    pytest.param("Ready\x1b[1Cfor\x1b[3Cshortcuts\x1b[C!", "Ready for   shortcuts !",
+                 id="cursor-forward-is-spaces"),
     pytest.param("\x1b[?25l\x1b[?2004hhidden\x1b[?25h", "hidden", id="private-modes"),
     pytest.param("\x1b[200~pasted\x1b[201~", "pasted", id="bracketed-paste-markers"),
     pytest.param("\x1b]0;window title\x07text", "text", id="osc-title-bel"),
