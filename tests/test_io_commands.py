@@ -30,7 +30,8 @@ def submissions(tmp_path: pathlib.Path, name: str) -> list[str]:
     path = tmp_path / f"{name}.out"
     if not path.exists():
         return []
-    records = [json.loads(line) for line in path.read_text().splitlines()]
+    # Whole lines only: the agent may be between two pieces of a long line.
+    records = [json.loads(line) for line in path.read_text().split("\n")[:-1]]
     return [r["text"] for r in records if "text" in r]
 
 
