@@ -173,19 +173,27 @@ api:
     assert f"not started: db not ready ({why})" in result.out
 
 
+def up_waiting_for(server: Server, tmp_path: pathlib.Path, code: str, pattern: str, *,
+                   extra: str = "") -> str:
+    """`up --wait` of one agent `db` running Python `code`, ready on `pattern`: it must
+    succeed. The spec's path."""
+    spec = write_spec(tmp_path / "s.yaml", f"""\
+db:
+  command: {json.dumps([PY, "-u", "-c", code])}
+  ready: {{pattern: '{pattern}', timeout_s: 20}}
+""" + extra)
+    result = invoke("-L", str(server.socket_name), "up", spec, "--wait")
+    assert result.code == 0, result.out + result.err
+    return spec
+
+
 def test_readiness_matches_a_line_redrawn_across_two_writes(
     server: Server, tmp_path: pathlib.Path
 ) -> None:
     """`Loading...\\r` then, later, `Server listening\\r\\n`: one line, as a person sees it."""
     code = ("import sys, time; sys.stdout.write('Loading...\\r'); sys.stdout.flush(); "
             "time.sleep(0.5); print('Server listening on 8080', flush=True); time.sleep(600)")
-    spec = write_spec(tmp_path / "s.yaml", f"""\
-web:
-  command: {json.dumps([PY, "-u", "-c", code])}
-  ready: {{pattern: '^Server listening', timeout_s: 20}}
-""")
-    result = invoke("-L", str(server.socket_name), "up", spec, "--wait")
-    assert result.code == 0, result.out + result.err
+    up_waiting_for(server, tmp_path, code, "^Server listening")
 
 
 def test_a_banner_followed_by_a_burst_that_rotates_the_log_still_counts(
@@ -194,14 +202,8 @@ def test_a_banner_followed_by_a_burst_that_rotates_the_log_still_counts(
     """READY, then 300 lines through a 4 KB log: the banner is in LOG.1 by the first look."""
     code = ("import time; print('READY'); [print('x' * 60, i) for i in range(300)]; "
             "time.sleep(600)")
-    spec = write_spec(tmp_path / "s.yaml", f"""\
-db:
-  command: {json.dumps([PY, "-u", "-c", code])}
-  ready: {{pattern: '^READY$', timeout_s: 20}}
-  logs: {{max_bytes: 4096, keep: 1}}
-""")
-    result = invoke("-L", str(server.socket_name), "up", spec, "--wait")
-    assert result.code == 0, result.out + result.err
+    spec = up_waiting_for(server, tmp_path, code, "^READY$",
+                          extra="  logs: {max_bytes: 4096, keep: 1}\n")
     # Later, a dependent: db's banner is long gone from its log, but its pane remembers.
     with open(spec, "a", encoding="utf-8") as handle:
         handle.write("  api:\n    command: sleep 600\n    depends_on: [db]\n")
