@@ -347,6 +347,7 @@ def _native_path(cache_dir: str) -> str:
 
     with open(C_WRITER, "rb") as handle:
         source = handle.read()
+    store.check_ancestors(cache_dir)  # it holds a program we run: as AI_SWARM_DIR is checked
     cache_dir = store.ensure_private_dir(cache_dir)
     identity = b"\0".join([source, " ".join(os.uname()).encode(),
                            (os.environ.get("CC") or "cc").encode()])

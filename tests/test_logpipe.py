@@ -327,6 +327,17 @@ def test_a_built_program_that_writes_no_log_is_not_used(tmp_path: pathlib.Path,
     assert [p.name for p in cache.iterdir()] == [note.name]  # no half-built program left
 
 
+def test_no_c_writer_under_a_directory_others_could_swap(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    compiler = fake_compiler(tmp_path / "bin", "exit 1")
+    monkeypatch.setenv("CC", str(compiler))
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # not sticky: anyone may rename the cache away and plant another
+    assert logpipe.native_writer(str(shared / "cache")) is None
+    assert runs_of(compiler) == 0 and not (shared / "cache").exists()
+
+
 def test_no_c_writer_from_a_cache_others_can_write(tmp_path: pathlib.Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     compiler = fake_compiler(tmp_path / "bin", "exit 1")
