@@ -17,6 +17,10 @@ from swarm_launch.logpipe import MARKER_PREFIX
 
 # Lines logpipe and supervise write (start markers, restart notes) are ours, not the agent's.
 _MARKER = re.compile(rf"^{re.escape(MARKER_PREFIX)}.*$\n?", re.MULTILINE)
+# Without a `ready` pattern, a prompt goes once the agent printed something, or once it
+# has been quiet this long (a program waiting for input may print nothing at all): at
+# start-up (startup.Startup) and after a restart (supervise.resend_prompt) alike.
+PROMPT_QUIET_S = 3.0
 # Enough to hold a TUI's start-up screens; older text is dropped from the match window.
 _WINDOW_BYTES = 256 * 1024
 

@@ -21,12 +21,14 @@ from swarm_launch.exceptions import (
 )
 from swarm_launch.logfiles import LogFollower
 from swarm_launch.plan import Action
-from swarm_launch.readiness import follow_from_now, latest_start, log_size, wait_for_output
+from swarm_launch.readiness import (
+    PROMPT_QUIET_S,
+    follow_from_now,
+    latest_start,
+    log_size,
+    wait_for_output,
+)
 from swarm_launch.tmux_manager import AgentLaunch, TmuxSwarmManager
-
-# Without a `ready` pattern, a prompt goes once the agent printed something, or once it
-# has been quiet this long (a program waiting for input may print nothing at all).
-PROMPT_QUIET_S = 3.0
 
 
 class Startup:

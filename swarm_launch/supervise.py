@@ -42,7 +42,6 @@ OPT_RESPAWN = "@swarm_respawn"  # tmux commands: respawn-pane (with -e env) ; pi
 # The initial prompt and its readiness rule, sent again after each restart (pack_prompt).
 OPT_PROMPT = "@swarm_prompt"
 OPT_SUBMIT_KEY, OPT_SUBMIT_DELAY_MS = "@swarm_submit_key", "@swarm_submit_delay_ms"
-PROMPT_QUIET_S = 3.0  # as startup.PROMPT_QUIET_S: no pattern, no output: send anyway
 
 CALL_TIMEOUT_S = 5.0
 # After each start, watch the agent's process this long for a lost SIGCHLD (see `watch`).
@@ -235,7 +234,9 @@ def resend_prompt(tmux: Tmux, pane: str, state: dict[str, str], start: int,
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import asyncio
 
-    from swarm_launch.readiness import wait_for_output
+    from swarm_launch.model import SendSettings
+    from swarm_launch.readiness import PROMPT_QUIET_S, wait_for_output
+    from swarm_launch.tmux_script import paste_args, submit_args
 
     pattern, timeout_s = ready if ready else (None, PROMPT_QUIET_S)
     ok = asyncio.run(wait_for_output(log, pattern, start=start, timeout_s=timeout_s))
@@ -244,15 +245,13 @@ def resend_prompt(tmux: Tmux, pane: str, state: dict[str, str], start: int,
         append_log(log, f"--- swarm-launch: agent {agent} initial prompt not sent after "
                         f"restart {restart}: not ready within {timeout_s:g}s ---")
         return
-    name = f"swarm-prompt-{os.getpid()}"
-    if prompt and tmux.run("load-buffer", "-b", name, "-", ";", "paste-buffer", "-p", "-r",
-                           "-d", "-b", name, "-t", pane,
+    name, defaults = f"swarm-prompt-{os.getpid()}", SendSettings()
+    if prompt and tmux.run(*paste_args(name, pane),
                            stdin=prompt.encode("utf-8", "surrogateescape")) is None:
         tmux.run("delete-buffer", "-b", name)
         return
-    time.sleep(_number(state.get(OPT_SUBMIT_DELAY_MS), 150) / 1000)
-    tmux.run("if-shell", "-F", "-t", pane, "#{pane_in_mode}", f"send-keys -X -t {pane} cancel",
-             ";", "send-keys", "-t", pane, state.get(OPT_SUBMIT_KEY) or "Enter")
+    time.sleep(_number(state.get(OPT_SUBMIT_DELAY_MS), defaults.submit_delay_ms) / 1000)
+    tmux.run(*submit_args(pane, state.get(OPT_SUBMIT_KEY) or defaults.submit_key))
 
 
 def supervise(tmux: Tmux, pane: str) -> None:

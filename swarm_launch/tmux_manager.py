@@ -57,8 +57,10 @@ from swarm_launch.tmux_script import (
     parse_listing,
     parse_spawn_output,
     parse_version,
+    paste_args,
     server_environment,
     signal_number,
+    submit_args,
     watch_line,
     window_line,
 )
@@ -678,21 +680,14 @@ class TmuxSwarmManager:
         if message:
             # A unique buffer per send: buffers are server-wide, concurrent sends must not swap.
             name = f"swarm-send-{uuid.uuid4().hex}"
-            result = await self._tmux(
-                "load-buffer", "-b", name, "-", ";",
-                "paste-buffer", "-p", "-r", "-d", "-b", name, "-t", pane.pane_id,
-                stdin=message.encode("utf-8", "surrogateescape"))
+            result = await self._tmux(*paste_args(name, pane.pane_id),
+                                      stdin=message.encode("utf-8", "surrogateescape"))
             if result.rc != 0:
                 await self._tmux("delete-buffer", "-b", name)
                 raise self._failure(result, f"send to {pane.agent_id}")
         # Agents read fast input as a paste and would swallow an Enter sent with it.
         await asyncio.sleep(settings.submit_delay_ms / 1000)
-        # A pane in a mode (someone scrolling back in copy-mode) would take the key itself:
-        # leave the mode first, as a paste does.
-        leave_mode = f"send-keys -X -t {pane.pane_id} cancel"
-        result = await self._tmux("if-shell", "-F", "-t", pane.pane_id, "#{pane_in_mode}",
-                                  leave_mode, ";",
-                                  "send-keys", "-t", pane.pane_id, settings.submit_key)
+        result = await self._tmux(*submit_args(pane.pane_id, settings.submit_key))
         if result.rc != 0:
             raise self._failure(result, f"submit to {pane.agent_id}")
 

@@ -24,8 +24,8 @@ from swarm_launch.observed import (
     parse_panes,
 )
 
-OPT_SUBMIT_KEY = "@swarm_submit_key"
-OPT_SUBMIT_DELAY_MS = "@swarm_submit_delay_ms"
+OPT_SUBMIT_KEY = supervise.OPT_SUBMIT_KEY
+OPT_SUBMIT_DELAY_MS = supervise.OPT_SUBMIT_DELAY_MS
 # Read when a pane is created (tmux < 3.7): set on the session before any agent window.
 HISTORY_LIMIT = 100_000
 SESSION_SIZE = ("220", "50")
@@ -260,6 +260,20 @@ def respawn_command(plan: WindowPlan) -> str:
     words += ["--", *map(quote, argv_for(launch.command))]
     return (f"respawn-pane -t {pane} " + escape_format(" ".join(words))
             + f" ; pipe-pane -O -t {pane} " + escape_format(quote(plan.log_command)))
+
+
+def paste_args(buffer: str, pane_id: str) -> list[str]:
+    """Load stdin into `buffer`, then paste it into the pane (bracketed when the program
+    asked for that) and delete it. A buffer per send: buffers are server-wide."""
+    return ["load-buffer", "-b", buffer, "-", ";",
+            "paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", pane_id]
+
+
+def submit_args(pane_id: str, key: str) -> list[str]:
+    """Press `key` in the pane. A pane in a mode (someone scrolling back in copy-mode)
+    would take the key itself: leave the mode first, as a paste does."""
+    return ["if-shell", "-F", "-t", pane_id, "#{pane_in_mode}",
+            f"send-keys -X -t {pane_id} cancel", ";", "send-keys", "-t", pane_id, key]
 
 
 def kill_panes_script(pane_ids: Iterable[str]) -> str:
