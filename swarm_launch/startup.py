@@ -13,13 +13,9 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from swarm_launch.desired import DesiredAgent, dependencies, layers
-from swarm_launch.exceptions import (
-    AgentNotFoundError,
-    SessionCreationError,
-    SessionNotFoundError,
-    TmuxSwarmError,
-)
+from swarm_launch.exceptions import SessionCreationError, TmuxSwarmError
 from swarm_launch.logfiles import LogFollower
+from swarm_launch.observed import PaneState, owned_by
 from swarm_launch.plan import Action
 from swarm_launch.readiness import (
     PROMPT_QUIET_S,
@@ -29,6 +25,8 @@ from swarm_launch.readiness import (
     wait_for_output,
 )
 from swarm_launch.tmux_manager import AgentLaunch, TmuxSwarmManager
+
+LOOK_EVERY_S = 1.0  # how often waiting for readiness asks tmux how the agents are
 
 
 class Startup:
@@ -49,6 +47,8 @@ class Startup:
         # Logs opened before their agents start: a banner that a burst rotates away before
         # the first look is still read (from the file held open), however small the log.
         self.followers: dict[str, LogFollower] = {}
+        self._seen: tuple[float, Mapping[str, PaneState]] | None = None  # see `_pane`
+        self._looking = asyncio.Lock()
 
     async def start(self, actions: Sequence[Action]) -> dict[str, str]:
         """Create `actions`' agents layer by layer; the errors by agent id."""
@@ -126,24 +126,34 @@ class Startup:
 
         return asyncio.ensure_future(watch())
 
+    async def _pane(self, agent_id: str) -> PaneState | None:
+        """The agent's pane as tmux shows it, None if it has none. One look serves every
+        watcher for a second (not a list-panes per agent per second), and none taken
+        before this run's latest spawn: its agents would look gone."""
+        async with self._looking:
+            if self._seen is None or time.monotonic() - self._seen[0] >= LOOK_EVERY_S:
+                panes = owned_by(await self.manager.observe(), self.manager.cluster_id)
+                self._seen = (time.monotonic(), panes)
+            return self._seen[1].get(agent_id)
+
     async def _marked_ready(self, agent_id: str) -> bool:
         """A running agent whose pane says its pattern showed since its latest start."""
         try:
-            pane, _ = await self.manager._agent(agent_id)
+            pane = await self._pane(agent_id)
         except TmuxSwarmError:
             return False
-        return pane.ready_since_start and not pane.dead
+        return pane is not None and pane.ready_since_start and not pane.dead
 
     async def _exited_for_good(self, agent_id: str) -> bool:
         """Dead with no restart to come: its policy is `never`, `on-failure` and it exited
         0, or it gave up. (A slow tmux is not a verdict: asked again a second later.)"""
         try:
-            pane, _ = await self.manager._agent(agent_id)
-        except (AgentNotFoundError, SessionNotFoundError):
-            self.why[agent_id] = "gone"
-            return True
+            pane = await self._pane(agent_id)
         except TmuxSwarmError:
             return False
+        if pane is None:
+            self.why[agent_id] = "gone"
+            return True
         policy = self.desired[agent_id].spec.restart.mode if agent_id in self.desired else ""
         no_restart = policy == "never" or (policy == "on-failure" and pane.exit_code == 0)
         if pane.dead and (no_restart or pane.gave_up):
@@ -164,6 +174,7 @@ class Startup:
         try:
             await self.manager.spawn_agents(launches)
         except SessionCreationError as exc:
+            self._seen = None
             failures: dict[str, str] | None = getattr(exc, "failures", None)
             failed = failures or {launch.agent_id: str(exc) for launch in launches}
             for agent_id in failed:
@@ -175,6 +186,7 @@ class Startup:
                 follower.close()
             self.followers.clear()
             raise
+        self._seen = None
         return {}
 
     def _watch(self, actions: Sequence[Action]) -> None:
