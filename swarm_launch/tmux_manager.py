@@ -215,17 +215,19 @@ def _proc_table() -> dict[int, tuple[int, int, int, bytes]]:
     its pid."""
     table: dict[int, tuple[int, int, int, bytes]] = {}
     for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        table[int(name)] = (int(fields[1]), int(fields[2]), int(fields[3]),
-                            fields[0] + b" " + fields[19])
+        if name.isdigit() and (entry := _proc_entry(int(name))) is not None:
+            table[int(name)] = entry
     return table
+
+
+def _proc_entry(pid: int) -> tuple[int, int, int, bytes] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2:].split()
+    return (int(fields[1]), int(fields[2]), int(fields[3]), fields[0] + b" " + fields[19])
 
 
 def _running(entry: tuple[int, int, int, bytes]) -> bool:
@@ -233,9 +235,10 @@ def _running(entry: tuple[int, int, int, bytes]) -> bool:
 
 
 def _start_times(pids: Collection[int]) -> dict[int, bytes]:
-    """Each pid's start time now, to recognise the same process in a later scan."""
-    table = _proc_table()
-    return {pid: table[pid][3].split()[1] for pid in pids if pid in table}
+    """Each pid's start time now, to recognise the same process in a later scan (read for
+    these pids only: the scans that follow read all of /proc)."""
+    entries = {pid: _proc_entry(pid) for pid in pids}
+    return {pid: entry[3].split()[1] for pid, entry in entries.items() if entry is not None}
 
 
 def _members(live: Collection[int], dead: Collection[int],
