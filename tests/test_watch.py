@@ -22,6 +22,14 @@ def agents(server: Server) -> set[str]:
     return {line for line in result.stdout if line}
 
 
+HEAD = "version: 1\nname: w\nagents:\n"
+
+
+def watch_command(server: Server, spec: pathlib.Path) -> list[str]:
+    return [sys.executable, "-m", "swarm_launch", "-L", str(server.socket_name), "up",
+            str(spec), "--watch"]
+
+
 def interrupt(watcher: subprocess.Popen[bytes], timeout: float = 20) -> int:
     """Ctrl-C, as a person stops the watch; its exit code. Never leaves it running."""
     watcher.send_signal(signal.SIGINT)
@@ -36,13 +44,10 @@ def interrupt(watcher: subprocess.Popen[bytes], timeout: float = 20) -> int:
 def test_watch_applies_edits_and_survives_an_invalid_one(
     server: Server, tmp_path: pathlib.Path
 ) -> None:
-    spec = tmp_path / "w.yaml"
-    head = "version: 1\nname: w\nagents:\n"
+    spec, head = tmp_path / "w.yaml", HEAD
     spec.write_text(head + "  a: {command: sleep 600}\n")
     out = (tmp_path / "out.txt").open("w")
-    watcher = subprocess.Popen(
-        [sys.executable, "-m", "swarm_launch", "-L", str(server.socket_name), "up", str(spec),
-         "--watch"], stdout=out, stderr=subprocess.STDOUT)
+    watcher = subprocess.Popen(watch_command(server, spec), stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: "watching" in (tmp_path / "out.txt").read_text(), timeout=20)
         assert agents(server) == {"a"}
@@ -78,11 +83,9 @@ def panes(server: Server) -> dict[str, str]:
 def test_watch_replaces_once_and_refuses_an_unknown_name(
     server: Server, tmp_path: pathlib.Path
 ) -> None:
-    spec = tmp_path / "w.yaml"
-    head = "version: 1\nname: w\nagents:\n"
+    spec, head = tmp_path / "w.yaml", HEAD
     spec.write_text(head + "  a: {command: sleep 600}\n")
-    command = [sys.executable, "-m", "swarm_launch", "-L", str(server.socket_name), "up",
-               str(spec), "--watch"]
+    command = watch_command(server, spec)
     subprocess.run(command[:-1], check=True, capture_output=True)
     before = panes(server)
 
@@ -113,15 +116,14 @@ def test_ctrl_c_during_an_apply_ends_the_watch_at_once(
     """Ctrl-C while an apply waits (here 30 s for an agent that ignores TERM to stop)
     cancels it and ends the watch; the swarm is left as it is."""
     spec = tmp_path / "w.yaml"
-    head = "version: 1\nname: w\nagents:\n  a: {command: sleep 600}\n"
+    head = HEAD + "  a: {command: sleep 600}\n"
     stubborn = ("  b:\n    command: [sh, -c, \"trap '' TERM; exec sleep 600\"]\n"
                 "    stop: {signal: TERM, timeout_s: 30}\n")
     spec.write_text(head + stubborn)
     log = tmp_path / "out.txt"
     with log.open("w") as out:
-        watcher = subprocess.Popen(
-            [sys.executable, "-m", "swarm_launch", "-L", str(server.socket_name), "up",
-             str(spec), "--watch"], stdout=out, stderr=subprocess.STDOUT)
+        watcher = subprocess.Popen(watch_command(server, spec), stdout=out,
+                                   stderr=subprocess.STDOUT)
         try:
             wait_until(lambda: "watching" in log.read_text(), timeout=20)
             spec.write_text(head)  # removing b now waits for it to stop
