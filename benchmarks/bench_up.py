@@ -39,11 +39,18 @@ def kill(sock: str) -> None:
     subprocess.run(["tmux", "-L", sock, "kill-server"], capture_output=True, check=False)
 
 
-def raw_chained(sock: str, n: int, size: tuple[str, ...] = SIZE) -> None:
-    """The floor for 50: one tmux client invocation chaining every new-window."""
+def raw_chained(sock: str, n: int, size: tuple[str, ...] = SIZE,
+                log_dir: str | None = None) -> None:
+    """The floor for 50: one tmux client invocation chaining every new-window.
+
+    With `log_dir`, as in `raw_source_file`: each window also pipes its output to `cat`."""
     args = ["new-session", "-d", "-s", "raw", *size, "sleep 1000"]
     for i in range(n):
-        args += [";", "new-window", "-d", "-t", "=raw:", "-n", f"agent-{i}", "sleep 1000"]
+        args += [";", "new-window", "-d", "-t", f"=raw:{i + 1}", "-n", f"agent-{i}",
+                 "sleep 1000"]
+        if log_dir:
+            args += [";", "pipe-pane", "-O", "-t", f"=raw:{i + 1}",
+                     f"exec cat >> {log_dir}/{i}.log"]
     tmux(sock, *args)
 
 
@@ -169,15 +176,18 @@ def main() -> None:
     rows: list[tuple[str, float, str]] = [build_log_writer(os.environ["AI_SWARM_DIR"])]
 
     policy50 = write_spec(work, 50, "on-failure")
+    logs50 = tempfile.mkdtemp(prefix="raw-logs-", dir=work)
     fifty = interleaved({
         "raw50_small": (None, lambda s: raw_chained(s, 50, ())),
         "raw50": (None, lambda s: raw_chained(s, 50)),
+        "piped50": (None, lambda s: raw_chained(s, 50, log_dir=logs50)),
         "up50": (None, lambda s: swarm_up(s, spec50)),
         "perl50": (None, lambda s: swarm_up(s, spec50, "perl")),
         "noop50": (lambda s: swarm_up(s, spec50), lambda s: swarm_up(s, spec50)),
         "restart50": (None, lambda s: swarm_up(s, policy50)),
     }, args.repeat)
     raw50_small, raw50, up50 = fifty["raw50_small"], fifty["raw50"], fifty["up50"]
+    piped50 = fifty["piped50"]
     noop50, restart50 = fifty["noop50"], fifty["restart50"]
     bash = shutil.which("bash") or "/bin/sh"
     tmuxp = interleaved({
@@ -188,7 +198,10 @@ def main() -> None:
     rows += [
         ("raw tmux, one chained call, 50 windows of 80x24", raw50_small, ""),
         ("raw tmux, one chained call, 50 windows of 220x50", raw50, "1.0x (floor)"),
-        ("swarm-launch up, 50 agents from nothing", up50, f"{up50 / raw50:.1f}x raw"),
+        ("raw tmux, 50 windows of 220x50, each with pipe-pane to cat", piped50,
+         f"{piped50 / raw50:.1f}x raw"),
+        ("swarm-launch up, 50 agents from nothing", up50,
+         f"{up50 / raw50:.1f}x raw, {up50 / piped50:.1f}x raw with pipe-pane"),
         ("swarm-launch up, 50 agents, Perl log writers (no C compiler)", fifty["perl50"],
          f"{fifty['perl50'] / raw50:.1f}x raw"),
         ("tmuxp load -d, 50 windows, SHELL=/bin/sh", tmuxp50,
