@@ -21,6 +21,8 @@ OPT_READY = "@swarm_ready"
 OPT_RESTARTS = "@swarm_restarts"
 OPT_NEXT_RESTART = "@swarm_next_restart"
 OPT_GAVE_UP = "@swarm_gave_up"
+# The restart policy (supervise.OPT_POLICY): observed only as present or not.
+OPT_POLICY = "@swarm_restart"
 
 _FIELDS = (
     "#{pane_id}",
@@ -39,6 +41,7 @@ _FIELDS = (
     "#{" + OPT_NEXT_RESTART + "}",
     "#{" + OPT_GAVE_UP + "}",
     "#{" + OPT_READY + "}",
+    "#{?" + OPT_POLICY + ",1,}",
 )
 # Fields are separated by a byte that no id, hash or number contains.
 SEPARATOR = "\x1f"
@@ -75,6 +78,7 @@ class PaneState:
     next_restart_at: float | None
     gave_up: bool
     ready_since_start: bool = False  # its ready pattern was seen since its latest start
+    supervised: bool = False  # it has a restart policy (its pane-died hook restarts it)
 
     @property
     def status(self) -> AgentStatus:
@@ -137,7 +141,7 @@ def _parse_line(line: str) -> PaneState:
     parts += [""] * (len(_FIELDS) - len(parts))
     (pane_id, window_id, window_index, session_id, pid, dead, dead_status, dead_signal,
      cluster, agent, config_hash, started, restarts, next_restart, gave_up,
-     ready) = parts[:len(_FIELDS)]
+     ready, supervised) = parts[:len(_FIELDS)]
     is_dead = dead == "1"
     return PaneState(
         pane_id=pane_id,
@@ -156,6 +160,7 @@ def _parse_line(line: str) -> PaneState:
         next_restart_at=_float(next_restart),
         gave_up=gave_up == "1",
         ready_since_start=bool(ready) and ready == started,
+        supervised=supervised == "1",
     )
 
 

@@ -30,7 +30,7 @@ OPT_AGENT = "@swarm_agent"
 # The whole policy in one option (each set-option costs tmux a pass over every window):
 # "MODE MAX_RESTARTS INITIAL_S:MAX_S:FACTOR RESET_AFTER_S LOG_PATH", the log path last as
 # it may hold spaces. `read_pane` splits it into:
-OPT_POLICY = "@swarm_restart"
+OPT_POLICY = "@swarm_restart"  # observed.OPT_POLICY
 MODE, MAX_RESTARTS, BACKOFF, RESET_AFTER = "mode", "max_restarts", "backoff", "reset_after"
 LOG = "log"
 _POLICY_PARTS = (MODE, MAX_RESTARTS, BACKOFF, RESET_AFTER, LOG)
@@ -190,9 +190,10 @@ def schedule(tmux: Tmux, pane: str, restarts: int, when: float) -> str | None:
 
 def respawn(tmux: Tmux, pane: str, token: str, restarts: int) -> None:
     """Respawn, in one tmux call, only if the pane is still this same dead pane with our
-    token (a replace makes a new pane; a kill removes it; a newer death a new token)."""
-    condition = ("#{&&:#{==:#{pane_id}," + pane + "},#{&&:#{pane_dead},#{==:#{"
-                 + OPT_NEXT_RESTART + "}," + token + "}}}")
+    token (a replace makes a new pane; a kill removes it; a newer death a new token) and
+    its policy (a stop removes it first: `tmux_script.disarm_script`)."""
+    condition = ("#{&&:#{==:#{pane_id}," + pane + "},#{&&:#{pane_dead},#{&&:#{==:#{"
+                 + OPT_NEXT_RESTART + "}," + token + "},#{!=:#{" + OPT_POLICY + "},}}}}")
     commands = (f"set-option -p -u -t {pane} {OPT_NEXT_RESTART} ; "
                 f"set-option -p -t {pane} {OPT_RESTARTS} {restarts + 1} ; "
                 f"set-option -p -t {pane} {OPT_STARTED} {time.time():.3f} ; "

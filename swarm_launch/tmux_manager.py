@@ -52,6 +52,7 @@ from swarm_launch.tmux_script import (
     assign_errors,
     check_id,
     check_launch,
+    disarm_script,
     kill_panes_script,
     new_session_line,
     parse_listing,
@@ -614,6 +615,7 @@ class TmuxSwarmManager:
                         sorted(set(pane_ids) - set(ours)))
         if not targets:
             return
+        targets = await self._disarmed(targets)
         live = {p.pid for p in targets if p.pid and not p.dead}
         dead = {p.pid for p in targets if p.pid and p.dead}
         await _terminate(live, dead, signal_number(signal) if graceful else None, timeout_s)
@@ -626,6 +628,17 @@ class TmuxSwarmManager:
             a: pane for a, pane in agents.items() if a not in gone})
         if errors:
             raise TmuxSwarmError(f"kill-pane: tmux said: {'; '.join(errors)}")
+
+    async def _disarmed(self, targets: list[PaneState]) -> list[PaneState]:
+        """`targets` with their restart policies removed, as tmux shows them now: a policy
+        would restart an agent that the stop made exit, in a process the stop never saw
+        (the sibling's graceful wait is long enough), and that survives the pane's kill."""
+        supervised = [p.pane_id for p in targets if p.supervised]
+        if not supervised:
+            return targets
+        await self._tmux("source-file", "-", stdin=disarm_script(supervised).encode())
+        now = {p.pane_id: p for p in await self.observe()}  # restarted before: a new pid
+        return [now.get(p.pane_id, p) for p in targets]
 
     async def shutdown(self, graceful: bool = True) -> None:
         """Stop every agent of this swarm; close the session unless foreign panes remain."""

@@ -276,6 +276,17 @@ def submit_args(pane_id: str, key: str) -> list[str]:
             f"send-keys -X -t {pane_id} cancel", ";", "send-keys", "-t", pane_id, key]
 
 
+def disarm_script(pane_ids: Iterable[str]) -> str:
+    """Before stopping panes with a restart policy: nothing may start in them any more.
+    No hook for the death to come, no pending restart (its token), and no policy, which a
+    supervisor already deciding checks as it respawns (`supervise.respawn`). One line per
+    pane, as in `kill_panes_script`."""
+    return "".join(line(["set-hook", "-u", "-p", "-t", quote(pane), "pane-died"],
+                        ["set-option", "-p", "-u", "-t", quote(pane), supervise.OPT_POLICY],
+                        ["set-option", "-p", "-u", "-t", quote(pane),
+                         supervise.OPT_NEXT_RESTART]) + "\n" for pane in pane_ids)
+
+
 def kill_panes_script(pane_ids: Iterable[str]) -> str:
     """One line per pane, so a pane that vanished meanwhile does not spare the others.
 

@@ -79,3 +79,37 @@ def test_a_pid_reused_by_another_process_is_not_killed() -> None:
     finally:
         stranger.kill()
         stranger.wait()
+
+
+@pytest.mark.parametrize("how", ["down", "replace"])
+def test_a_restart_policy_does_not_bring_back_an_agent_being_stopped(
+    server: Server, tmp_path: pathlib.Path, how: str
+) -> None:
+    """SIGTERM makes `bee` exit at once; its policy would restart it during `slow`'s
+    graceful wait, in a process the stop never saw, deaf to kill-pane's SIGHUP: it would
+    outlive `down`, or run twice after a replace. The stop removes the policy first."""
+    sock, pids, spec = str(server.socket_name), tmp_path / "pids", tmp_path / "s.yaml"
+
+    def write(version: int) -> str:
+        spec.write_text(
+            "version: 1\nname: rearm\ndefaults:\n  stop: {signal: TERM, timeout_s: 2}\n"
+            "agents:\n"
+            f"  slow: {{command: \"trap '' TERM; while :; do sleep 0.1; done # {version}\"}}\n"
+            "  bee:\n"
+            f"    command: \"echo $$ >> {pids}; trap '' HUP; exec sleep 100{version}\"\n"
+            "    restart: always\n    backoff: {initial_s: 0.1, max_s: 0.1}\n")
+        return str(spec)
+
+    assert invoke("-L", sock, "up", write(0)).code == 0
+    wait_until(lambda: pids.exists() and pids.read_text().strip(), message="bee started")
+    if how == "down":
+        assert invoke("-L", sock, "down", str(spec)).code == 0
+        started = [int(p) for p in pids.read_text().split()]
+        assert [p for p in started if alive(p)] == []
+    else:
+        result = invoke("-L", sock, "up", write(1))
+        assert result.code == 0, result.err
+        started = [int(p) for p in pids.read_text().split()]
+        assert [p for p in started[:-1] if alive(p)] == []  # only the replacement runs
+        assert alive(started[-1])
+        assert invoke("-L", sock, "down", str(spec)).code == 0
