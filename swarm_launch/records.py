@@ -99,9 +99,39 @@ def is_recorded(name: str) -> bool:
 
 
 def load_state(name: str) -> dict[str, Any]:
-    """The last applied state, or an empty one when missing or unreadable."""
-    state = store.read_json(os.path.join(swarm_dir(name), store.STATE_FILE))
-    return state if isinstance(state, dict) and isinstance(state.get("agents"), dict) else {}
+    """The last applied state, or an empty one when missing, unreadable or not of the
+    shape `write_state` gives it (a hand edit, a damaged disk): tmux is the truth."""
+    path = os.path.join(swarm_dir(name), store.STATE_FILE)
+    state = store.read_json(path)
+    if state is None:
+        return {}
+    if not _well_formed(state):
+        store.ignoring(path, "not a state file of this version")
+        return {}
+    return state  # type: ignore[no-any-return]
+
+
+def _well_formed(state: Any) -> bool:
+    def strings(value: Any, *, optional: bool = False) -> bool:
+        return (optional and value is None) or isinstance(value, str)
+
+    if not isinstance(state, dict) or not isinstance(state.get("agents"), dict):
+        return False
+    tmux = state.get("tmux", {})
+    sockets = ("socket_name", "socket_path", "socket")
+    if not isinstance(tmux, dict) or not all(strings(tmux.get(k), optional=True) for k in sockets):
+        return False
+    if not all(strings(state.get(key), optional=True) for key in ("spec_path", "spec_hash")):
+        return False
+    for entry in state["agents"].values():
+        if not isinstance(entry, dict) or not strings(entry.get("pane_id"), optional=True):
+            return False
+        hashes, keys = entry.get("field_hashes", {}), entry.get("env_keys", [])
+        if not isinstance(hashes, dict) or not all(map(strings, hashes.values())):
+            return False
+        if not isinstance(keys, list) or not all(map(strings, keys)):
+            return False
+    return True
 
 
 def recorded_field_hashes(state: Mapping[str, Any]) -> dict[str, dict[str, str]]:

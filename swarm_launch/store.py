@@ -169,10 +169,16 @@ def read_json(path: str) -> Any | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        if path not in _warned:  # once per file and process, however often it is read
-            _warned.add(path)
-            log.warning("ignoring unreadable %s (%s); it will be rewritten", path, exc)
+        ignoring(path, str(exc))
         return None
+
+
+def ignoring(path: str, why: str) -> None:
+    """Say that a record file is ignored (it will be rewritten): once per file and
+    process, however often it is read."""
+    if path not in _warned:
+        _warned.add(path)
+        log.warning("ignoring %s (%s); it will be rewritten", path, why)
 
 
 def append_jsonl(path: str, record: dict[str, Any]) -> None:
@@ -264,14 +270,19 @@ def locked(directory: str, *, timeout_s: float | None = None,
     lock = filelock.FileLock(lock_path, mode=0o600)
     try:
         lock.acquire(timeout=timeout_s)
-    except filelock.Timeout as exc:
+    except filelock.Timeout as exc:  # an OSError too: caught first
         holder = _describe_holder(lock_path)
         raise LockTimeoutError(
             f"another swarm-launch run holds the lock of {what} ({holder}) and did not "
             f"finish within {timeout_s:g}s; wait for it, or stop it and run again"
         ) from exc
+    except OSError as exc:  # not a file we can lock (a directory), unreadable
+        raise StoreError(f"cannot lock {lock_path}: {exc.strerror or exc}; "
+                         "remove it if it is not a file") from None
     try:
-        _write_holder(lock_path)
+        # Only to name the holder to a waiter: a full disk must not stop a `down`.
+        with contextlib.suppress(StoreError, OSError):
+            _write_holder(lock_path)
         yield
     finally:
         with contextlib.suppress(OSError):
@@ -286,9 +297,9 @@ def _write_holder(lock_path: str) -> None:
 
 def _describe_holder(lock_path: str) -> str:
     holder = read_json(lock_path + ".holder")
-    if not isinstance(holder, dict):
+    if not isinstance(holder, dict) or not isinstance(holder.get("started"), int | float):
         return "holder unknown"
-    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(holder.get("started", 0))))
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder["started"]))
     return f"pid {holder.get('pid')} on {holder.get('host')}, since {started}"
 
 

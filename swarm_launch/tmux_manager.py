@@ -28,6 +28,7 @@ from swarm_launch.exceptions import (
     PaneDeadError,
     SessionCreationError,
     SessionNotFoundError,
+    StoreError,
     TmuxNotFoundError,
     TmuxSwarmError,
     TmuxTimeoutError,
@@ -833,9 +834,12 @@ class TmuxSwarmManager:
 
         def update(document: Any) -> Any:
             document = document if isinstance(document, dict) else {}
-            sessions = document.setdefault("sessions", {})
-            entry = sessions.get(key) or {}
-            agents = change(dict(entry.get("agents", {})))
+            if not isinstance(document.get("sessions"), dict):  # damaged: tmux is the truth
+                document["sessions"] = {}
+            sessions = document["sessions"]
+            entry = sessions.get(key)
+            recorded = entry.get("agents") if isinstance(entry, dict) else None
+            agents = change(dict(recorded) if isinstance(recorded, dict) else {})
             if agents is None:
                 sessions.pop(key, None)
             else:
@@ -844,4 +848,7 @@ class TmuxSwarmManager:
                                  "agents": agents, "updated": time.time()}
             return document
 
-        store.update_json(os.path.join(self.data_dir, store.SESSIONS_FILE), update)
+        try:
+            store.update_json(os.path.join(self.data_dir, store.SESSIONS_FILE), update)
+        except (StoreError, OSError) as exc:  # a full disk must not stop a stop midway
+            log.warning("%s", exc)

@@ -553,3 +553,37 @@ def test_a_spec_failing_the_schema_is_never_remembered_as_valid(
 
 def agents_of_or_none(server: Server) -> dict[str, str] | None:
     return agents_of(server) if server.has_session(f"swarm-{NAME}") else None
+
+
+DAMAGED_STATES = [
+    '{"agents": {"a": {"field_hashes": 3}}}',
+    '{"agents": {"a": {"field_hashes": {"command": 1}}}}',
+    '{"agents": {"a": 5}}',
+    '{"agents": {}, "tmux": {"socket_name": 5}}',
+    '{"agents": {}, "tmux": []}',
+    '{"agents": {"a": {"env_keys": "KEY"}}}',
+    '{"agents": {}, "spec_hash": {}}',
+]
+
+
+@pytest.mark.parametrize("state", DAMAGED_STATES)
+def test_a_state_file_of_the_wrong_shape_is_ignored_and_rewritten(
+    server: Server, spec: pathlib.Path, isolated_environment: pathlib.Path, state: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Valid JSON that is not what `up` writes (a hand edit, a damaged disk): tmux is the
+    truth, so the file is ignored with a warning, and rewritten by the next apply."""
+    path = write(spec, TWO)
+    up(server, path)
+    state_file = isolated_environment / NAME / "state.json"
+    state_file.write_text(state)
+    sessions_file = isolated_environment / "swarm_sessions.json"
+    sessions_file.write_text('{"sessions": []}')
+    result = invoke("-L", str(server.socket_name), "up", path, "--replace", "a")
+    assert result.code == 0, result.err
+    assert "1 replaced" in result.out
+    assert "ignoring" in caplog.text and "state.json" in caplog.text
+    assert set(json.loads(state_file.read_text())["agents"]) == {"a", "b"}
+    assert set(agents_of(server)) == {"a", "b"}
+    for command in (["status", path], ["ls"], ["plan", path], ["down", path]):
+        assert invoke("-L", str(server.socket_name), *command).code == 0, command

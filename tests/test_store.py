@@ -174,3 +174,37 @@ def test_an_impossible_dir_is_a_clear_error_not_a_crash(tmp_path: pathlib.Path) 
     afile.write_text("")
     with pytest.raises(StoreError, match=f"^{afile} exists and is not a directory"):
         store.data_dir({"AI_SWARM_DIR": str(afile / "x" / "ai")})
+
+
+def test_a_lock_holder_note_that_cannot_be_written_does_not_stop_the_run(
+    isolated_environment: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The note only names the holder to a waiter: with a full disk, `down` must still
+    be able to stop agents."""
+    def full(path: str, document: object) -> None:
+        raise StoreError(f"cannot write {path}: No space left on device")
+
+    monkeypatch.setattr(store, "atomic_write_json", full)
+    ran = []
+    with store.locked(store.swarm_dir("full"), timeout_s=1):
+        ran.append(True)
+    assert ran == [True]
+
+
+def test_a_lock_that_is_a_directory_is_a_clear_error(isolated_environment: pathlib.Path) -> None:
+    directory = store.swarm_dir("odd")
+    os.mkdir(os.path.join(directory, store.LOCK_FILE))
+    with (pytest.raises(StoreError, match=r"cannot lock .*lock: Is a directory"),
+          store.locked(directory, timeout_s=1)):
+        pass
+
+
+@pytest.mark.parametrize("note", ['{"started": null}', '{"started": "x"}', "[]", "garbage"])
+def test_a_damaged_holder_note_reads_as_unknown(
+    isolated_environment: pathlib.Path, note: str
+) -> None:
+    directory = store.swarm_dir("held")
+    lock_path = os.path.join(directory, store.LOCK_FILE)
+    with open(lock_path + ".holder", "w") as handle:
+        handle.write(note)
+    assert store._describe_holder(lock_path) == "holder unknown"

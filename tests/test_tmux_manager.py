@@ -260,6 +260,26 @@ def test_shutdown_removes_session_and_tracking(manager: TmuxSwarmManager,
     assert read_json(tracking)["sessions"] == {}
 
 
+def test_a_full_disk_does_not_stop_a_shutdown_midway(
+    manager: TmuxSwarmManager, server: Server, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """swarm_sessions.json records what we did; tmux is the truth: failing to record must
+    not leave agents running (the session is killed after the panes are)."""
+    from swarm_launch import store
+    from swarm_launch.exceptions import StoreError
+
+    run(manager.spawn_agent("a", "sleep 60"))
+
+    def full(path: str, change: object, **_: object) -> None:
+        raise StoreError(f"cannot write {path}: No space left on device")
+
+    monkeypatch.setattr(store, "update_json", full)
+    run(manager.shutdown())
+    assert not server.has_session(manager.session_name)
+    assert "No space left on device" in caplog.text
+
+
 def test_foreign_window_survives_shutdown(manager: TmuxSwarmManager, server: Server) -> None:
     run(manager.spawn_agent("a", "sleep 60"))
     server.cmd("new-window", "-d", "-t", "=swarm-t:", "-n", "mine", "sleep", "60")
