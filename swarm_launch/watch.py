@@ -27,9 +27,12 @@ def signature(path: str) -> Signature:
 
 
 def watch(path: str, on_change: Callable[[], None], *,
-          should_stop: Callable[[], bool] = lambda: False) -> None:
-    """Call `on_change` after each settled change of `path`, until interrupted."""
-    seen = signature(path)
+          should_stop: Callable[[], bool] = lambda: False, seen: Signature = None) -> None:
+    """Call `on_change` after each settled change of `path`, until interrupted.
+
+    `seen`: the file as the last change handled found it (taken before that apply read
+    it: a save during the apply is a change to handle); by default, as it is now."""
+    seen = seen or signature(path)
     while not should_stop():
         time.sleep(POLL_S)
         current = signature(path)

@@ -136,3 +136,28 @@ def test_ctrl_c_during_an_apply_ends_the_watch_at_once(
     assert time.monotonic() - interrupted < 5
     assert "stopped watching; the swarm keeps running" in log.read_text()
     assert agents(server) >= {"a"}
+
+
+def test_a_save_during_the_first_apply_is_applied_next(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    """The first apply waits for `db` to be ready (it waits for a file); the spec saved
+    meanwhile must not count as already seen."""
+    spec, go, log = tmp_path / "w.yaml", tmp_path / "go", tmp_path / "out.txt"
+    db = (f"  db: {{command: 'while [ ! -f {go} ]; do sleep 0.05; done; echo READY; "
+          "sleep 600', ready: {pattern: READY, timeout_s: 30}}\n"
+          "  app: {command: sleep 600, depends_on: [db]}\n")
+    spec.write_text(HEAD + db + "  x: {command: sleep 601}\n")
+    with log.open("w") as out:
+        watcher = subprocess.Popen(watch_command(server, spec), stdout=out,
+                                   stderr=subprocess.STDOUT)
+        try:
+            wait_until(lambda: "db" in agents(server), timeout=20, message="db started")
+            first = panes(server)["x"]
+            spec.write_text(HEAD + db + "  x: {command: sleep 602}\n")
+            go.touch()
+            wait_until(lambda: "watching" in log.read_text(), timeout=20)
+            wait_until(lambda: panes(server).get("x", first) != first, timeout=10,
+                       message="the save made during the first apply was applied")
+        finally:
+            assert interrupt(watcher) == 0

@@ -159,11 +159,12 @@ def _watch(globals_: Globals, spec: str, *, prune: bool, replace: tuple[str, ...
 
     signal.signal(signal.SIGINT, stop.interrupt)
     try:
+        before = watch.signature(spec)  # a save during the first apply is applied next
         apply()
         if not stop.requested:
             click.echo(f"watching {spec} for changes "
                        "(Ctrl-C to stop watching; the swarm keeps running)")
-            watch.watch(spec, apply, should_stop=lambda: stop.requested)
+            watch.watch(spec, apply, should_stop=lambda: stop.requested, seen=before)
     except KeyboardInterrupt:
         pass
     click.echo("stopped watching; the swarm keeps running")
