@@ -270,10 +270,11 @@ def paste_args(buffer: str, pane_id: str) -> list[str]:
 
 
 def submit_args(pane_id: str, key: str) -> list[str]:
-    """Press `key` in the pane. A pane in a mode (someone scrolling back in copy-mode)
-    would take the key itself: leave the mode first, as a paste does."""
+    """Press `key` in the pane. A pane in a mode (someone scrolling back in copy-mode,
+    a clock or a tree someone opened there) would take the key itself: leave every mode
+    first (`copy-mode -q`: `send-keys -X cancel` leaves copy-mode only)."""
     return ["if-shell", "-F", "-t", pane_id, "#{pane_in_mode}",
-            f"send-keys -X -t {pane_id} cancel", ";", "send-keys", "-t", pane_id, key]
+            f"copy-mode -q -t {pane_id}", ";", "send-keys", "-t", pane_id, key]
 
 
 def disarm_script(pane_ids: Iterable[str]) -> str:

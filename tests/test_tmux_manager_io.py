@@ -235,12 +235,15 @@ def test_broadcast_only_reaches_exactly_the_named(manager: TmuxSwarmManager,
         run(manager.broadcast("x", only=["nobody"]))
 
 
-def test_send_submits_even_when_someone_scrolls_back_in_copy_mode(
-    manager: TmuxSwarmManager, tmp_path: pathlib.Path
+@pytest.mark.parametrize("mode", ["copy-mode", "clock-mode", "choose-tree"])
+def test_send_submits_even_when_the_pane_is_in_a_mode(
+    manager: TmuxSwarmManager, tmp_path: pathlib.Path, mode: str
 ) -> None:
+    """Someone scrolling back (copy-mode), or who pressed prefix-t or prefix-s there."""
     outs = start_echo(manager, tmp_path, "a")
     pane = manager.get_session_info()["agents"]["a"]["pane_id"]
-    run(manager._tmux("copy-mode", "-t", pane))
+    run(manager._tmux(mode, "-t", pane))
+    assert run(manager._tmux("display-message", "-p", "-t", pane, "#{pane_in_mode}")).out == "1\n"
     run(manager.send_to_agent("a", "one"))
     run(manager.send_to_agent("a", "two"))
     assert wait_until(lambda: submissions(outs["a"]) == ["one", "two"] or None)
