@@ -517,15 +517,18 @@ class TmuxSwarmManager:
                 + (f": {summary}" if summary else ""), created=created, failures=failures)
         return created
 
+    def _spawn_turn(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._turn("spawn.lock", f"spawn into swarm {self.cluster_id}")
+
     @contextlib.asynccontextmanager
-    async def _spawn_turn(self) -> AsyncIterator[None]:
-        """An flock on AI_SWARM_DIR/<swarm>/spawn.lock, polled without blocking the loop.
+    async def _turn(self, lock_name: str, what: str) -> AsyncIterator[None]:
+        """An flock on AI_SWARM_DIR/<swarm>/`lock_name`, polled without blocking the loop.
 
         flock, not filelock: two managers of one swarm in one process (one thread) must
         exclude each other too, and flock locks belong to each open of the file."""
         import fcntl
 
-        lock_path = os.path.join(store.swarm_dir(self.cluster_id, self.data_dir), "spawn.lock")
+        lock_path = os.path.join(store.swarm_dir(self.cluster_id, self.data_dir), lock_name)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             deadline = time.monotonic() + store.lock_timeout_s()
@@ -536,7 +539,7 @@ class TmuxSwarmManager:
                 except BlockingIOError:
                     if time.monotonic() > deadline:
                         raise TmuxSwarmError(
-                            f"another spawn into swarm {self.cluster_id} did not finish "
+                            f"another {what} did not finish "
                             f"within {store.lock_timeout_s():g}s") from None
                     await asyncio.sleep(_POLL_S)
             yield
@@ -694,6 +697,13 @@ class TmuxSwarmManager:
         if pane.dead:
             raise PaneDeadError(f"agent {pane.agent_id} has exited "
                                 f"(exit code {pane.exit_code}); nothing was sent")
+        # One send at a time per agent, across processes: two pastes before their two
+        # submit keys would make one message of two.
+        async with self._turn(f"send-{pane.agent_id}.lock", f"send to {pane.agent_id}"):
+            await self._paste_and_submit(pane, settings, message)
+
+    async def _paste_and_submit(self, pane: PaneState, settings: SendSettings,
+                                message: str) -> None:
         if message:
             # A unique buffer per send: buffers are server-wide, concurrent sends must not swap.
             name = f"swarm-send-{uuid.uuid4().hex}"

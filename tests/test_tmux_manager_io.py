@@ -235,6 +235,23 @@ def test_broadcast_only_reaches_exactly_the_named(manager: TmuxSwarmManager,
         run(manager.broadcast("x", only=["nobody"]))
 
 
+def test_concurrent_sends_to_one_agent_stay_separate_messages(
+    manager: TmuxSwarmManager, tmp_path: pathlib.Path
+) -> None:
+    """Each send is a paste, a delay, then the submit key: two pastes before their keys
+    would make one message. Two managers stand for two processes (`send` twice at once)."""
+    outs = start_echo(manager, tmp_path, "a")
+    other = TmuxSwarmManager(manager.cluster_id, socket_name=manager.socket_name)
+
+    async def together() -> None:
+        await asyncio.gather(*(m.send_to_agent("a", f"message {i}")
+                               for i, m in enumerate([manager, other, manager, other])))
+
+    run(together())
+    wait_until(lambda: len(submissions(outs["a"])) >= 4, message="4 submissions")
+    assert sorted(submissions(outs["a"])) == [f"message {i}" for i in range(4)]
+
+
 @pytest.mark.parametrize("mode", ["copy-mode", "clock-mode", "choose-tree"])
 def test_send_submits_even_when_the_pane_is_in_a_mode(
     manager: TmuxSwarmManager, tmp_path: pathlib.Path, mode: str
