@@ -116,3 +116,11 @@ def session_name(swarm_name: str) -> str:
 
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+def message_text(text: str) -> str:
+    """Text to send as typed: CRLF line ends as LF (a CR is a key press of its own to an
+    agent: each would submit an extra, empty line), without the newline a file ends in
+    (not meant as one more, empty, submission)."""
+    text = text.replace("\r\n", "\n")
+    return text[:-1] if text.endswith("\n") else text

@@ -19,7 +19,7 @@ import yaml
 from swarm_launch.desired import replica_ids
 from swarm_launch.exceptions import SpecIssue
 from swarm_launch.interpolate import InterpolationError, interpolate
-from swarm_launch.model import AgentSpec
+from swarm_launch.model import AgentSpec, message_text
 from swarm_launch.spec_yaml import MAX_SPEC_BYTES, PathPart, issue_at, node_at
 
 if TYPE_CHECKING:
@@ -175,9 +175,7 @@ def _read_prompt(path: str, prompts: dict[str, str], agent_id: str) -> str | Non
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return "is not valid UTF-8"
-    # The newline every editor ends a file with is not meant as one more, empty, submission
-    # (as `send` from stdin drops it too).
-    prompts[agent_id] = text.removesuffix("\n").removesuffix("\r")
+    prompts[agent_id] = message_text(text)  # as `send` reads stdin
     return None
 
 

@@ -21,7 +21,7 @@ class CliResult:
     err: str
 
 
-def invoke(*args: str, input: str | None = None) -> CliResult:
+def invoke(*args: str, input: str | bytes | None = None) -> CliResult:
     """Run `swarm-launch ARGS` in this process, exit codes mapped as the real entry point does."""
     runner = CliRunner()
     with runner.isolation(input=input) as (out, err, _):

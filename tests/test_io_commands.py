@@ -54,6 +54,21 @@ def test_send_from_stdin_is_one_submission_with_its_lines(
     assert got == [message]
 
 
+def test_send_from_stdin_takes_crlf_lines_and_any_bytes(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    """A file from Windows: its CRs would be key presses of their own. Bytes that are
+    not UTF-8 (whatever the locale's encoding) reach the agent as they came."""
+    spec = echo_spec(tmp_path, ["a"])
+    sock = str(server.socket_name)
+    assert invoke("-L", sock, "up", spec).code == 0
+    ready(tmp_path, "a")
+    result = invoke("-L", sock, "send", spec, "a", input=b"line1\r\nline2 \xff\r\n")
+    assert result.code == 0, result.err
+    got = wait_until(lambda: submissions(tmp_path, "a"), message="submission")
+    assert got == ["line1\nline2 \ufffd"]  # the agent decodes with replacement
+
+
 def test_broadcast_only_reaches_exactly_the_named_agents(
     server: Server, tmp_path: pathlib.Path
 ) -> None:

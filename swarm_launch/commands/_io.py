@@ -8,6 +8,7 @@ from typing import TextIO
 from swarm_launch.cli import Globals
 from swarm_launch.commands._common import running_swarm
 from swarm_launch.exceptions import UserError
+from swarm_launch.model import message_text
 from swarm_launch.tmux_manager import TmuxSwarmManager
 
 
@@ -25,6 +26,6 @@ def text_argument(text: str | None) -> str:
     stdin: TextIO = sys.stdin
     if stdin.isatty():
         raise UserError("give the TEXT to send, or pipe it on stdin")
-    data: str = stdin.read()
-    # A trailing newline is how files and heredocs end, not part of the message.
-    return data[:-1] if data.endswith("\n") else data
+    # Bytes, whatever the locale: those that are not UTF-8 reach the agent as they came.
+    raw = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode()
+    return message_text(raw.decode("utf-8", "surrogateescape"))
