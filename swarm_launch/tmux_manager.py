@@ -55,12 +55,14 @@ from swarm_launch.tmux_script import (
     check_launch,
     disarm_script,
     kill_panes_script,
+    line,
     new_session_line,
     parse_listing,
     parse_spawn_output,
     parse_version,
     paste_args,
     server_environment,
+    session_settings,
     signal_number,
     submit_args,
     watch_line,
@@ -567,7 +569,7 @@ class TmuxSwarmManager:
                       panes: Sequence[PaneState], writer: list[str]) -> str:
         # Free indexes above every window (the placeholder is 0 in a new session).
         first = max((p.window_index for p in panes), default=0) + 1
-        lines = [] if panes else [self._session_line()]
+        lines = [line(*session_settings(self.session_name)) if panes else self._session_line()]
         now = time.time()
         hook = supervise.hook_command(find_tmux())
         for offset, launch in enumerate(launches):

@@ -171,9 +171,27 @@ def new_session_line(session: str, cluster: str, *, start_dir: str | None,
         ["set-option", "-p", "-t", first, "remain-on-exit", "on"],
         ["set-option", "-p", "-t", first, OPT_CLUSTER, quote(cluster)],
         ["set-option", "-t", session_target(session), "history-limit", str(HISTORY_LIMIT)],
+        *session_settings(session),
         ["if-shell", "-F", "-t", first, quote("#{window_index}"), quote(move)],
         ["display-message", "-p", quote(SESSION_OK)],
     )
+
+
+# The user's global hooks that would act on our panes: one run after each `new-window`
+# (a split there makes the tags and the log land on its pane instead of the agent's; a
+# renumbering, on another window). An empty hook of the session's own shadows the global
+# one. (Not `pane-died`: tmux looks that one up in a session it picks, not always ours.)
+SHADOWED_HOOKS = ("after-new-window",)
+
+
+def session_settings(session: str) -> list[list[str]]:
+    """Our session's own values for the user's global settings that break a swarm:
+    the hooks above, and `destroy-unattached` (it would destroy our detached session
+    as soon as it is made). Set again before each batch of agents: the session may have
+    been made by an earlier version, or by the user."""
+    target = session_target(session)
+    return [["set-option", "-t", target, "destroy-unattached", "off"],
+            *(["set-hook", "-t", target, hook, quote("")] for hook in SHADOWED_HOOKS)]
 
 
 def window_line(session: str, cluster: str, plan: WindowPlan) -> str:

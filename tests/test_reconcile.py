@@ -587,3 +587,46 @@ def test_a_state_file_of_the_wrong_shape_is_ignored_and_rewritten(
     assert set(agents_of(server)) == {"a", "b"}
     for command in (["status", path], ["ls"], ["plan", path], ["down", path]):
         assert invoke("-L", str(server.socket_name), *command).code == 0, command
+
+
+def user_server(server: Server, *settings: list[str]) -> None:
+    """The user's default server: running already, their session, their .tmux.conf."""
+    server.cmd("new-session", "-d", "-s", "work", "sleep 600")
+    for setting in settings:
+        server.cmd(*setting)
+
+
+def test_the_users_after_new_window_hook_does_not_take_the_agents_tags(
+    server: Server, spec: pathlib.Path
+) -> None:
+    """A split in a global after-new-window hook would make `=session:index` (the window's
+    active pane) the hook's pane: the agent untagged, unlogged, never stopped."""
+    user_server(server, ["set-hook", "-g", "after-new-window", "split-window 'sleep 599'"])
+    path = write(spec, "a: {command: sleep 600}\n")
+    up(server, path)
+    out = server.cmd("list-panes", "-s", "-t", f"={'swarm-' + NAME}", "-F",
+                     "#{@swarm_agent}|#{pane_start_command}").stdout
+    assert [line for line in out if line.startswith("a|")] == ['a|/bin/sh -c "sleep 600"']
+    assert "sleep 599" not in "".join(out)  # the session's own (empty) hook shadowed it
+    assert invoke("-L", str(server.socket_name), "down", path).code == 0
+    assert not server.has_session(f"swarm-{NAME}")
+
+
+def test_destroy_unattached_does_not_destroy_the_swarm(
+    server: Server, spec: pathlib.Path
+) -> None:
+    """With it on, tmux destroys every session without a client (so the user works in
+    an attached one: here a control-mode client's)."""
+    user_server(server)
+    client = subprocess.Popen(["tmux", "-L", str(server.socket_name), "-C", "attach", "-t",
+                               "work"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: server.cmd("list-clients").stdout, message="client attached")
+        server.cmd("set-option", "-g", "destroy-unattached", "on")
+        path = write(spec, "a: {command: sleep 600}\n")
+        up(server, path)
+        assert set(agents_of(server)) == {"a"}
+        assert "0 created" in up(server, path)
+    finally:
+        client.kill()
+        client.wait()
