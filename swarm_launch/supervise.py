@@ -351,19 +351,24 @@ def _number(text: str | None, default: float) -> float:
         return default
 
 
-def hook_command(tmux_binary: str, *, watch_only: bool = False) -> str:
+def hook_command(tmux_binary: str, *, watch_only: bool = False,
+                 path: str | None = None) -> str:
     """The shell command for `run-shell -b` (a tmux format string): in the pane-died hook,
     or (`watch_only`) once after a batch of spawns, run on the session, to watch them.
 
     tmux expands the socket (shell-quoted by `q:`), the pane and pids; every other `#`
     is doubled. Absolute paths and `python -I -S`: no dependence on the server's env.
+    `path`: the launcher's PATH. tmux gives a new pane the PATH of the client that asks
+    for it (over any `-e PATH`): the first start had the launcher's, so a restart, asked
+    for by this process's client, must too, not the server's (older than a venv, ~/bin).
     """
     import shlex
 
     words = [os.path.abspath(sys.executable), "-I", "-S", os.path.abspath(__file__), tmux_binary]
     quoted = " ".join(shlex.quote(word).replace("#", "##") for word in words)
     mode = "#{q:session_id} watch #{pid}" if watch_only else "#{hook_pane} died"
-    return f"exec {quoted} #{{q:socket_path}} {mode} </dev/null >/dev/null 2>&1"
+    assign = "" if path is None else "PATH=" + shlex.quote(path).replace("#", "##") + " "
+    return f"{assign}exec {quoted} #{{q:socket_path}} {mode} </dev/null >/dev/null 2>&1"
 
 
 def main(argv: list[str]) -> int:

@@ -571,7 +571,7 @@ class TmuxSwarmManager:
         first = max((p.window_index for p in panes), default=0) + 1
         lines = [line(*session_settings(self.session_name)) if panes else self._session_line()]
         now = time.time()
-        hook = supervise.hook_command(find_tmux())
+        hook = supervise.hook_command(find_tmux(), path=os.environ.get("PATH"))
         for offset, launch in enumerate(launches):
             log_path = self.log_path(launch.agent_id)
             log_command = logpipe.pipe_command(log_path, launch.logs, agent_id=launch.agent_id,

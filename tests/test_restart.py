@@ -125,6 +125,25 @@ def test_env_with_quotes_and_formats_is_intact_after_restarts(
     assert [s["env"] for s in starts(out)] == [env] * 3
 
 
+def test_a_restart_finds_the_program_on_the_launchers_path(
+    server: Server, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user's server started before the program was on PATH (a venv, ~/bin): the
+    first start gets the launcher's PATH from tmux, and so must every restart."""
+    subprocess.run(["tmux", "-L", str(server.socket_name), "new-session", "-d", "-s", "work",
+                    "sleep 600"], check=True, env={**os.environ, "PATH": "/usr/bin:/bin"})
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "mytool").write_text(f"#!/bin/sh\nexec {PY} {agent('starts')} \"$@\"\n")
+    (tools / "mytool").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    out, mgr = tmp_path / "starts", TmuxSwarmManager("p", socket_name=server.socket_name)
+    run(mgr.spawn_agents([AgentLaunch("t", ("mytool", str(out), "1"),
+                                      restart=policy("on-failure", 2, 0.1))]))
+    wait_until(lambda: pane_if(mgr, "t", lambda p: p.gave_up), timeout=20, message="gave up")
+    assert len(starts(out)) == 3  # the first start and both restarts ran the program
+
+
 def test_secret_named_vars_of_the_launcher_do_not_reach_agents(
     server: Server, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
