@@ -170,10 +170,52 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _CURSOR_FORWARD = re.compile(r"(?:\x1b\[|\x9b)(\d{0,3})C")
 
 
+# Cursor moves that TUIs (curses, full-screen agents) draw with instead of newlines and
+# spaces: to a row (CUP, VPA), up or down (CUU, CUD, CNL, CPL, IND, NEL, RI), to a column
+# (CHA, HPA). And the newline, to know the row.
+_MOVES = re.compile(r"(?:\x1b\[|\x9b)(\d*)(?:;\d*)?([HfdABEFG`])|\x1b([DEM])|\n")
+
+
+def _moves_as_text(text: str) -> str:
+    """Each cursor move as a reader sees its effect: text placed on another row starts a
+    new line, text placed further along the same row follows after a space. (A redraw
+    of the same row is then one more line, as a carriage return's would be.)"""
+    if "\x1b" not in text and "\x9b" not in text:
+        return text
+    pieces: list[str] = []
+    row: int | None = None  # the cursor's row, while known
+    tail = "\n"  # the last character a reader sees so far (other escapes are not seen)
+    last = 0
+    for move in _MOVES.finditer(text):
+        before = text[last:move.start()]
+        pieces.append(before)
+        if visible := _ESCAPES.sub("", before):
+            tail = visible[-1]
+        last = move.end()
+        final = move.group(2)
+        if move.group(0) == "\n":
+            gap, row = "\n", None if row is None else row + 1
+        elif final in ("H", "f", "d"):
+            target = int(move.group(1) or 1)
+            gap, row = (" " if target == row else "\n"), target
+        elif final in ("G", "`"):
+            gap = " "
+        else:
+            gap, row = "\n", None
+        # A real newline always; a move adds a break or a space only where none is.
+        if move.group(0) == "\n" or (tail != "\n" and not (gap == tail == " ")):
+            pieces.append(gap)
+            tail = gap
+    pieces.append(text[last:])
+    return "".join(pieces)
+
+
 def strip_terminal_noise(text: str) -> str:
-    """Text as a reader wants it: no escapes, redraws collapsed to their last rewrite,
-    backspaces applied, no control characters but tab and newline."""
+    """Text as a reader wants it: no escapes, cursor moves as line breaks and spaces,
+    redraws collapsed to their last rewrite, backspaces applied, no control characters
+    but tab and newline."""
     text = _CURSOR_FORWARD.sub(lambda m: " " * int(m.group(1) or 1), text)
+    text = _moves_as_text(text)
     text = _ESCAPES.sub("", text).replace("\r\n", "\n")
     return "\n".join(_clean_line(line) for line in text.split("\n"))
 

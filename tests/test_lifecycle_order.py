@@ -233,3 +233,17 @@ once:
     wait_until(lambda: received.exists() and received.read_text().count("\n") == 2,
                timeout=20, message="the prompt, at the start and after the restart")
     assert received.read_text().splitlines() == ["do the work", "do the work"]
+
+
+def test_a_banner_drawn_by_cursor_moves_counts_as_ready(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    """curses ends a row with a carriage return, then moves the cursor down: the banner
+    is a line of its own, not overwritten by what is drawn on the next row."""
+    spec = write_spec(tmp_path / "s.yaml", """\
+        tui:
+          command: "printf 'Agent ready\\\\r\\\\033[2B> '; exec cat >/dev/null"
+          ready: {pattern: '^Agent ready$', timeout_s: 5}
+        """)
+    result = invoke("-L", str(server.socket_name), "up", spec, "--wait")
+    assert result.code == 0, result.err

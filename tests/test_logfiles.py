@@ -169,6 +169,15 @@ def test_lines_since_span_rotated_files(tmp_path: pathlib.Path) -> None:
     pytest.param("bell\x07 nul\x00 del\x7f c1\x85", "bell nul del c1", id="other-controls"),
     pytest.param("\x9b31mc1 csi", "c1 csi", id="8-bit-csi"),
     pytest.param("héllo → ✓", "héllo → ✓", id="unicode-kept"),
+    pytest.param("Agent ready\r\x1b[2B> ", "Agent ready\n> ", id="cr-then-move-down"),
+    pytest.param("CURSES AGENT ready\r\x1b[50d> ", "CURSES AGENT ready\n> ",
+                 id="curses-cr-then-row"),
+    pytest.param("\x1b[3;1HWelcome\x1b[3;9Hto\x1b[3;12Hthe agent", "Welcome to the agent",
+                 id="placed-along-a-row-is-spaced"),
+    pytest.param("some header\x1b[4;1HREADY\x1b[K", "some header\nREADY",
+                 id="placed-on-another-row-is-a-line"),
+    pytest.param("a \x1b[5;1Hb\x1b[6;1H\x1b[7;1Hc", "a \nb\nc", id="one-break-per-move"),
+    pytest.param("a\nb\x1b[1Ac\x1bMd", "a\nb\nc\nd", id="moves-up-and-reverse-index"),
 ])
 def test_strip_terminal_noise(raw: str, clean: str) -> None:
     assert strip_terminal_noise(raw) == clean
