@@ -19,6 +19,8 @@ MAX_READ_PER_POLL = 4 * 1024 * 1024
 INDEX_SUFFIX = ".idx"
 
 Segment = tuple[str, int, int]  # path, start offset, end offset
+# How long an unfinished line waits before a follow shows it anyway (`quiet_rest`).
+QUIET_LINE_S = 1.0
 
 
 def rotated_paths(path: str) -> list[str]:
@@ -270,6 +272,7 @@ class LogFollower:
         self._newer: list[int] = []  # files written after it, oldest first, opened already
         self._identity: Identity | None = None  # the newest file opened (LOG when it was)
         self._partial = b""
+        self._partial_since = 0.0  # when the unfinished line last grew (monotonic)
         self._fd = _open_existing(path)
         if self._fd is not None:
             info = os.fstat(self._fd)
@@ -392,7 +395,30 @@ class LogFollower:
         if not data:
             return []
         *lines, self._partial = (self._partial + data).split(b"\n")
+        self._partial_since = time.monotonic()
         return lines
+
+    def quiet_rest(self, quiet_s: float) -> bytes:
+        """The unfinished last line, once it has not grown for `quiet_s` (then it is
+        taken: what follows it comes as a line of its own). A prompt waiting for input,
+        or a full-screen program, which places text by cursor moves and may never write
+        a newline, would otherwise show nothing."""
+        if self._partial and time.monotonic() - self._partial_since >= quiet_s:
+            return self.rest()
+        return b""
+
+    def back_to_line_start(self, max_scan: int = 1024 * 1024) -> None:
+        """Start at the beginning of the unfinished last line instead of in its middle
+        (so a line, or a character, is never cut in two between history and follow);
+        kept as is if no line starts within `max_scan` bytes back."""
+        if self._fd is None or self.position == 0:
+            return
+        start = max(0, self.position - max_scan)
+        cut = os.pread(self._fd, self.position - start, start).rfind(b"\n")
+        if cut >= 0:
+            self.position = start + cut + 1
+        elif start == 0:
+            self.position = 0
 
     @property
     def pending(self) -> bytes:
@@ -454,6 +480,8 @@ async def follow_many(followers: Mapping[str, LogFollower], *, poll_interval: fl
             for key, follower in list(followed.items()):
                 for line in follower.poll():
                     yield key, decode_line(line)
+                if rest := follower.quiet_rest(QUIET_LINE_S):
+                    yield key, decode_line(rest)
                 behind = behind or follower.behind
             if discover is not None and time.monotonic() - looked >= discover_every_s:
                 looked = time.monotonic()

@@ -33,7 +33,7 @@ from swarm_launch.exceptions import (
     TmuxSwarmError,
     TmuxTimeoutError,
 )
-from swarm_launch.logfiles import LogFollower, decode_line
+from swarm_launch.logfiles import QUIET_LINE_S, LogFollower, decode_line
 from swarm_launch.model import SendSettings
 from swarm_launch.observed import (
     LIST_PANES_FORMAT,
@@ -756,6 +756,8 @@ class TmuxSwarmManager:
                 lines = follower.poll()
                 for raw in lines:
                     yield decode_line(raw)
+                if rest := follower.quiet_rest(QUIET_LINE_S):
+                    yield decode_line(rest)
                 if not lines and time.monotonic() - checked >= 1.0:
                     checked = time.monotonic()
                     if not await self._still_running(agent_id):

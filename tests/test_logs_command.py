@@ -191,3 +191,30 @@ def test_follow_continues_the_tail_without_gap_or_repeat_and_ctrl_c_exits_0(
     assert result.code == 0
     assert result.out.splitlines() == ["planner | old 2", "planner | live 1",
                                        "coder-0 | born late"]
+
+
+def test_follow_started_mid_line_prints_that_line_whole(
+    spec: str, logs_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The history ends, and the follow begins, where the unfinished line starts: not in
+    its middle (which cut it in two, and a character with it)."""
+    (logs_dir / "planner.log").write_bytes("first line\nhalf emoji \U0001f389".encode()[:-2])
+    stop_after(1, then_write={logs_dir / "planner.log": "\U0001f389".encode()[-2:]
+                              + b" done\n"}, monkeypatch=monkeypatch)
+    result = invoke("logs", spec, "planner", "-f")
+    assert result.code == 0
+    assert result.out.splitlines() == ["planner | first line",
+                                       "planner | half emoji \U0001f389 done"]
+
+
+def test_follow_shows_an_unfinished_line_once_it_is_quiet(
+    spec: str, logs_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prompt waiting for input, a full-screen program placing text by cursor moves:
+    no newline may ever come."""
+    (logs_dir / "planner.log").write_bytes(b"")
+    stop_after(1, then_write={logs_dir / "planner.log": b"\x1b[3;1HCURSES AGENT ready> "},
+               monkeypatch=monkeypatch)
+    result = invoke("logs", spec, "planner", "-f")
+    assert result.code == 0
+    assert result.out.splitlines() == ["planner | CURSES AGENT ready> "]

@@ -351,6 +351,21 @@ def test_stream_yields_new_lines_until_the_agent_exits(manager: TmuxSwarmManager
     assert lines[-3:] == ["tick 0", "tick 1", "tick 2"]
 
 
+def test_stream_yields_a_prompt_that_waits_without_newline(manager: TmuxSwarmManager) -> None:
+    """`> ` then waiting for input: the stream shows it once it has been quiet a while."""
+    run(manager.spawn_agent("t", (*PY, "-c", "import time\ntime.sleep(0.5)\n"
+                                               "print('> ', end='', flush=True)\n"
+                                               "time.sleep(30)\n")))
+
+    async def first_prompt() -> str:
+        async for text in manager.stream_agent_output("t", poll_interval=0.02):
+            if text.endswith("> "):
+                return text
+        return ""
+
+    assert run(asyncio.wait_for(first_prompt(), 10)) == "> "
+
+
 def test_stream_ends_with_a_last_line_without_newline(manager: TmuxSwarmManager) -> None:
     script = "import time\ntime.sleep(0.5)\nprint('one')\nprint('two', end='', flush=True)\n"
     run(manager.spawn_agent("t", (*PY, "-c", script)))

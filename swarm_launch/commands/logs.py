@@ -45,6 +45,8 @@ def run(globals_: Globals, *, spec: str, agents: Sequence[str], follow: bool,
     # Followers first: what they start after is exactly where the printed history ends.
     followers = {agent: logfiles.LogFollower(path) for agent, path in paths.items()} if follow \
         else {}
+    for follower in followers.values():
+        follower.back_to_line_start()
     if not any(logfiles.rotated_paths(path) for path in paths.values()):
         waiting = "; waiting for output (Ctrl-C to stop)" if follow else ""
         click.echo(f"no logs yet for swarm {swarm.name} (looked in {logs_dir}){waiting}",
