@@ -35,8 +35,8 @@ def run_with_exit_codes(body: Callable[[], object], *, usage_code: int = EXIT_US
         return EXIT_USER_ERROR
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+    except click.exceptions.Abort:  # click's name for a Ctrl-C inside a command
+        click.echo("interrupted", err=True)
         return EXIT_INTERRUPTED
     except click.ClickException as exc:
         exc.show()

@@ -7,6 +7,7 @@ re-observe (another run may have done the work) and apply.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -155,12 +156,23 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
                                      replace=replace, state=state)
         applied = Applied(current)
         startup = Startup(manager, desired, timeout_s=wait_timeout_s if wait else None)
-        await _apply(manager, current, applied, report, startup,
-                     stops=records.recorded_stops(state))
-        applied.prompt_errors = await startup.send_prompts()
-        if wait:  # every agent, not only those this run started
-            startup.watch_running(a.agent_id for a in current.of_kind(Kind.KEEP))
-            applied.not_ready = await startup.not_ready()
+        try:
+            await _apply(manager, current, applied, report, startup,
+                         stops=records.recorded_stops(state))
+            applied.prompt_errors = await startup.send_prompts()
+            if wait:  # every agent, not only those this run started
+                startup.watch_running(a.agent_id for a in current.of_kind(Kind.KEEP))
+                applied.not_ready = await startup.not_ready()
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            # Ctrl-C: the history still says this run happened, and what it got done.
+            done = {a.agent_id for a, _ in applied.outcomes}
+            for action in current.actions:
+                if action.agent_id in startup.starts and action.agent_id not in done:
+                    _done(applied, report, action, startup.errors.get(action.agent_id))
+            records.append_run(target, command="up", spec_hash=spec.spec_hash,
+                               started=started, outcomes=applied.outcomes, ok=False,
+                               interrupted=True)
+            raise
         after = await manager.observe()
         applied.unconverged = _unconverged(desired, after, spec.name)
         applied.exited = _exited(desired, after, spec.name)

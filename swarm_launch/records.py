@@ -186,9 +186,11 @@ def _stop_document(stop: StopSettings) -> dict[str, Any]:
 
 
 def append_run(target: SwarmTarget, *, command: str, spec_hash: str | None, started: float,
-               outcomes: Iterable[tuple[Action, str | None]], ok: bool) -> None:
-    """One line of history per `up`/`down`: what was done, why, and how it went."""
-    record = {
+               outcomes: Iterable[tuple[Action, str | None]], ok: bool,
+               interrupted: bool = False) -> None:
+    """One line of history per `up`/`down`: what was done, why, and how it went
+    (`interrupted`: by Ctrl-C, with what was done until then)."""
+    record: dict[str, Any] = {
         "time": started,
         "command": command,
         "spec_hash": spec_hash,
@@ -200,6 +202,8 @@ def append_run(target: SwarmTarget, *, command: str, spec_hash: str | None, star
             for action, error in outcomes
         ],
     }
+    if interrupted:
+        record["interrupted"] = True
     store.append_jsonl(os.path.join(swarm_dir(target.name), store.RUNS_FILE), record)
 
 

@@ -43,7 +43,8 @@ class Startup:
         self.ready: dict[str, asyncio.Task[bool]] = {}  # agents with a `ready` pattern
         self.why: dict[str, str] = {}  # why an agent's readiness task said False
         self.prompt_ready: dict[str, asyncio.Task[bool]] = {}  # started ones with a prompt
-        self.starts: dict[str, int] = {}
+        self.starts: dict[str, int] = {}  # agents spawned (or tried), and their log's size
+        self.errors: dict[str, str] = {}  # why agents tried were not started
         # Logs opened before their agents start: a banner that a burst rotates away before
         # the first look is still read (from the file held open), however small the log.
         self.followers: dict[str, LogFollower] = {}
@@ -54,7 +55,7 @@ class Startup:
         """Create `actions`' agents layer by layer; the errors by agent id."""
         pending = {a.agent_id: a for a in actions if a.desired is not None}
         deps = dependencies(self.desired)
-        errors: dict[str, str] = {}
+        errors = self.errors
         # Dependencies already running count once ready too, not merely for running.
         self.watch_running({d for i in pending for d in deps[i]} - pending.keys())
         for layer in layers(self.desired):

@@ -630,3 +630,30 @@ def test_destroy_unattached_does_not_destroy_the_swarm(
     finally:
         client.kill()
         client.wait()
+
+
+def test_an_interrupted_up_is_recorded_with_what_it_did(
+    server: Server, spec: pathlib.Path, isolated_environment: pathlib.Path
+) -> None:
+    """Ctrl-C while `up` waits for a dependency to be ready: `db` was created, and the
+    history says so (every `up` has its line), marked interrupted."""
+    go = spec.parent / "go"
+    path = write(spec, f"db: {{command: 'while [ ! -f {go} ]; do sleep 0.05; done; "
+                       "echo READY; sleep 600', ready: {pattern: READY, timeout_s: 60}}\n"
+                       "app: {command: sleep 600, depends_on: [db]}\n")
+    command = [sys.executable, "-m", "swarm_launch", "-L", str(server.socket_name), "up", path]
+    running = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: "db" in agents_of(server), timeout=20, message="db created")
+        running.send_signal(2)  # SIGINT, as Ctrl-C
+        out, err = running.communicate(timeout=20)
+    finally:
+        if running.poll() is None:
+            running.kill()
+    assert running.returncode == 130 and "interrupted" in err
+    assert "+ create  db" in out
+    runs = (isolated_environment / NAME / "runs.jsonl").read_text().splitlines()
+    record = json.loads(runs[-1])
+    assert record["interrupted"] is True and record["ok"] is False
+    assert [(a["action"], a["agent"], a["result"]) for a in record["actions"]] == [
+        ("create", "db", "ok")]
