@@ -61,6 +61,7 @@ from swarm_launch.tmux_script import (
     parse_spawn_output,
     parse_version,
     paste_args,
+    secret_names,
     server_environment,
     session_settings,
     signal_number,
@@ -451,7 +452,7 @@ class TmuxSwarmManager:
         find_tmux()
         panes = await self.observe()
         if not panes:
-            script = self._session_line() + "\n"
+            script = self._session_line(secret_names(os.environ)) + "\n"
             result = await self._tmux("start-server", ";", "source-file", "-",
                                       stdin=script.encode())
             if not parse_spawn_output(result.out).session_ok and \
@@ -462,14 +463,15 @@ class TmuxSwarmManager:
         agents = {a: p.pane_id for a, p in owned_by(panes, self.cluster_id).items()}
         await asyncio.to_thread(self._track, lambda _: agents)
 
-    def _session_line(self) -> str:
+    def _session_line(self, hidden: Sequence[str] = ()) -> str:
         if self.base_dir and not os.path.isdir(self.base_dir):
             # tmux would silently start the session in another directory.
             raise SessionCreationError(f"cannot create session {self.session_name}: "
                                        f"base_dir {self.base_dir} is not a directory")
         placeholder = ("/bin/sh", "-c", PLACEHOLDER_SCRIPT, self.cluster_id)
         return new_session_line(self.session_name, self.cluster_id,
-                                start_dir=self.base_dir, placeholder=placeholder)
+                                start_dir=self.base_dir, placeholder=placeholder,
+                                hidden=hidden)
 
     async def spawn_agent(self, agent_id: str, command: str | Sequence[str],
                           env: Mapping[str, str] | None = None) -> AgentPane:
@@ -569,7 +571,9 @@ class TmuxSwarmManager:
                       panes: Sequence[PaneState], writer: list[str]) -> str:
         # Free indexes above every window (the placeholder is 0 in a new session).
         first = max((p.window_index for p in panes), default=0) + 1
-        lines = [line(*session_settings(self.session_name)) if panes else self._session_line()]
+        hidden = secret_names(os.environ)
+        lines = [line(*session_settings(self.session_name, hidden)) if panes
+                 else self._session_line(hidden)]
         now = time.time()
         hook = supervise.hook_command(find_tmux(), path=os.environ.get("PATH"))
         for offset, launch in enumerate(launches):

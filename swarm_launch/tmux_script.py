@@ -141,8 +141,8 @@ def server_environment(environ: Mapping[str, str]) -> dict[str, str]:
     A client that starts the server hands it its whole env, and the server hands that
     to every pane: agents must get secrets only through their spec's `env`.
     """
-    return {name: value for name, value in environ.items()
-            if name in NOT_SECRET or not SECRET_NAME.search(name)}
+    hidden = set(secret_names(environ))
+    return {name: value for name, value in environ.items() if name not in hidden}
 
 
 def session_target(session: str) -> str:
@@ -154,7 +154,7 @@ def window_target(session: str, index: int) -> str:
 
 
 def new_session_line(session: str, cluster: str, *, start_dir: str | None,
-                     placeholder: Sequence[str]) -> str:
+                     placeholder: Sequence[str], hidden: Iterable[str] = ()) -> str:
     """Create the detached session with a placeholder window tagged as ours, at index 0.
 
     The placeholder keeps the session alive when no agent runs (replicas: 0). It sits
@@ -171,7 +171,7 @@ def new_session_line(session: str, cluster: str, *, start_dir: str | None,
         ["set-option", "-p", "-t", first, "remain-on-exit", "on"],
         ["set-option", "-p", "-t", first, OPT_CLUSTER, quote(cluster)],
         ["set-option", "-t", session_target(session), "history-limit", str(HISTORY_LIMIT)],
-        *session_settings(session),
+        *session_settings(session, hidden),
         ["if-shell", "-F", "-t", first, quote("#{window_index}"), quote(move)],
         ["display-message", "-p", quote(SESSION_OK)],
     )
@@ -184,14 +184,24 @@ def new_session_line(session: str, cluster: str, *, start_dir: str | None,
 SHADOWED_HOOKS = ("after-new-window",)
 
 
-def session_settings(session: str) -> list[list[str]]:
+def session_settings(session: str, hidden: Iterable[str] = ()) -> list[list[str]]:
     """Our session's own values for the user's global settings that break a swarm:
-    the hooks above, and `destroy-unattached` (it would destroy our detached session
-    as soon as it is made). Set again before each batch of agents: the session may have
+    the hooks above, `destroy-unattached` (it would destroy our detached session as
+    soon as it is made), and `hidden`, variables removed from its new processes' env
+    (see `secret_names`). Set again before each batch of agents: the session may have
     been made by an earlier version, or by the user."""
     target = session_target(session)
     return [["set-option", "-t", target, "destroy-unattached", "off"],
-            *(["set-hook", "-t", target, hook, quote("")] for hook in SHADOWED_HOOKS)]
+            *(["set-hook", "-t", target, hook, quote("")] for hook in SHADOWED_HOOKS),
+            *(["set-environment", "-t", target, "-r", quote(name)] for name in hidden)]
+
+
+def secret_names(environ: Mapping[str, str]) -> list[str]:
+    """The names in `environ` that look like secrets. A server the user started from a
+    shell that exported them hands them to every new pane: our session removes them
+    (an agent whose spec names one gets it through `-e`, which comes after)."""
+    return sorted(name for name in environ
+                  if name not in NOT_SECRET and SECRET_NAME.search(name))
 
 
 def window_line(session: str, cluster: str, plan: WindowPlan) -> str:

@@ -125,6 +125,26 @@ def test_env_with_quotes_and_formats_is_intact_after_restarts(
     assert [s["env"] for s in starts(out)] == [env] * 3
 
 
+def test_secrets_in_the_environment_of_a_server_started_earlier_do_not_reach_agents(
+    server: Server, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user started their server from a shell that exported a key: tmux hands it
+    to every new pane, unless our session removes it."""
+    subprocess.run(["tmux", "-L", str(server.socket_name), "new-session", "-d", "-s", "work",
+                    "sleep 600"], check=True, env={**os.environ, "FOO_API_KEY": "sk-server"})
+    monkeypatch.setenv("FOO_API_KEY", "sk-shell")
+    mgr = TmuxSwarmManager("s", socket_name=server.socket_name)
+    bare, given = tmp_path / "bare", tmp_path / "given"
+    run(mgr.spawn_agents([
+        AgentLaunch("bare", (PY, agent("starts"), str(bare), "0", "FOO_API_KEY")),
+        AgentLaunch("given", (PY, agent("starts"), str(given), "0", "FOO_API_KEY"),
+                    env={"FOO_API_KEY": "from-spec"}),
+    ]))
+    wait_until(lambda: starts(bare) and starts(given), message="both agents ran")
+    assert starts(bare)[0]["env"] == {"FOO_API_KEY": None}
+    assert starts(given)[0]["env"] == {"FOO_API_KEY": "from-spec"}
+
+
 def test_a_restart_finds_the_program_on_the_launchers_path(
     server: Server, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
