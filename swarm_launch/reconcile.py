@@ -173,6 +173,8 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
                                started=started, outcomes=applied.outcomes, ok=False,
                                interrupted=True)
             raise
+        finally:
+            await startup.close()
         after = await manager.observe()
         applied.unconverged = _unconverged(desired, after, spec.name)
         applied.exited = _exited(desired, after, spec.name)

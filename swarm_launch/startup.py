@@ -80,6 +80,21 @@ class Startup:
                                                    latest_start(path, agent_id),
                                                    ready.timeout_s)
 
+    async def close(self) -> None:
+        """End the watches nobody awaited (an agent's readiness with no dependent, prompt
+        or --wait to need it), here, while the loop runs, and until they have ended.
+        Left to asyncio.run's clean-up, a cancellation that Python 3.11's wait_for
+        swallowed (CPython gh-86296) left `up` waiting forever after its work was done."""
+        tasks = [t for t in (*self.ready.values(), *self.prompt_ready.values()) if not t.done()]
+        while tasks:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=0.1)
+            tasks = [t for t in tasks if not t.done()]
+        for follower in self.followers.values():
+            follower.close()
+        self.followers.clear()
+
     async def send_prompts(self) -> dict[str, str]:
         """Send each started agent its initial prompt once it is ready."""
         agents = list(self.prompt_ready)

@@ -247,3 +247,24 @@ def test_a_banner_drawn_by_cursor_moves_counts_as_ready(
         """)
     result = invoke("-L", str(server.socket_name), "up", spec, "--wait")
     assert result.code == 0, result.err
+
+
+def test_up_ends_when_nothing_awaits_a_readiness_watch(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    """Readiness is watched for every started agent with a pattern; with no dependent,
+    prompt or --wait, `up` ends its watches itself (asyncio.run's clean-up could lose
+    their cancellation and wait forever: it did in over half of these runs)."""
+    import subprocess
+
+    spec = write_spec(tmp_path / "s.yaml", """\
+        b: {command: "echo up; exec sleep 600", replicas: 2, ready: {pattern: up}}
+        """)
+    for attempt in range(5):
+        sock = f"{server.socket_name}-{attempt}"
+        try:
+            done = subprocess.run([sys.executable, "-m", "swarm_launch", "-L", sock, "up", spec],
+                                  capture_output=True, text=True, timeout=30, check=False)
+            assert done.returncode == 0, done.stderr
+        finally:
+            subprocess.run(["tmux", "-L", sock, "kill-server"], capture_output=True, check=False)
