@@ -139,6 +139,20 @@ def test_capture_shows_a_curses_screen(server: Server, tmp_path: pathlib.Path) -
     assert "second line of the screen" in screen
 
 
+def test_capture_ansi_keeps_the_colours_when_piped(server: Server, tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "col.yaml"
+    path.write_text("version: 1\nname: io\nagents:\n  col:\n"
+                    "    command: \"printf '\\\\033[31mRED\\\\033[0m\\\\n'; exec sleep 600\"\n")
+    sock = str(server.socket_name)
+    assert invoke("-L", sock, "up", str(path)).code == 0
+    def drawn() -> str | None:
+        text = invoke("-L", sock, "capture", str(path), "col", "--ansi").out
+        return text if "RED" in text else None
+
+    screen = wait_until(drawn, message="RED drawn")
+    assert "\x1b[31mRED" in screen
+
+
 def test_logs_survive_a_replace(server: Server, tmp_path: pathlib.Path) -> None:
     path = tmp_path / "log.yaml"
 

@@ -133,6 +133,15 @@ def test_unknown_agent_lists_the_known_ones(spec: str) -> None:
     assert "planner, coder (coder-0..coder-2)" in result.err
 
 
+def test_unknown_agent_with_an_entry_of_no_replicas(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "z.yaml"
+    path.write_text("version: 1\nname: z\nagents:\n  b: {command: x, replicas: 2}\n"
+                    "  z: {command: x, replicas: 0}\n")
+    result = invoke("logs", str(path), "nope")
+    assert result.code == 1
+    assert "b (b-0..b-1), z (replicas: 0)" in result.err
+
+
 def test_no_logs_yet_is_a_clear_message_and_success(spec: str) -> None:
     result = invoke("logs", spec)
     assert result.code == 0

@@ -111,6 +111,8 @@ def select_agents(swarm: SwarmSpec, requested: Sequence[str], *,
 def _describe(name: str, ids: list[str]) -> str:
     if ids == [name]:
         return name
+    if not ids:
+        return f"{name} (replicas: 0)"
     return f"{name} ({ids[0]}..{ids[-1]})" if len(ids) > 1 else f"{name} ({ids[0]})"
 
 
