@@ -227,3 +227,17 @@ def test_follow_shows_an_unfinished_line_once_it_is_quiet(
     result = invoke("logs", spec, "planner", "-f")
     assert result.code == 0
     assert result.out.splitlines() == ["planner | CURSES AGENT ready> "]
+
+
+def test_follow_shows_an_agent_gone_from_the_spec_from_now_only(
+    spec: str, logs_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its history is not the spec's (`logs` leaves it out): not dumped as a newcomer's."""
+    (logs_dir / "planner.log").write_bytes(b"old\n")
+    (logs_dir / "removed.log").write_bytes(b"".join(b"history %d\n" % i for i in range(50)))
+    stop_after(2, then_write={logs_dir / "removed.log": b"still talking\n",
+                              logs_dir / "planner.log": b"live\n"}, monkeypatch=monkeypatch)
+    result = invoke("logs", spec, "-f", "--tail", "1")
+    assert result.code == 0
+    assert sorted(result.out.splitlines()) == ["planner | live", "planner | old",
+                                               "removed | still talking"]

@@ -60,8 +60,15 @@ def run(globals_: Globals, *, spec: str, agents: Sequence[str], follow: bool,
             printer.lines(agent, logfiles.tail_lines(path, tail, since_epoch=since_epoch,
                                                      end=end))
     if follow:
-        # Following the whole swarm: agents that start later (an `up` meanwhile) too.
-        discover = None if agents else _newcomers(logs_dir, printer)
+        # Following the whole swarm: agents that start later (an `up` meanwhile) too, and
+        # those no longer in the spec that still have a log (kept by --no-prune, or gone):
+        # from now, as their history is not the spec's (`logs` without -f leaves it out).
+        discover = None
+        if not agents:
+            discover = _newcomers(logs_dir, printer)
+            for agent in sorted(_logged(logs_dir) - set(followers)):
+                followers[agent] = logfiles.LogFollower(os.path.join(logs_dir, f"{agent}.log"))
+                printer.add(agent)
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how one stops following
             asyncio.run(_follow(followers, printer, discover))
     return 0
