@@ -125,17 +125,22 @@ def test_send_to_a_dead_agent_is_a_clear_error(server: Server, tmp_path: pathlib
     assert result.err.startswith("error: agent gone has exited")
 
 
+def captured(sock: str, spec: str, agent_id: str, drawn: str, *flags: str) -> str:
+    """`capture` output once it shows `drawn`."""
+    def screen() -> str | None:
+        text = invoke("-L", sock, "capture", spec, agent_id, *flags).out
+        return text if drawn in text else None
+
+    return wait_until(screen, message=f"{drawn!r} drawn")
+
+
 def test_capture_shows_a_curses_screen(server: Server, tmp_path: pathlib.Path) -> None:
     path = tmp_path / "tui.yaml"
     path.write_text(f"version: 1\nname: io\nagents:\n  tui:\n"
                     f"    command: [{PY}, {agent('curses_app')}]\n")
     sock = str(server.socket_name)
     assert invoke("-L", sock, "up", str(path)).code == 0
-    def drawn() -> str | None:
-        text = invoke("-L", sock, "capture", str(path), "tui").out
-        return text if "CURSES-SCREEN-OK" in text else None
-
-    screen = wait_until(drawn, message="curses screen drawn")
+    screen = captured(sock, str(path), "tui", "CURSES-SCREEN-OK")
     assert "second line of the screen" in screen
 
 
@@ -145,12 +150,7 @@ def test_capture_ansi_keeps_the_colours_when_piped(server: Server, tmp_path: pat
                     "    command: \"printf '\\\\033[31mRED\\\\033[0m\\\\n'; exec sleep 600\"\n")
     sock = str(server.socket_name)
     assert invoke("-L", sock, "up", str(path)).code == 0
-    def drawn() -> str | None:
-        text = invoke("-L", sock, "capture", str(path), "col", "--ansi").out
-        return text if "RED" in text else None
-
-    screen = wait_until(drawn, message="RED drawn")
-    assert "\x1b[31mRED" in screen
+    assert "\x1b[31mRED" in captured(sock, str(path), "col", "RED", "--ansi")
 
 
 def test_logs_survive_a_replace(server: Server, tmp_path: pathlib.Path) -> None:
