@@ -221,8 +221,12 @@ def _dependency_issues(context: Context,
     for agent_id, edges in graph.items():
         for index, target in edges:
             if target not in graph:
+                entry = next((name for name, body in agents.items()
+                              if target in _expanded_ids(name, body)), None)
                 close = difflib.get_close_matches(target, list(graph), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                hint = (f"; depends_on names spec entries: {entry!r} waits for all its "
+                        "replicas" if entry else
+                        f"; did you mean {close[0]!r}?" if close else "")
                 yield context.issue(["agents", agent_id, "depends_on", index],
                                     f"depends on {target!r}, which is not an agent of "
                                     f"this spec{hint}")

@@ -204,6 +204,19 @@ def test_every_issue_is_reported_sorted_by_line(tmp_path: pathlib.Path) -> None:
     ]
 
 
+def test_depending_on_a_replica_id_names_the_entry_to_use(tmp_path: pathlib.Path) -> None:
+    path = spec_file(tmp_path, """\
+        version: 1
+        name: team
+        agents:
+          b: {command: cat, replicas: 2}
+          d: {command: cat, depends_on: [b-0]}
+    """)
+    assert issues_of(path) == [
+        "5:34: $.agents.d.depends_on[0]: depends on 'b-0', which is not an agent of this "
+        "spec; depends_on names spec entries: 'b' waits for all its replicas"]
+
+
 def test_error_messages_never_echo_a_variable_value(tmp_path: pathlib.Path) -> None:
     path = spec_file(tmp_path, """\
         version: 1
