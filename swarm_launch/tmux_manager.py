@@ -61,9 +61,11 @@ from swarm_launch.tmux_script import (
     parse_spawn_output,
     parse_version,
     paste_args,
+    quote,
     secret_names,
     server_environment,
     session_settings,
+    session_target,
     signal_number,
     submit_args,
     watch_line,
@@ -646,8 +648,13 @@ class TmuxSwarmManager:
         supervised = [p.pane_id for p in targets if p.supervised]
         if not supervised:
             return targets
-        await self._tmux("source-file", "-", stdin=disarm_script(supervised).encode())
-        now = {p.pane_id: p for p in await self.observe()}  # restarted before: a new pid
+        # And the panes as they are after it, in the same call: one restarted meanwhile
+        # has a new pid.
+        listing = line(["list-panes", "-s", "-t", session_target(self.session_name),
+                        "-F", quote(LIST_PANES_FORMAT)])
+        script = disarm_script(supervised) + listing + "\n"
+        result = await self._tmux("source-file", "-", stdin=script.encode())
+        now = {p.pane_id: p for p in parse_panes(result.out)}
         return [now.get(p.pane_id, p) for p in targets]
 
     async def shutdown(self, graceful: bool = True) -> None:
