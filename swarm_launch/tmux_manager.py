@@ -530,24 +530,18 @@ class TmuxSwarmManager:
     async def _turn(self, lock_name: str, what: str) -> AsyncIterator[None]:
         """An flock on AI_SWARM_DIR/<swarm>/`lock_name`, polled without blocking the loop.
 
-        flock, not filelock: two managers of one swarm in one process (one thread) must
-        exclude each other too, and flock locks belong to each open of the file."""
-        import fcntl
-
+        Each open of the lock file is its own flock: two managers of one swarm in one
+        process (one thread) exclude each other too."""
         lock_path = os.path.join(store.swarm_dir(self.cluster_id, self.data_dir), lock_name)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = store.open_lock(lock_path)
         try:
             deadline = time.monotonic() + store.lock_timeout_s()
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise TmuxSwarmError(
-                            f"another {what} did not finish "
-                            f"within {store.lock_timeout_s():g}s") from None
-                    await asyncio.sleep(_POLL_S)
+            while not store.try_lock(fd):
+                if time.monotonic() > deadline:
+                    raise TmuxSwarmError(
+                        f"another {what} did not finish "
+                        f"within {store.lock_timeout_s():g}s") from None
+                await asyncio.sleep(_POLL_S)
             yield
         finally:
             os.close(fd)  # releases the lock

@@ -6,12 +6,15 @@ import fcntl
 import os
 import pathlib
 import stat
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 
 from swarm_launch import store
-from swarm_launch.exceptions import StoreError
+from swarm_launch.exceptions import LockTimeoutError, StoreError
 from tests.helpers import wait_until
 
 
@@ -208,3 +211,32 @@ def test_a_damaged_holder_note_reads_as_unknown(
     with open(lock_path + ".holder", "w") as handle:
         handle.write(note)
     assert store._describe_holder(lock_path) == "holder unknown"
+
+
+def test_a_second_hold_of_a_lock_waits_even_in_the_same_thread(
+    isolated_environment: pathlib.Path,
+) -> None:
+    """Each hold is its own open of the lock file: not re-entrant, so two managers or
+    runs in one process exclude each other, and the wait ends when the first lets go."""
+    directory = store.swarm_dir("twice")
+    with store.locked(directory, timeout_s=1):
+        started = time.monotonic()
+        with (pytest.raises(LockTimeoutError, match=r"pid \d+ on .*did not finish within 0.2s"),
+              store.locked(directory, timeout_s=0.2)):
+            pass
+        assert time.monotonic() - started >= 0.2
+    with store.locked(directory, timeout_s=0.2):  # released: taken at once
+        holder = store.read_json(os.path.join(directory, "lock.holder"))
+        assert isinstance(holder, dict) and holder["pid"] == os.getpid()
+    assert not os.path.exists(os.path.join(directory, "lock.holder"))
+
+
+def test_shared_json_updates_take_turns_across_processes(
+    isolated_environment: pathlib.Path,
+) -> None:
+    path = os.path.join(store.data_dir(), "counter.json")
+    script = ("from swarm_launch import store\n"
+              f"for _ in range(50): store.update_json({path!r}, lambda n: (n or 0) + 1)\n")
+    writers = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(4)]
+    assert [w.wait(timeout=60) for w in writers] == [0, 0, 0, 0]
+    assert store.read_json(path) == 200
