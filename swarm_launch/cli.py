@@ -6,12 +6,13 @@ Command modules are imported only when their command runs, so `swarm-launch
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -200,4 +201,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     import gc
 
     gc.set_threshold(100_000, 50, 50)
-    sys.exit(run(sys.argv[1:] if argv is None else argv))
+    exit_now(run(sys.argv[1:] if argv is None else argv))
+
+
+def exit_now(code: int) -> NoReturn:
+    """Exit without the interpreter's teardown, ~13 ms of every command spent freeing some
+    200 modules one by one. Nothing is lost: every file we write is closed by now, and
+    the standard streams and the error log's handler are flushed here; we register no
+    atexit handler, and a thread left running (none should) is not waited for."""
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a reader gone (EPIPE), closed
+            stream.flush()
+    os._exit(code)

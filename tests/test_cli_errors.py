@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -80,3 +83,46 @@ def test_up_options_that_cannot_go_together_are_usage_errors(
     spec.write_text("version: 1\nname: u\nagents:\n  a: {command: sleep 60}\n")
     result = invoke("up", str(spec), *args)
     assert result.code == 2 and says in result.err
+
+
+def _console(*args: str, stdout: int = subprocess.PIPE) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "swarm_launch", *args], stdout=stdout,
+                            stderr=subprocess.PIPE)
+
+
+def test_the_exit_skipping_teardown_still_delivers_all_output_and_the_exit_code(
+    tmp_path: pathlib.Path, isolated_environment: pathlib.Path
+) -> None:
+    """The console entry leaves through os._exit: its buffered output must be flushed."""
+    plan = _console("-L", f"none-{os.getpid()}", "plan", _big_spec(tmp_path), "--json",
+                    "--detailed-exitcode")
+    out, err = plan.communicate(timeout=60)
+    assert plan.returncode == 2, err  # changes pending: every agent is missing
+    assert len(out) > 64 * 1024  # more than a pipe holds: written while being read
+    assert len(json.loads(out)["actions"]) == 800
+    bad = _console("validate", str(tmp_path / "missing.yaml"))
+    out, err = bad.communicate(timeout=60)
+    assert (bad.returncode, out) == (1, b"")
+    assert b"no such file" in err
+
+
+def test_a_reader_that_goes_away_early_is_no_error(
+    tmp_path: pathlib.Path, isolated_environment: pathlib.Path
+) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `| head -0`: nobody reads
+    try:
+        cli = _console("-L", f"none-{os.getpid()}", "plan", _big_spec(tmp_path), "--json",
+                       stdout=write_end)
+    finally:
+        os.close(write_end)
+    _, err = cli.communicate(timeout=60)
+    assert err == b""  # no "Exception ignored ... BrokenPipeError" from a late flush
+    assert cli.returncode in (0, 1)  # ours, or click's when it is the one to see EPIPE
+
+
+def _big_spec(directory: pathlib.Path) -> str:
+    spec = directory / "big.yaml"
+    spec.write_text("version: 1\nname: big\nagents:\n"
+                    + "".join(f"  a{i}:\n    command: sleep 1000\n" for i in range(800)))
+    return str(spec)

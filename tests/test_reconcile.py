@@ -523,12 +523,11 @@ def test_up_of_an_unchanged_spec_imports_neither_jsonschema_nor_libtmux(
     """Start-up is most of a no-op `up`: a spec that passed the schema is not checked again
     (jsonschema costs ~45 ms to import), and `up` never needs libtmux (~40 ms)."""
     path = write(spec, TWO)
-    code = ("import atexit, sys\n"
-            "atexit.register(lambda: print('IMPORTED', sorted(m for m in ('jsonschema', 'libtmux')"
-            " if m in sys.modules), file=sys.stderr))\n"
-            "from swarm_launch.cli import main\n"
-            f"sys.argv = ['swarm-launch', '-L', {server.socket_name!r}, 'up', {path!r}]\n"
-            "main()\n")
+    code = ("import sys\n"
+            "from swarm_launch.cli import run\n"
+            f"assert run(['-L', {server.socket_name!r}, 'up', {path!r}]) == 0\n"
+            "print('IMPORTED', sorted(m for m in ('jsonschema', 'libtmux')"
+            " if m in sys.modules), file=sys.stderr)\n")
 
     def imported() -> str:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
