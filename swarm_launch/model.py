@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 RestartMode = Literal["never", "on-failure", "always"]
+MAX_SPEC_BYTES = 1024 * 1024  # a spec file, and a prompt file it names
 
 
 @dataclass(frozen=True)

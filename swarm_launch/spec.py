@@ -13,13 +13,15 @@ import functools
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from swarm_launch import spec_checks
 from swarm_launch.exceptions import SpecError, SpecIssue
 from swarm_launch.interpolate import interpolate
 from swarm_launch.model import (
+    MAX_SPEC_BYTES,
     AgentSpec,
     Backoff,
     LogSettings,
@@ -30,11 +32,16 @@ from swarm_launch.model import (
     SwarmSpec,
     TmuxSettings,
 )
-from swarm_launch.spec_yaml import Document, LoadFailure, read_document
+
+if TYPE_CHECKING:
+    from swarm_launch.spec_yaml import Document
 
 SCHEMA_FILE = "swarm.schema.json"
 NESTED_DEFAULTS = ("backoff", "send", "logs", "stop")
 VALID_CACHE_SIZE = 256  # versions of spec files remembered as valid
+# Part of each remembered file's name: a new format of the parsed data, or a change to
+# what reading YAML produces, must bump it so no older entry is read.
+CACHE_FORMAT = b"parsed-v1"
 
 
 @functools.lru_cache(maxsize=1)
@@ -67,39 +74,109 @@ def load_spec(path: str, environ: Mapping[str, str] | None = None, *,
               valid_cache: str | None = None) -> SwarmSpec:
     """Load, check and interpolate the spec at `path`; raise SpecError with every issue.
 
-    `valid_cache`: a private directory remembering the files that passed the schema.
+    `valid_cache`: a private directory remembering the files that passed the schema (so
+    jsonschema, ~45 ms to import, is not needed again), most with their parsed data (so
+    PyYAML, ~10 ms, is not either): `up` of an unchanged spec is the common case.
+    Semantic checks always run: they depend on the environment and on prompt files.
     """
     env = os.environ if environ is None else environ
+    known = _remembered(path, valid_cache) if valid_cache is not None else None
+    if known is not None and known.data is not None:
+        return _checked(_context(path, env, None, known.raw), known.data, known.raw, [])
+    from swarm_launch.spec_yaml import LoadFailure, read_document
+
     try:
         document = read_document(path, path)
     except LoadFailure as failure:
         raise SpecError(path, failure.issues) from None
-    context = spec_checks.Context(file=path, root=document.root,
-                                  spec_dir=os.path.dirname(os.path.abspath(path)), environ=env)
-    issues = [*document.issues, *_schema_issues(context, document, valid_cache)]
-    issues += spec_checks.semantic_issues(context, document.data)
+    context = _context(path, env, document.root, document.raw)
+    issues = list(document.issues)
+    if known is None or known.raw != document.raw:
+        issues += _schema_issues(context, document, valid_cache)
+    return _checked(context, document.data, document.raw, issues)
+
+
+def _context(path: str, env: Mapping[str, str], root: Any, raw: bytes) -> spec_checks.Context:
+    return spec_checks.Context(file=path, root=root, raw=raw, environ=env,
+                               spec_dir=os.path.dirname(os.path.abspath(path)))
+
+
+def _checked(context: spec_checks.Context, data: Any, raw: bytes,
+             issues: list[SpecIssue]) -> SwarmSpec:
+    issues += spec_checks.semantic_issues(context, data)
     if issues:
-        raise SpecError(path, issues)
-    return _build(context, document.data, document.raw)
+        raise SpecError(context.file, issues)
+    return _build(context, data, raw)
+
+
+class _Remembered(NamedTuple):
+    raw: bytes  # the file's bytes, which passed the schema
+    data: dict[str, Any] | None  # their parsed data, unless not kept (`_storable`)
+
+
+def _cache_entry(valid_cache: str, raw: bytes) -> str:
+    key = CACHE_FORMAT + b"\0" + schema_text().encode() + b"\0" + raw
+    return os.path.join(valid_cache, hashlib.sha256(key).hexdigest())
+
+
+def _remembered(path: str, valid_cache: str) -> _Remembered | None:
+    """What the cache knows of the file's current bytes, if they passed the schema before."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_SPEC_BYTES + 1)
+        with open(_cache_entry(valid_cache, raw), encoding="utf-8") as handle:
+            text = handle.read()
+        data = json.loads(text) if text else None
+    except (OSError, ValueError):  # not seen, unreadable, torn: read it the long way
+        return None
+    if len(raw) > MAX_SPEC_BYTES or not (data is None or isinstance(data, dict)):
+        return None
+    return _Remembered(raw, data)
 
 
 def _schema_issues(context: spec_checks.Context, document: Document,
                    valid_cache: str | None) -> list[SpecIssue]:
-    """The schema's verdict; remembered for a file that passed, as one empty file named
-    by the hash of (schema, file bytes): jsonschema costs ~45 ms of start-up to import,
-    and `up` of an unchanged spec is the common case. Semantic checks always run."""
-    if valid_cache is None:
-        return spec_checks.schema_issues(context, document.data, _schema())
-    digest = hashlib.sha256(schema_text().encode() + b"\0" + document.raw).hexdigest()
-    remembered = os.path.join(valid_cache, digest)
-    if os.path.exists(remembered):
-        return []
+    """The schema's verdict; a file that passed is remembered, named by the hash of
+    (format, schema, file bytes), with its parsed data when that holds no env value."""
     issues = spec_checks.schema_issues(context, document.data, _schema())
-    if not issues and not document.issues:
+    if valid_cache is not None and not issues and not document.issues:
         with contextlib.suppress(OSError):  # a cache: failing to remember costs nothing
-            _forget_oldest(valid_cache)
-            os.close(os.open(remembered, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+            _remember(_cache_entry(valid_cache, document.raw), document.data)
     return issues
+
+
+def _remember(entry: str, data: Any) -> None:
+    """Write the entry whole or not at all (a reader may come at any moment): the data
+    as JSON, or nothing (only "valid") where that would put an env value in a file, or
+    where JSON cannot hold it (a YAML date in a free-form field)."""
+    try:
+        text = json.dumps(data) if _storable(data) else ""
+    except (TypeError, ValueError):
+        text = ""
+    _forget_oldest(os.path.dirname(entry))
+    partial = f"{entry}.{os.getpid()}.tmp"
+    fd = os.open(partial, os.O_CREAT | os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(partial, entry)
+
+
+_ONLY_REFERENCES = re.compile(r"(?:\$\{[A-Za-z_][A-Za-z0-9_]*(?::\?[^}]*)?\})+")
+
+
+def _storable(data: dict[str, Any]) -> bool:
+    """Env values live only in the agents' environments and in tmux: parsed data may be
+    kept on disk only if every env value in it is references alone (`${API_KEY}`), whose
+    text names a variable but holds no value. A literal (`ROLE: reviewer`, a key pasted
+    in, a `${X:-default}`) leaves the file to be parsed again at each run."""
+    agents = data.get("agents")
+    bodies = [data, data.get("defaults"), *(agents.values() if isinstance(agents, dict) else ())]
+    for body in bodies:
+        env = body.get("env") if isinstance(body, dict) else None
+        for value in (env.values() if isinstance(env, dict) else ()):
+            if not (isinstance(value, str) and _ONLY_REFERENCES.fullmatch(value)):
+                return False
+    return True
 
 
 def _forget_oldest(directory: str, keep: int = VALID_CACHE_SIZE) -> None:

@@ -14,16 +14,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from swarm_launch.desired import replica_ids
 from swarm_launch.exceptions import SpecIssue
 from swarm_launch.interpolate import InterpolationError, interpolate
-from swarm_launch.model import AgentSpec, message_text
-from swarm_launch.spec_yaml import MAX_SPEC_BYTES, PathPart, issue_at, node_at
+from swarm_launch.model import MAX_SPEC_BYTES, AgentSpec, message_text
 
 if TYPE_CHECKING:
+    import yaml
     from jsonschema.exceptions import ValidationError
+
+    from swarm_launch.spec_yaml import PathPart
 
 MAX_ID_LENGTH = 63
 
@@ -33,12 +33,17 @@ class Context:
     """What checks need to locate issues and resolve paths; collects prompt files read."""
 
     file: str
-    root: yaml.Node
-    spec_dir: str
+    root: yaml.Node | None  # None: the data came from the parse cache; `raw` is parsed
+    spec_dir: str              # only if an issue must be located
     environ: Mapping[str, str]
     prompts: dict[str, str] = field(default_factory=dict)
+    raw: bytes = b""
 
     def issue(self, parts: Sequence[PathPart], message: str, *, at_key: bool = False) -> SpecIssue:
+        from swarm_launch.spec_yaml import issue_at, node_at, parse_document
+
+        if self.root is None:  # bytes that parsed before: they parse the same again
+            self.root = parse_document(self.raw, self.file).root
         node, key = node_at(self.root, parts)
         target = key if at_key and key is not None else node
         return issue_at(self.file, target.start_mark, parts, message)

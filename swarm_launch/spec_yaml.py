@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 
 from swarm_launch.exceptions import SpecIssue
+from swarm_launch.model import MAX_SPEC_BYTES
 
-MAX_SPEC_BYTES = 1024 * 1024
 MAX_NODES = 100_000
 STR_TAG = "tag:yaml.org,2002:str"
 MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -64,7 +64,11 @@ def issue_at(file: str, mark: yaml.Mark | None, parts: Sequence[PathPart],
 
 def read_document(path: str, file: str) -> Document:
     """Read, check and parse `path`; raise LoadFailure when there is no usable mapping."""
-    raw = _read_bytes(path, file)
+    return parse_document(_read_bytes(path, file), file)
+
+
+def parse_document(raw: bytes, file: str) -> Document:
+    """Parse a spec file's bytes; raise LoadFailure when there is no usable mapping."""
     text = _decode(raw, file)
     root = _compose(text, file)
     _check_aliases(root, file)

@@ -518,15 +518,16 @@ def test_concurrent_ups_end_with_one_pane_per_agent(
     assert len(state["agents"]) == 10
 
 
-def test_up_of_an_unchanged_spec_imports_neither_jsonschema_nor_libtmux(
+def test_up_of_an_unchanged_spec_imports_neither_yaml_nor_jsonschema_nor_libtmux(
         server: Server, spec: pathlib.Path) -> None:
-    """Start-up is most of a no-op `up`: a spec that passed the schema is not checked again
-    (jsonschema costs ~45 ms to import), and `up` never needs libtmux (~40 ms)."""
-    path = write(spec, TWO)
+    """Start-up is most of a no-op `up`: a spec that passed the schema is neither parsed nor
+    checked again (PyYAML costs ~10 ms to import, jsonschema ~45 ms), and `up` never needs
+    libtmux (~40 ms)."""
+    path = write(spec, "a:\n  command: sleep 600\n  env: {HOME_TOO: '${HOME}'}\n")
     code = ("import sys\n"
             "from swarm_launch.cli import run\n"
             f"assert run(['-L', {server.socket_name!r}, 'up', {path!r}]) == 0\n"
-            "print('IMPORTED', sorted(m for m in ('jsonschema', 'libtmux')"
+            "print('IMPORTED', sorted(m for m in ('jsonschema', 'libtmux', 'yaml')"
             " if m in sys.modules), file=sys.stderr)\n")
 
     def imported() -> str:
@@ -535,10 +536,10 @@ def test_up_of_an_unchanged_spec_imports_neither_jsonschema_nor_libtmux(
         assert done.returncode == 0, done.stderr
         return done.stderr.strip().splitlines()[-1]
 
-    assert imported() == "IMPORTED ['jsonschema']"  # first sight of this file: validated
+    assert imported() == "IMPORTED ['jsonschema', 'yaml']"  # first sight: parsed, validated
     assert imported() == "IMPORTED []"
-    spec.write_text(spec.read_text().replace("one", "two"))
-    assert imported() == "IMPORTED ['jsonschema']"  # edited: validated again
+    spec.write_text(spec.read_text().replace("600", "601"))
+    assert imported() == "IMPORTED ['jsonschema', 'yaml']"  # edited: read again
 
 
 def test_a_spec_failing_the_schema_is_never_remembered_as_valid(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pathlib
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -364,3 +367,102 @@ def test_examples_include_a_keyless_demo() -> None:
 def test_real_agent_examples_pass_keys_from_the_environment() -> None:
     spec = load_spec(str(EXAMPLES / "claude-code.yaml"), {"ANTHROPIC_API_KEY": "sk-test"})
     assert spec.agents["planner"].env["ANTHROPIC_API_KEY"] == "sk-test"
+
+
+CACHED = """\
+version: 1
+name: cached
+env:
+  TOKEN_NAME: ${NEEDED}
+defaults:
+  restart: on-failure
+  backoff: {initial_s: 0.5}
+agents:
+  a:
+    command: [sh, -c, 'echo "$TOKEN_NAME"']
+    replicas: 2
+    prompt_file: prompt.txt
+    backoff: {factor: 3}
+  b:
+    command: cat
+    depends_on: [a]
+    ready: {pattern: '^ready \\d+$', timeout_s: 2.5}
+"""
+
+
+def _cached_spec(tmp_path: pathlib.Path) -> tuple[str, str]:
+    (tmp_path / "prompt.txt").write_text("hello\r\nthere\n")
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    return spec_file(tmp_path, CACHED), str(cache)
+
+
+def test_a_spec_seen_valid_loads_the_same_from_the_parse_cache(tmp_path: pathlib.Path) -> None:
+    path, cache = _cached_spec(tmp_path)
+    environ = {"NEEDED": "x"}
+    uncached = load_spec(path, environ)
+    first = load_spec(path, environ, valid_cache=cache)
+    assert len(os.listdir(cache)) == 1  # remembered...
+    assert load_spec(path, environ, valid_cache=cache) == first == uncached  # ...and read
+    (tmp_path / "prompt.txt").write_text("changed")  # not part of the file's bytes:
+    assert load_spec(path, environ, valid_cache=cache).agents["a"].prompt == "changed"
+
+
+def test_a_cached_spec_is_read_without_yaml_or_jsonschema(tmp_path: pathlib.Path) -> None:
+    path, cache = _cached_spec(tmp_path)
+    code = ("import sys\nfrom swarm_launch.spec import load_spec\n"
+            f"spec = load_spec({path!r}, {{'NEEDED': 'x'}}, valid_cache={cache!r})\n"
+            "print(sorted(spec.agents), [m for m in ('yaml', 'jsonschema') if m in sys.modules])")
+
+    def run() -> str:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True, timeout=60).stdout.strip()
+
+    assert run() == "['a', 'b'] ['yaml', 'jsonschema']"  # first sight: parsed, validated
+    assert run() == "['a', 'b'] []"
+
+
+def test_an_issue_found_in_cached_data_is_located_as_in_the_file(tmp_path: pathlib.Path) -> None:
+    """Semantic checks depend on the environment: a variable unset since the file was
+    remembered is an error at its line and column, as without the cache."""
+    path, cache = _cached_spec(tmp_path)
+    load_spec(path, {"NEEDED": "x"}, valid_cache=cache)
+    with pytest.raises(SpecError) as cached:
+        load_spec(path, {}, valid_cache=cache)
+    with pytest.raises(SpecError) as uncached:
+        load_spec(path, {})
+    assert cached.value.report() == uncached.value.report()
+    assert f"{path}:4:15: $.env.TOKEN_NAME: " in cached.value.report()
+
+
+@pytest.mark.parametrize("damage", ["{", "{\"name\": ", "[1, 2]", "\x00garbage"])
+def test_a_damaged_cache_entry_is_read_the_long_way_and_rewritten(
+    tmp_path: pathlib.Path, damage: str
+) -> None:
+    path, cache = _cached_spec(tmp_path)
+    first = load_spec(path, {"NEEDED": "x"}, valid_cache=cache)
+    [entry] = os.listdir(cache)
+    pathlib.Path(cache, entry).write_text(damage)
+    assert load_spec(path, {"NEEDED": "x"}, valid_cache=cache) == first
+    assert json.loads(pathlib.Path(cache, entry).read_text())["name"] == "cached"
+
+
+
+@pytest.mark.parametrize("value", ["sk-pasted-4f9a", "'${KEY:-sk-default-4f9a}'", "'8080'",
+                                   "'Bearer ${KEY}'"])
+def test_parsed_data_holding_an_env_value_is_never_written_to_the_cache(
+    tmp_path: pathlib.Path, value: str
+) -> None:
+    """Only "valid" is remembered then: the schema is not checked again, the YAML is read."""
+    path, cache = _cached_spec(tmp_path)
+    pathlib.Path(path).write_text(CACHED.replace("${NEEDED}", "${NEEDED}\n  LITERAL: " + value))
+    first = load_spec(path, {"NEEDED": "x", "KEY": "k"}, valid_cache=cache)
+    [entry] = os.listdir(cache)
+    assert pathlib.Path(cache, entry).read_bytes() == b""
+    assert load_spec(path, {"NEEDED": "x", "KEY": "k"}, valid_cache=cache) == first
+    code = ("import sys\nfrom swarm_launch.spec import load_spec\n"
+            f"load_spec({path!r}, {{'NEEDED': 'x', 'KEY': 'k'}}, valid_cache={cache!r})\n"
+            "print([m for m in ('yaml', 'jsonschema') if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=60)
+    assert done.stdout.strip() == "['yaml']"
