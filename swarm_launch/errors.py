@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
-import traceback
 from collections.abc import Callable
 
 import click
@@ -47,6 +45,8 @@ def run_with_exit_codes(body: Callable[[], object], *, usage_code: int = EXIT_US
     except BrokenPipeError:
         return 0
     except Exception:
+        import traceback  # deferred, as `tempfile` below: only a bug needs them
+
         path = _log_traceback(traceback.format_exc())
         click.echo(f"error: unexpected failure (a bug in swarm-launch); details in {path}",
                    err=True)
@@ -64,6 +64,8 @@ def _log_traceback(text: str) -> str:
         path = os.path.join(data_dir(), ERROR_LOG)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     except Exception:
+        import tempfile
+
         fd, path = tempfile.mkstemp(prefix="swarm-launch-error-", suffix=".log")
     with os.fdopen(fd, "a", encoding="utf-8") as handle:
         handle.write(entry)

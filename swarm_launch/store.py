@@ -13,7 +13,6 @@ import logging
 import os
 import socket
 import stat
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -131,7 +130,9 @@ def check_private_dir(path: str) -> None:
 def atomic_write_text(path: str, text: str) -> None:
     """Replace `path` with `text` so a reader sees the old or the new file, never a mix."""
     directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    # As tempfile.mkstemp does, without importing it (~3 ms: shutil, random, bz2, lzma).
+    tmp = os.path.join(directory, f".tmp-{os.urandom(6).hex()}{os.path.basename(path)}")
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)

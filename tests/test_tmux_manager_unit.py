@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import os
 import pathlib
+import shutil
 import signal
 from collections.abc import Iterator
 from unittest import mock
@@ -177,3 +178,19 @@ def test_no_repr_shows_an_env_value(tmp_path: pathlib.Path,
     launch = AgentLaunch("a", "x", env={"KEY": "sk-do-not-print"})
     for thing in (spec, spec.agents["a"], *expand(spec).values(), launch):
         assert "sk-do-not-print" not in repr(thing), type(thing)
+
+
+def test_on_path_finds_what_shutil_which_finds(tmp_path: pathlib.Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    for directory in (first, second):
+        directory.mkdir()
+    (first / "tool").write_text("#!/bin/sh\n")  # not executable: skipped
+    (first / "adir").mkdir()  # a directory: skipped
+    for name in ("tool", "adir"):
+        target = second / name
+        target.write_text("#!/bin/sh\n")
+        target.chmod(0o755)
+    search = os.pathsep.join([str(first), str(tmp_path / "missing"), str(second)])
+    for name in ("tool", "adir", "absent"):
+        assert tmux_manager.on_path(name, search) == shutil.which(name, path=search)
+    assert tmux_manager.on_path("tool", search) == str(second / "tool")
