@@ -22,7 +22,7 @@ from swarm_launch.model import StopSettings, SwarmSpec
 from swarm_launch.observed import PaneState, owned_by
 from swarm_launch.plan import Action, Kind, Plan, plan, replacements
 from swarm_launch.records import SwarmTarget
-from swarm_launch.sockets import same_socket
+from swarm_launch.sockets import same_socket, server_listening
 from swarm_launch.startup import Startup
 from swarm_launch.tmux_manager import TmuxSwarmManager
 
@@ -97,6 +97,8 @@ async def running_elsewhere(manager: TmuxSwarmManager, name: str,
     A recorded server we cannot talk to (gone, another tmux) holds nothing we could stop."""
     recorded = records.recorded_server(name, state)
     if recorded is None or same_socket(recorded.socket, manager.socket_label()):
+        return None
+    if not server_listening(recorded.socket):  # killed, or gone with its machine
         return None
     socket_name, socket_path = recorded.options()
     there = TmuxSwarmManager(name, socket_name=socket_name, socket_path=socket_path)

@@ -32,3 +32,22 @@ def socket_of(socket_name: str | None, socket_path: str | None, *,
 def same_socket(one: str, other: str) -> bool:
     """Whether two socket paths name one server."""
     return os.path.realpath(one) == os.path.realpath(other)
+
+
+def server_listening(path: str) -> bool:
+    """Whether a tmux server accepts connections at `path`. A server that exited leaves its
+    socket file behind, so existence says nothing; a connect (~0.1 ms, against a few ms
+    for a tmux client) does. Anything else than a refusal or no file counts as a server:
+    the caller then asks tmux, which says what is wrong."""
+    import socket
+
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+    finally:
+        probe.close()
+    return True

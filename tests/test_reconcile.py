@@ -9,10 +9,14 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from typing import Any
 
 import pytest
 from libtmux import Server
 
+from swarm_launch import reconcile
+from swarm_launch.sockets import socket_of
+from swarm_launch.tmux_manager import TmuxSwarmManager
 from tests.helpers import invoke, wait_until
 
 pytestmark = pytest.mark.tmux
@@ -286,6 +290,32 @@ def test_a_swarm_running_on_one_server_is_not_started_again_on_another(
     assert "1 removed" in invoke("down", path).out
     assert not server.has_session(f"swarm-{NAME}")
     assert invoke("-L", other, "up", path).code == 0  # stopped there: it may start here
+
+
+def test_a_recorded_server_that_is_gone_is_not_asked_anything(
+    server: Server, spec: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing listens on its socket: `up` elsewhere need not start a tmux client to learn
+    that nothing runs there (a few ms of every `up` after a server was killed)."""
+    path = write(spec, "a:\n  command: sleep 600\n")
+    up(server, path)
+    server.kill()
+    assert os.path.exists(socket_of(str(server.socket_name), None))  # left behind by tmux
+    asked: list[str | None] = []
+    real_init = reconcile.TmuxSwarmManager.__init__
+
+    def recording_init(self: TmuxSwarmManager, *args: Any, **kwargs: Any) -> None:
+        asked.append(kwargs.get("socket_name"))
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(reconcile.TmuxSwarmManager, "__init__", recording_init)
+    other = f"{server.socket_name}-other"
+    try:
+        assert "1 created" in invoke("-L", other, "up", path).out
+        assert other in asked
+        assert server.socket_name not in asked  # no manager for the recorded, gone server
+    finally:
+        Server(socket_name=other).kill()
 
 
 def test_one_server_under_several_names_is_one_server(

@@ -7,7 +7,7 @@ import pathlib
 
 import pytest
 
-from swarm_launch.sockets import same_socket, socket_of
+from swarm_launch.sockets import same_socket, server_listening, socket_of
 
 
 @pytest.fixture
@@ -47,3 +47,16 @@ def test_relative_and_symlinked_paths_resolve_to_one_socket(
     assert socket_of(None, f"real/{uid_dir}/x", environ={}) == by_name
     assert same_socket(f"link/{uid_dir}/x", by_name)
     assert not same_socket(f"link/{uid_dir}/y", by_name)
+
+
+def test_server_listening_tells_a_live_socket_from_one_left_behind(tmp_path: pathlib.Path) -> None:
+    import socket
+
+    path = str(tmp_path / "s")
+    assert not server_listening(path)  # no file
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    assert server_listening(path)
+    listener.close()  # the file stays, as a killed tmux server's does
+    assert os.path.exists(path) and not server_listening(path)
