@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from libtmux import Server
 
-from swarm_launch import reconcile
 from swarm_launch.sockets import socket_of
 from swarm_launch.tmux_manager import TmuxSwarmManager
 from tests.helpers import invoke, wait_until
@@ -302,13 +301,13 @@ def test_a_recorded_server_that_is_gone_is_not_asked_anything(
     server.kill()
     assert os.path.exists(socket_of(str(server.socket_name), None))  # left behind by tmux
     asked: list[str | None] = []
-    real_init = reconcile.TmuxSwarmManager.__init__
+    real_init = TmuxSwarmManager.__init__
 
     def recording_init(self: TmuxSwarmManager, *args: Any, **kwargs: Any) -> None:
         asked.append(kwargs.get("socket_name"))
         real_init(self, *args, **kwargs)
 
-    monkeypatch.setattr(reconcile.TmuxSwarmManager, "__init__", recording_init)
+    monkeypatch.setattr(TmuxSwarmManager, "__init__", recording_init)
     other = f"{server.socket_name}-other"
     try:
         assert "1 created" in invoke("-L", other, "up", path).out
