@@ -173,6 +173,7 @@ def _describe(argv: Sequence[str]) -> str:
 
 
 _versions: dict[str, tuple[int, int]] = {}
+VERSION_CACHE = ".tmux-version.json"  # under AI_SWARM_DIR
 
 
 def find_tmux() -> str:
@@ -181,7 +182,7 @@ def find_tmux() -> str:
     if path is None:
         raise TmuxNotFoundError(f"tmux is not on PATH; {INSTALL_HINT}")
     if path not in _versions:
-        _versions[path] = _version_of(path)
+        _versions[path] = _remembered_version(path)
     if _versions[path] < MIN_VERSION:
         found = ".".join(map(str, _versions[path]))
         raise TmuxNotFoundError(f"{path} is tmux {found}; {INSTALL_HINT}")
@@ -197,6 +198,28 @@ def on_path(name: str, path: str | None = None) -> str | None:
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     return None
+
+
+def _remembered_version(path: str) -> tuple[int, int]:
+    """`tmux -V` costs a process, ~3 ms of every command: its answer is remembered in
+    AI_SWARM_DIR for the binary at `path` as it is now (an upgrade changes its inode,
+    size or mtime, and so asks again)."""
+    try:
+        info = os.stat(path)
+        cache = os.path.join(store.data_dir(), VERSION_CACHE)
+    except (OSError, StoreError):  # an unsafe AI_SWARM_DIR is refused later, clearly
+        return _version_of(path)
+    binary = [path, info.st_ino, info.st_size, info.st_mtime_ns]
+    known = store.read_json(cache)
+    if isinstance(known, dict) and known.get("binary") == binary:
+        version = known.get("version")
+        if isinstance(version, list) and len(version) == 2 and all(
+                isinstance(part, int) for part in version):
+            return version[0], version[1]
+    found = _version_of(path)
+    with contextlib.suppress(StoreError, OSError):  # a cache: asked again next time
+        store.atomic_write_json(cache, {"binary": binary, "version": list(found)})
+    return found
 
 
 def _version_of(path: str) -> tuple[int, int]:

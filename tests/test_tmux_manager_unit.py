@@ -87,6 +87,30 @@ def test_tmux_too_old(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -
         tmux_manager.find_tmux()
 
 
+def test_tmux_version_is_asked_once_per_binary_as_it_is(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path,
+    isolated_environment: pathlib.Path,
+) -> None:
+    """`tmux -V` is remembered across processes (~3 ms each), until the binary changes."""
+    asked = tmp_path / "asked"
+    fake = tmp_path / "tmux"
+    fake.write_text(f"#!/bin/sh\necho x >> {asked}\necho 'tmux 3.3a'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+    def find_as_a_new_process() -> str:
+        monkeypatch.setattr(tmux_manager, "_versions", {})
+        return tmux_manager.find_tmux()
+
+    for _ in range(3):
+        assert find_as_a_new_process() == str(fake)
+    assert asked.read_text() == "x\n"
+    fake.write_text(fake.read_text().replace("3.3a", "2.9"))  # upgraded (here: down)
+    with pytest.raises(TmuxNotFoundError, match=r"tmux 2\.9"):
+        find_as_a_new_process()
+    assert asked.read_text() == "x\nx\n"
+
+
 def test_info_keys_and_no_agents_at_first() -> None:
     mgr = TmuxSwarmManager("c1", socket_name="never-started")
     assert mgr.list_agents() == []
