@@ -10,7 +10,7 @@ import contextlib
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -28,9 +28,29 @@ class Globals:
 
 
 def _run(ctx: click.Context, /, command: str, **kwargs: Any) -> None:
-    module = importlib.import_module(f"swarm_launch.commands.{command}")
+    with _asyncio_without_tls():
+        module = importlib.import_module(f"swarm_launch.commands.{command}")
     code: int = module.run(ctx.find_object(Globals), **kwargs)
     ctx.exit(code)
+
+
+@contextlib.contextmanager
+def _asyncio_without_tls() -> Iterator[None]:
+    """Import the commands (and so asyncio) with `ssl` unavailable, then available again.
+
+    asyncio imports ssl for its TLS transports, which a launcher talking to tmux over a
+    pipe never uses: ~5 ms (OpenSSL's libraries) of every command. asyncio is written to
+    work without ssl (`try: import ssl except ImportError: ssl = None`); anything after
+    this import, in this process, can still import ssl itself.
+    """
+    blocked = "ssl" not in sys.modules
+    if blocked:
+        sys.modules["ssl"] = None  # type: ignore[assignment]  # Python's "not importable"
+    try:
+        yield
+    finally:
+        if blocked and sys.modules.get("ssl", 0) is None:
+            del sys.modules["ssl"]
 
 
 spec_argument = click.argument("spec", type=click.Path(dir_okay=True, path_type=str))

@@ -551,13 +551,14 @@ def test_up_of_an_unchanged_spec_imports_neither_yaml_nor_jsonschema_nor_libtmux
         server: Server, spec: pathlib.Path) -> None:
     """Start-up is most of a no-op `up`: a spec that passed the schema is neither parsed nor
     checked again (PyYAML costs ~10 ms to import, jsonschema ~45 ms), and `up` never needs
-    libtmux (~40 ms)."""
+    libtmux (~40 ms), nor ssl (~5 ms, asyncio's TLS: see `cli._asyncio_without_tls`)."""
     path = write(spec, "a:\n  command: sleep 600\n  env: {HOME_TOO: '${HOME}'}\n")
     code = ("import sys\n"
             "from swarm_launch.cli import run\n"
             f"assert run(['-L', {server.socket_name!r}, 'up', {path!r}]) == 0\n"
-            "print('IMPORTED', sorted(m for m in ('jsonschema', 'libtmux', 'yaml')"
-            " if m in sys.modules), file=sys.stderr)\n")
+            "print('IMPORTED', sorted(m for m in ('jsonschema', 'libtmux', 'yaml', 'ssl')"
+            " if m in sys.modules), file=sys.stderr)\n"
+            "import ssl\n")  # still importable afterwards
 
     def imported() -> str:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
