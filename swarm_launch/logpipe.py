@@ -303,13 +303,13 @@ def writer_argv(choice: str | None = None, search_path: str | None = None, *,
     Absolute, so it runs whatever the tmux server's PATH and current directory are;
     Python under `-I -S`: no PYTHONPATH, no user site, no site import.
     """
-    import shutil
-
     choice = os.environ.get(WRITER_ENV, "auto") if choice is None else choice
     if choice not in ("perl", "python") and cache_dir is not None:
         native = native_writer(cache_dir, search_path)
         if native:
             return [native]
+    import shutil  # only now: ~2 ms of every `up` with the C writer, which has no use for it
+
     perl = shutil.which("perl", path=search_path) if choice != "python" else None
     if perl and os.path.isfile(PERL_WRITER):
         return [os.path.abspath(perl), PERL_WRITER]
