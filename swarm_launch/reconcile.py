@@ -177,7 +177,7 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
             raise
         finally:
             await startup.close()
-        after = await manager.observe()
+        after = await _watch_recrashes(manager, current, await manager.observe())
         applied.unconverged = _unconverged(desired, after, spec.name)
         applied.exited = _exited(desired, after, spec.name)
         _record(target, spec, "up", started, applied=applied, desired=desired,
@@ -288,6 +288,28 @@ def _unconverged(desired: dict[str, DesiredAgent], panes: Iterable[PaneState],
     return [agent_id for agent_id, agent in desired.items()
             if (pane := observed.get(agent_id)) is None
             or pane.config_hash != agent.config_hash]
+
+
+RECRASH_WATCH_S = 0.5  # how long an agent replaced because it had died is watched
+
+
+async def _watch_recrashes(manager: TmuxSwarmManager, current: Plan,
+                           panes: Sequence[PaneState]) -> Sequence[PaneState]:
+    """Look again, for up to RECRASH_WATCH_S, while an agent this run started in place of
+    a dead one (no restart policy) still runs: a mistyped command dies again within
+    milliseconds, and `up` must say so rather than report it replaced and exit 0. Agents
+    started for the first time are looked at once: waiting for them would tax every `up`."""
+    watched = {a.agent_id for a in current.of_kind(Kind.REPLACE)
+               if a.observed is not None and a.observed.dead and a.desired is not None
+               and a.desired.spec.restart.mode == "never"}
+    deadline = time.monotonic() + RECRASH_WATCH_S
+    while watched and time.monotonic() < deadline:
+        running = owned_by(panes, manager.cluster_id)
+        if not any(agent in running and not running[agent].dead for agent in watched):
+            break
+        await asyncio.sleep(0.05)
+        panes = await manager.observe()
+    return panes
 
 
 def _exited(desired: dict[str, DesiredAgent], panes: Iterable[PaneState],

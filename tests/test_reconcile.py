@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from libtmux import Server
 
-from swarm_launch.sockets import socket_of
+from swarm_launch.sockets import server_listening, socket_of
 from swarm_launch.tmux_manager import TmuxSwarmManager
 from tests.helpers import invoke, wait_until
 
@@ -268,6 +268,23 @@ def test_an_agent_that_exits_at_once_fails_up_naming_it_with_its_output(
     assert json.loads(again.out)["exited"] == {"typo": 127}
 
 
+def test_an_agent_replaced_because_it_died_is_watched_for_dying_again(
+    server: Server, spec: pathlib.Path
+) -> None:
+    """A crash loop without a restart policy: the `up` that replaces the dead agent says it
+    died again (here 0.2 s after its start, within the watch), rather than exit 0."""
+    sock = str(server.socket_name)
+    path = write(spec, "a:\n  command: sleep 600\nflaky:\n  command: sleep 0.2; exit 3\n")
+    assert invoke("-L", sock, "up", path).code == 0  # first start: looked at once, alive
+    wait_until(lambda: '"exit_code": 3' in invoke("-L", sock, "status", path, "--json").out)
+    again = invoke("-L", sock, "up", path, "--json")
+    assert again.code == 1
+    document = json.loads(again.out)
+    assert document["exited"] == {"flaky": 3}
+    assert [(a["action"], a["agent"]) for a in document["actions"]
+            if a["action"] != "keep"] == [("replace", "flaky")]
+
+
 def test_a_swarm_running_on_one_server_is_not_started_again_on_another(
     server: Server, spec: pathlib.Path
 ) -> None:
@@ -298,8 +315,10 @@ def test_a_recorded_server_that_is_gone_is_not_asked_anything(
     that nothing runs there (a few ms of every `up` after a server was killed)."""
     path = write(spec, "a:\n  command: sleep 600\n")
     up(server, path)
+    socket = socket_of(str(server.socket_name), None)
     server.kill()
-    assert os.path.exists(socket_of(str(server.socket_name), None))  # left behind by tmux
+    wait_until(lambda: not server_listening(socket))
+    assert os.path.exists(socket)  # left behind by tmux
     asked: list[str | None] = []
     real_init = TmuxSwarmManager.__init__
 
