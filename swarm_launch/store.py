@@ -127,8 +127,9 @@ def check_private_dir(path: str) -> None:
         raise StoreError(f"{path} is writable by others (mode {mode:04o}){hint}")
 
 
-def atomic_write_text(path: str, text: str) -> None:
-    """Replace `path` with `text` so a reader sees the old or the new file, never a mix."""
+def atomic_write_text(path: str, text: str, *, durable: bool = True) -> None:
+    """Replace `path` with `text` so a reader sees the old or the new file, never a mix;
+    `durable`: on disk before returning (fsync of the file and of its directory)."""
     directory = os.path.dirname(path)
     # As tempfile.mkstemp does, without importing it (~3 ms: shutil, random, bz2, lzma).
     tmp = os.path.join(directory, f".tmp-{os.urandom(6).hex()}{os.path.basename(path)}")
@@ -137,19 +138,22 @@ def atomic_write_text(path: str, text: str) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(directory)
+    if durable:
+        _fsync_dir(directory)
 
 
-def atomic_write_json(path: str, document: Any) -> None:
+def atomic_write_json(path: str, document: Any, *, durable: bool = True) -> None:
     try:
-        atomic_write_text(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(path, json.dumps(document, indent=2, sort_keys=True) + "\n",
+                          durable=durable)
     except OSError as exc:  # a full disk, a read-only or vanished directory
         raise _write_error(path, exc) from exc
 
@@ -324,7 +328,8 @@ def locked(directory: str, *, timeout_s: float | None = None,
 
 def _write_holder(lock_path: str) -> None:
     holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-    atomic_write_json(lock_path + ".holder", holder)
+    # Not durable: a hint for this lock's lifetime, which a machine crash ends anyway.
+    atomic_write_json(lock_path + ".holder", holder, durable=False)
 
 
 def _describe_holder(lock_path: str) -> str:

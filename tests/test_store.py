@@ -184,7 +184,7 @@ def test_a_lock_holder_note_that_cannot_be_written_does_not_stop_the_run(
 ) -> None:
     """The note only names the holder to a waiter: with a full disk, `down` must still
     be able to stop agents."""
-    def full(path: str, document: object) -> None:
+    def full(path: str, document: object, **_: object) -> None:
         raise StoreError(f"cannot write {path}: No space left on device")
 
     monkeypatch.setattr(store, "atomic_write_json", full)
@@ -240,3 +240,24 @@ def test_shared_json_updates_take_turns_across_processes(
     writers = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(4)]
     assert [w.wait(timeout=60) for w in writers] == [0, 0, 0, 0]
     assert store.read_json(path) == 200
+
+
+def test_the_lock_holder_note_costs_no_fsync_but_records_do(
+    isolated_environment: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The note is a hint that lives as long as the lock: syncing it to disk would only
+    slow every `up` (two fsyncs); a record must survive a crash."""
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    directory = store.swarm_dir("quick")
+    with store.locked(directory, timeout_s=1):
+        assert os.path.exists(os.path.join(directory, "lock.holder"))
+        assert synced == []
+    store.atomic_write_json(os.path.join(directory, "state.json"), {"agents": {}})
+    assert len(synced) == 2  # the file, then its directory
