@@ -162,7 +162,7 @@ def _disk_full(monkeypatch: pytest.MonkeyPatch, base: pathlib.Path) -> list[str]
     full disk does); returns the paths that failed."""
     failed: list[str] = []
 
-    def atomic_write_text(path: str, text: str) -> None:
+    def atomic_write_text(path: str, text: str, **_: object) -> None:
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
         try:
             os.write(fd, text.encode()[: len(text) // 2])
