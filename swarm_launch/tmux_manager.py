@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 import signal as signals
+import stat
 import subprocess
 import time
 import uuid
@@ -79,11 +80,41 @@ log = logging.getLogger(__name__)
 MIN_VERSION = (3, 2)
 INSTALL_HINT = ("install tmux 3.2 or newer: `apt-get install tmux` (Debian/Ubuntu) "
                 "or `brew install tmux` (macOS)")
-# stderr of a tmux client whose server or session is not there.
-_GONE = ("no server running", "error connecting to", "can't find session",
+# stderr of a tmux client whose server or session is not there: no socket file ("error
+# connecting to PATH (No such file or directory)"), a socket nothing listens on (tmux 3.3a
+# leaves a killed server's socket behind: "no server running on PATH"), no session. Any
+# other connect error (a path too long, permission denied) is a server we cannot reach.
+_GONE = ("no server running", "(No such file or directory)", "can't find session",
          "no such session", "session not found", "server exited unexpectedly",
          "can't find window", "no current target")
+_REFUSED = "no server running on "
 _POLL_S = 0.02
+
+
+def _gone(err: str) -> bool:
+    """Whether tmux's stderr says nothing runs there (no server, no session), rather than
+    that the server could not be reached."""
+    return any(text in err for text in _GONE) and _refused_non_socket(err) is None
+
+
+def _refused_non_socket(err: str) -> str | None:
+    """tmux says "no server running on PATH" for any refused connect, also when PATH (a
+    -S) is a directory or a regular file, where no server can ever listen: then what
+    PATH is, to say so."""
+    path = err.partition(_REFUSED)[2].split("\n")[0].strip()
+    try:
+        mode = os.stat(path).st_mode if path else None
+    except OSError:
+        return None
+    if mode is None or stat.S_ISSOCK(mode):
+        return None
+    return f"{path} is {'a directory' if stat.S_ISDIR(mode) else 'not a socket'}"
+
+
+def _unreachable(err: str) -> str:
+    """tmux's message, with what the path is where tmux's own words would mislead."""
+    what = _refused_non_socket(err)
+    return f"{err.strip()} ({what})" if what else err.strip()
 
 
 if TYPE_CHECKING:
@@ -242,9 +273,9 @@ async def observe_server(*, socket_name: str | None = None, socket_path: str | N
     result = await run_tmux([find_tmux(), *socket, "list-panes", "-a", "-F", LIST_PANES_FORMAT],
                             timeout_s=timeout_s)
     if result.rc != 0:
-        if any(text in result.err for text in _GONE):
+        if _gone(result.err):
             return ()
-        raise TmuxSwarmError(f"list-panes -a: tmux said: {result.err.strip()}")
+        raise TmuxSwarmError(f"list-panes -a: tmux said: {_unreachable(result.err)}")
     return parse_panes(result.out)
 
 
@@ -420,12 +451,12 @@ class TmuxSwarmManager:
 
     def _failure(self, result: TmuxResult, what: str) -> TmuxSwarmError:
         message = result.err.strip() or f"exit status {result.rc}"
-        if any(text in message for text in _GONE):
+        if _gone(message):
             return SessionNotFoundError(
                 f"tmux session {self.session_name} is gone ({message}); start the swarm again")
         if "can't find pane" in message or "no such pane" in message:
             return AgentNotFoundError(f"{what}: the agent's pane is gone ({message})")
-        return TmuxSwarmError(f"{what}: tmux said: {message}")
+        return TmuxSwarmError(f"{what}: tmux said: {_unreachable(message)}")
 
     # -- observing ----------------------------------------------------------
 
@@ -448,7 +479,7 @@ class TmuxSwarmManager:
 
     def _parse_listing(self, result: TmuxResult) -> tuple[tuple[PaneState, SendSettings], ...]:
         if result.rc != 0:
-            if any(text in result.err for text in _GONE):
+            if _gone(result.err):
                 return ()
             raise self._failure(result, "list-panes")
         return parse_listing(result.out)
@@ -693,7 +724,7 @@ class TmuxSwarmManager:
         rest = await self.observe()
         if rest and all(p.cluster == self.cluster_id for p in rest):
             result = await self._tmux("kill-session", "-t", f"={self.session_name}")
-            if result.rc != 0 and not any(text in result.err for text in _GONE):
+            if result.rc != 0 and not _gone(result.err):
                 raise self._failure(result, "kill-session")
         elif rest:
             log.info("session %s kept: it holds windows of others", self.session_name)

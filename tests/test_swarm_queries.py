@@ -116,3 +116,28 @@ def test_a_held_lock_makes_up_wait_then_fail_naming_the_holder(
         holder.kill()
         holder.wait(timeout=10)
     wait_until(lambda: server.has_session("swarm-locked"))
+
+
+@pytest.mark.parametrize("kind", ["directory", "regular file", "path too long"])
+def test_a_server_that_cannot_be_reached_is_an_error_not_a_stopped_swarm(
+    kind: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = spec_file(tmp_path, "unreached")
+    socket = tmp_path / "not-a-socket"
+    if kind == "directory":
+        socket.mkdir()
+    else:
+        socket.write_text("")
+    server: tuple[str, ...] = ("-S", str(socket))
+    if kind == "path too long":  # tmux: "error connecting to ... (File name too long)"
+        long_dir = tmp_path / ("x" * 100)
+        long_dir.mkdir()
+        monkeypatch.setenv("TMUX_TMPDIR", str(long_dir))
+        server = ()
+    for args in (("status", path), ("status", path, "--json"), ("ls",), ("plan", path)):
+        result = invoke(*server, *args)
+        assert result.code == 1, (args, result)
+        assert result.err.startswith("error: "), (args, result.err)
+        assert "not running" not in result.out and "no swarms" not in result.out
+    if kind != "path too long":
+        assert f"{socket} is" in result.err  # what the path is, not tmux's "no server running"
