@@ -141,3 +141,21 @@ def test_a_server_that_cannot_be_reached_is_an_error_not_a_stopped_swarm(
         assert "not running" not in result.out and "no swarms" not in result.out
     if kind != "path too long":
         assert f"{socket} is" in result.err  # what the path is, not tmux's "no server running"
+
+
+def test_ls_shows_same_named_swarms_on_two_servers_as_two_rows(
+    server: Server, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+    isolated_environment: pathlib.Path,
+) -> None:
+    other = f"{server.socket_name}-twin"
+    assert invoke("-L", str(server.socket_name), "up", spec_file(tmp_path, "twin", 2)).code == 0
+    try:  # the same name on another server, recorded in another AI_SWARM_DIR
+        monkeypatch.setenv("AI_SWARM_DIR", str(tmp_path / "elsewhere"))
+        assert invoke("-L", other, "up", spec_file(tmp_path, "twin", 3)).code == 0
+        monkeypatch.setenv("AI_SWARM_DIR", str(isolated_environment))
+        document = json.loads(invoke("-L", other, "ls", "--json").out)
+        rows = sorted((s["socket_name"], s["agents"], s["running"], s["recorded"])
+                      for s in document["swarms"])
+        assert rows == sorted([(server.socket_name, 2, 2, True), (other, 3, 3, False)])
+    finally:
+        subprocess.run(["tmux", "-L", other, "kill-server"], capture_output=True, check=False)

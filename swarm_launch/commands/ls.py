@@ -37,13 +37,17 @@ def run(globals_: Globals, *, as_json: bool) -> int:
 def _distinct(servers: Iterable[Server]) -> list[Server]:
     """One entry per server, however named (`-L default` and none are one): a swarm is
     counted once."""
-    import os
-
     seen: dict[str, Server] = {}
     for server in servers:
-        socket = os.path.realpath(SwarmTarget("-", *server).socket())
-        seen.setdefault(socket, server)
+        seen.setdefault(_socket(server), server)
     return list(seen.values())
+
+
+def _socket(server: Server) -> str:
+    """The server's identity: its socket path, resolved as a tmux client here would."""
+    import os
+
+    return os.path.realpath(SwarmTarget("-", *server).socket())
 
 
 async def _observe_all(servers: Iterable[Server]) -> dict[Server, tuple[PaneState, ...]]:
@@ -57,18 +61,20 @@ async def _observe_all(servers: Iterable[Server]) -> dict[Server, tuple[PaneStat
 
 def _summaries(targets: dict[str, SwarmTarget],
                panes: dict[Server, tuple[PaneState, ...]]) -> list[dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    for (socket_name, socket_path), server_panes in panes.items():
+    # By server and name: two swarms of one name on two servers are two rows, not a sum.
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for server, server_panes in panes.items():
         for pane in server_panes:
             if not pane.cluster or not pane.agent_id:
                 continue
-            entry = found.setdefault(pane.cluster, _entry(pane.cluster, socket_name, socket_path))
+            entry = found.setdefault((pane.cluster, _socket(server)),
+                                     _entry(pane.cluster, *server))
             entry["agents"] += 1
             entry["running"] += pane.status is AgentStatus.RUNNING
     for name, target in targets.items():
-        found.setdefault(name, _entry(name, target.socket_name, target.socket_path))
-        found[name]["recorded"] = True
-    return [found[name] for name in sorted(found)]
+        server = (target.socket_name, target.socket_path)
+        found.setdefault((name, _socket(server)), _entry(name, *server))["recorded"] = True
+    return [found[key] for key in sorted(found)]
 
 
 def _entry(name: str, socket_name: str | None, socket_path: str | None) -> dict[str, Any]:
