@@ -21,8 +21,10 @@ OPT_READY = "@swarm_ready"
 OPT_RESTARTS = "@swarm_restarts"
 OPT_NEXT_RESTART = "@swarm_next_restart"
 OPT_GAVE_UP = "@swarm_gave_up"
-# The restart policy (supervise.OPT_POLICY): observed only as present or not.
+# The restart policy (supervise.OPT_POLICY): observed as present or not, and its
+# reset_after_s, the 4th word of "MODE MAX_RESTARTS BACKOFF RESET_AFTER_S LOG_PATH".
 OPT_POLICY = "@swarm_restart"
+_RESET_AFTER_OF_POLICY = "#{s/^[^ ]+ [^ ]+ [^ ]+ ([^ ]+).*$/\\1/:" + OPT_POLICY + "}"
 
 _FIELDS = (
     "#{pane_id}",
@@ -42,6 +44,7 @@ _FIELDS = (
     "#{" + OPT_GAVE_UP + "}",
     "#{" + OPT_READY + "}",
     "#{?" + OPT_POLICY + ",1,}",
+    _RESET_AFTER_OF_POLICY,
 )
 # Fields are separated by a byte that no id, hash or number contains.
 SEPARATOR = "\x1f"
@@ -79,6 +82,8 @@ class PaneState:
     gave_up: bool
     ready_since_start: bool = False  # its ready pattern was seen since its latest start
     supervised: bool = False  # it has a restart policy (its pane-died hook restarts it)
+    # Its policy's reset_after_s: the supervisor counts restarts from 0 again after it.
+    reset_after_s: float | None = None
 
     @property
     def status(self) -> AgentStatus:
@@ -141,7 +146,7 @@ def _parse_line(line: str) -> PaneState:
     parts += [""] * (len(_FIELDS) - len(parts))
     (pane_id, window_id, window_index, session_id, pid, dead, dead_status, dead_signal,
      cluster, agent, config_hash, started, restarts, next_restart, gave_up,
-     ready, supervised) = parts[:len(_FIELDS)]
+     ready, supervised, reset_after) = parts[:len(_FIELDS)]
     is_dead = dead == "1"
     return PaneState(
         pane_id=pane_id,
@@ -161,6 +166,7 @@ def _parse_line(line: str) -> PaneState:
         gave_up=gave_up == "1",
         ready_since_start=bool(ready) and ready == started,
         supervised=supervised == "1",
+        reset_after_s=_float(reset_after) if supervised == "1" else None,
     )
 
 

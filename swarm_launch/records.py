@@ -140,6 +140,18 @@ def recorded_field_hashes(state: Mapping[str, Any]) -> dict[str, dict[str, str]]
             for agent_id, entry in agents.items() if isinstance(entry, dict)}
 
 
+def recorded_agents(state: Mapping[str, Any]) -> tuple[dict[str, str], set[str]]:
+    """The recorded agents the spec last applied has (id -> config hash), and those it
+    does not (kept by --no-prune). Records older than the `in_spec` mark hold no orphan."""
+    in_spec, orphans = {}, set()
+    for agent_id, entry in state.get("agents", {}).items():
+        if isinstance(entry, dict) and entry.get("in_spec") is False:
+            orphans.add(agent_id)
+        elif isinstance(entry, dict):
+            in_spec[agent_id] = str(entry.get("config_hash", ""))
+    return in_spec, orphans
+
+
 def recorded_stops(state: Mapping[str, Any]) -> dict[str, StopSettings]:
     """Each recorded agent's stop settings, as it was started."""
     stops = {}
@@ -167,6 +179,8 @@ def write_state(target: SwarmTarget, *, spec_hash: str | None,
             "field_hashes": dict(want.field_hashes) if want else before.get("field_hashes", {}),
             "env_keys": sorted(want.env) if want else before.get("env_keys", []),
             "stop": _stop_document(want.spec.stop) if want else before.get("stop"),
+            # False: kept by --no-prune, no longer in the spec (`status --name` says orphan).
+            "in_spec": want is not None,
         }
     document = {
         "version": STATE_VERSION,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -27,25 +27,32 @@ class AgentRow:
 
 
 def rows(wanted: Mapping[str, str], panes: Iterable[PaneState], *, cluster: str,
-         now: float, reset_after: Mapping[str, float] | None = None) -> list[AgentRow]:
-    """One row per wanted agent (id -> config hash), in order, then the orphans.
+         now: float, reset_after: Mapping[str, float] | None = None,
+         orphans: Collection[str] | None = None) -> list[AgentRow]:
+    """One row per wanted agent (id -> config hash), in order, then the others: orphans
+    (`orphans`: only those, the others `unknown`; None: all of them, as with a spec).
 
-    `reset_after` (agent -> its restart policy's reset_after_s): an agent running that long
-    since its latest start shows 0 restarts, the count its next crash will start from."""
+    An agent running its restart policy's reset_after_s (the pane's policy, else
+    `reset_after`: agent -> seconds) since its latest start shows 0 restarts, the count
+    its next crash will start from."""
     observed, resets = owned_by(panes, cluster), reset_after or {}
-    result = [_row(agent_id, observed.get(agent_id), config_hash, now, resets.get(agent_id))
+    result = [_row(agent_id, observed.get(agent_id), now, resets.get(agent_id),
+                   _sync(observed.get(agent_id), config_hash))
               for agent_id, config_hash in wanted.items()]
-    result += [_row(p.agent_id, p, None, now, None) for a, p in sorted(observed.items())
-               if a not in wanted]
+    result += [_row(p.agent_id, p, now, None,
+                    "orphan" if orphans is None or a in orphans else "unknown")
+               for a, p in sorted(observed.items()) if a not in wanted]
     return result
 
 
-def _row(agent_id: str, pane: PaneState | None, config_hash: str | None,
-         now: float, reset_after_s: float | None) -> AgentRow:
+def _row(agent_id: str, pane: PaneState | None, now: float, reset_after_s: float | None,
+         sync: str) -> AgentRow:
     if pane is None:
         return AgentRow(agent_id, None, None, AgentStatus.PENDING.value, None, None, 0, None,
-                        False, "missing")
+                        False, sync)
     alive = not pane.dead and pane.started_at is not None
+    if pane.reset_after_s is not None:  # the policy it runs with, which its supervisor uses
+        reset_after_s = pane.reset_after_s
     return AgentRow(
         id=agent_id,
         pane_id=pane.pane_id,
@@ -57,7 +64,7 @@ def _row(agent_id: str, pane: PaneState | None, config_hash: str | None,
         and now - pane.started_at >= reset_after_s else pane.restarts,
         next_restart_at=pane.next_restart_at,
         gave_up=pane.gave_up,
-        sync=_sync(pane, config_hash),
+        sync=sync,
     )
 
 
@@ -65,9 +72,9 @@ def _row(agent_id: str, pane: PaneState | None, config_hash: str | None,
 UNKNOWN_HASH = "?"
 
 
-def _sync(pane: PaneState, config_hash: str | None) -> str:
-    if config_hash is None:
-        return "orphan"
+def _sync(pane: PaneState | None, config_hash: str) -> str:
+    if pane is None:
+        return "missing"
     if config_hash == UNKNOWN_HASH:
         return "unknown"
     return "in-sync" if pane.config_hash == config_hash else "drifted"

@@ -159,3 +159,53 @@ def test_ls_shows_same_named_swarms_on_two_servers_as_two_rows(
         assert rows == sorted([(server.socket_name, 2, 2, True), (other, 3, 3, False)])
     finally:
         subprocess.run(["tmux", "-L", other, "kill-server"], capture_output=True, check=False)
+
+
+def sync_by_id(*args: str) -> dict[str, str]:
+    result = invoke(*args, "--json")
+    assert result.code == 0, result
+    return {a["id"]: a["sync"] for a in json.loads(result.out)["agents"]}
+
+
+def test_status_by_name_calls_an_agent_kept_by_no_prune_an_orphan_as_the_spec_does(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    sock = str(server.socket_name)
+    path = spec_file(tmp_path, "kept", 2)
+    assert invoke("-L", sock, "up", path).code == 0
+    spec_file(tmp_path, "kept", 1)  # a1 leaves the spec
+    assert invoke("-L", sock, "up", "--no-prune", path).code == 0
+    expected = {"a0": "in-sync", "a1": "orphan"}
+    assert sync_by_id("-L", sock, "status", path) == expected
+    assert sync_by_id("-L", sock, "status", "--name", "kept") == expected
+
+
+def test_status_by_name_without_usable_records_says_unknown_not_orphan(
+    server: Server, tmp_path: pathlib.Path, isolated_environment: pathlib.Path
+) -> None:
+    sock = str(server.socket_name)
+    assert invoke("-L", sock, "up", spec_file(tmp_path, "damaged", 2)).code == 0
+    (isolated_environment / "damaged" / "state.json").write_text("}{ garbage")
+    assert sync_by_id("-L", sock, "status", "--name", "damaged") == {
+        "a0": "unknown", "a1": "unknown"}
+
+
+def test_status_by_name_counts_restarts_from_zero_after_reset_after_s(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    sock, mark = str(server.socket_name), tmp_path / "crashed-once"
+    path = tmp_path / "resets.yaml"  # crashes once, then runs: 1 restart, reset after 1 s
+    path.write_text(
+        "version: 1\nname: resets\nagents:\n  c:\n"
+        f"    command: test -e {mark} && exec sleep 600; touch {mark}; exit 1\n"
+        "    restart: on-failure\n    backoff: {initial_s: 0.1, max_s: 1, factor: 2}\n"
+        "    reset_after_s: 1\n")
+    assert invoke("-L", sock, "up", str(path)).code == 0
+
+    def restarts(*args: str) -> int:
+        agents = json.loads(invoke("-L", sock, "status", *args, "--json").out)["agents"]
+        return int(agents[0]["restarts"]) if agents[0]["status"] == "running" else -1
+
+    wait_until(lambda: restarts("--name", "resets") == 1, message="the restart")
+    wait_until(lambda: restarts("--name", "resets") == 0, timeout=15, message="a reset")
+    assert restarts(str(path)) == 0

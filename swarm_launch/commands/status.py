@@ -21,21 +21,22 @@ _COLOURS = {"running": "green", "failed": "red", "stopped": "yellow", "pending":
 def run(globals_: Globals, *, spec: str | None, name: str | None, as_json: bool) -> int:
     swarm, target = running_swarm(globals_, spec, name)
     resets: dict[str, float] = {}
+    orphans: set[str] | None = None  # with a spec: every agent it does not name
     if swarm is not None:
         desired = expand(swarm)
         wanted = {i: status_view.UNKNOWN_HASH if _env_unknown(d) else d.config_hash
                   for i, d in desired.items()}
         resets = {i: d.spec.restart.reset_after_s for i, d in desired.items()
                   if d.spec.restart.mode != "never"}
-    else:
-        agents = records.load_state(target.name).get("agents", {})
-        wanted = {i: str(a.get("config_hash", "")) for i, a in agents.items()}
+    else:  # the spec last applied, as recorded: an agent the records lack is unknown
+        wanted, orphans = records.recorded_agents(records.load_state(target.name))
     manager = reconcile.manager_for(target)
     panes = asyncio.run(manager.observe())
     if swarm is None:
         require_known(target, panes, manager.socket_label())
     now = time.time()
-    rows = status_view.rows(wanted, panes, cluster=target.name, now=now, reset_after=resets)
+    rows = status_view.rows(wanted, panes, cluster=target.name, now=now, reset_after=resets,
+                            orphans=orphans)
     if as_json:
         render.echo_json({"name": target.name, "session": target.session,
                           "agents": [r.document() for r in rows]})
