@@ -6,7 +6,9 @@ hashes, never an env value.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -14,10 +16,13 @@ from typing import Any
 
 from swarm_launch import store
 from swarm_launch.desired import DesiredAgent
-from swarm_launch.model import StopSettings
+from swarm_launch.model import ID_PATTERN, StopSettings
 from swarm_launch.observed import PaneState
 from swarm_launch.plan import Action
 from swarm_launch.sockets import same_socket, socket_of
+from swarm_launch.tmux_script import API_ID_PATTERN
+
+log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 
@@ -233,7 +238,33 @@ def other_swarms_of(spec_path: str, name: str) -> list[str]:
 
 
 def known_swarms() -> list[str]:
-    """Names of swarms with a record directory in AI_SWARM_DIR."""
-    base = store.data_dir()
-    return sorted(entry for entry in os.listdir(base)
-                  if os.path.isfile(os.path.join(base, entry, store.STATE_FILE)))
+    """Names of swarms with a record directory in AI_SWARM_DIR. A directory whose name no
+    swarm can have (a copy such as `Old.bak`) is skipped, with a warning."""
+    base, names = store.data_dir(), []
+    for entry in sorted(os.listdir(base)):
+        if not os.path.isfile(os.path.join(base, entry, store.STATE_FILE)):
+            continue
+        if re.match(ID_PATTERN, entry):
+            names.append(entry)
+        else:
+            log.warning("ignoring %s: not a swarm name", os.path.join(base, entry))
+    return names
+
+
+def tracked_sessions() -> list[tuple[str, str]]:
+    """(swarm name, socket path) of each session in swarm_sessions.json, which the Python
+    API keeps (most recently updated first): swarms that may have no state.json."""
+    document = store.read_json(os.path.join(store.data_dir(), store.SESSIONS_FILE))
+    sessions = document.get("sessions") if isinstance(document, dict) else None
+    entries = [e for e in sessions.values() if isinstance(e, dict)] \
+        if isinstance(sessions, dict) else []
+    valid = [e for e in entries if isinstance(e.get("cluster_id"), str)
+             and API_ID_PATTERN.fullmatch(e["cluster_id"]) and isinstance(e.get("socket"), str)
+             and isinstance(e.get("updated", 0), int | float)]
+    valid.sort(key=lambda e: -e.get("updated", 0))
+    return [(e["cluster_id"], e["socket"]) for e in valid]
+
+
+def tracked_socket(name: str) -> str | None:
+    """The socket of the server where the Python API last tracked swarm `name`."""
+    return next((socket for tracked, socket in tracked_sessions() if tracked == name), None)

@@ -209,3 +209,33 @@ def test_status_by_name_counts_restarts_from_zero_after_reset_after_s(
     wait_until(lambda: restarts("--name", "resets") == 1, message="the restart")
     wait_until(lambda: restarts("--name", "resets") == 0, timeout=15, message="a reset")
     assert restarts(str(path)) == 0
+
+
+def test_ls_and_status_by_name_find_a_swarm_started_by_the_python_api(server: Server) -> None:
+    import asyncio
+
+    from swarm_launch import TmuxSwarmManager
+
+    async def start() -> None:
+        manager = TmuxSwarmManager("apiswarm", socket_name=server.socket_name)
+        await manager.start()
+        await manager.spawn_agent("w", ["sleep", "600"])
+
+    asyncio.run(start())
+    document = json.loads(invoke("ls", "--json").out)  # no -L: found through its records
+    assert [(s["name"], s["agents"], s["running"]) for s in document["swarms"]] == [
+        ("apiswarm", 1, 1)]
+    assert sync_by_id("status", "--name", "apiswarm") == {"w": "unknown"}
+
+
+def test_a_stray_directory_in_ai_swarm_dir_does_not_break_ls(
+    server: Server, tmp_path: pathlib.Path, isolated_environment: pathlib.Path
+) -> None:
+    import shutil
+
+    sock = str(server.socket_name)
+    assert invoke("-L", sock, "up", spec_file(tmp_path, "kept", 1)).code == 0
+    shutil.copytree(isolated_environment / "kept", isolated_environment / "Old.bak")
+    result = invoke("-L", sock, "ls", "--json")
+    assert result.code == 0, result
+    assert [s["name"] for s in json.loads(result.out)["swarms"]] == ["kept"]

@@ -19,7 +19,8 @@ from swarm_launch.records import SwarmTarget
 T = TypeVar("T")
 
 # Under AI_SWARM_DIR: the spec files that passed the schema (see `spec.load_spec`).
-# Not a swarm: `records.known_swarms` lists only directories holding a state.json.
+# Not a swarm: `records.known_swarms` lists only directories named as swarms, holding a
+# state.json.
 VALID_SPECS_DIR = ".valid-specs"
 
 
@@ -47,9 +48,11 @@ def by_name(globals_: Globals, name: str) -> SwarmTarget:
     """A swarm known only by name: its server is the one its records name, or -L/-S."""
     if not re.match(ID_PATTERN, name):
         raise UserError(f"{name!r} is not a swarm name (expected {ID_PATTERN})")
-    if not records.is_recorded(name):
+    if not records.is_recorded(name):  # its server: -L/-S, else where the Python API ran it
+        tracked = None if globals_.socket_name or globals_.socket_path \
+            else records.tracked_socket(name)
         return SwarmTarget(name=name, socket_name=globals_.socket_name,
-                           socket_path=globals_.socket_path)
+                           socket_path=globals_.socket_path or tracked)
     recorded = records.recorded_server(name)
     socket_name, socket_path = recorded.options() if recorded else (None, None)
     if globals_.socket_name or globals_.socket_path:
@@ -92,7 +95,8 @@ def running_swarm(globals_: Globals, spec_path: str | None,
 def require_known(target: SwarmTarget, panes: Sequence[PaneState], socket_label: str) -> None:
     """A swarm named on the command line must have records or a session: a typo is an
     error, not an empty swarm."""
-    if not panes and not records.is_recorded(target.name):
+    if not panes and not records.is_recorded(target.name) \
+            and records.tracked_socket(target.name) is None:
         raise UserError(f"no swarm {target.name!r}: nothing recorded in {store.data_dir()} "
                         f"and no session {target.session} on {socket_label} "
                         "(`swarm-launch ls` lists the swarms)")

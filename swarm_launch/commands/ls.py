@@ -20,8 +20,11 @@ Server = tuple[str | None, str | None]
 def run(globals_: Globals, *, as_json: bool) -> int:
     # Each recorded swarm on the server it was recorded on; -L/-S names one more to look at.
     recorded_servers = Globals(socket_name=None, socket_path=None)
-    targets = {name: by_name(recorded_servers, name) for name in records.known_swarms()}
-    named = [(t.socket_name, t.socket_path) for t in targets.values()]
+    targets = [by_name(recorded_servers, name) for name in records.known_swarms()]
+    # And each swarm the Python API tracks, on its server (it writes no state.json).
+    targets += [SwarmTarget(name, socket_path=socket)
+                for name, socket in records.tracked_sessions()]
+    named = [(t.socket_name, t.socket_path) for t in targets]
     named.append((globals_.socket_name, globals_.socket_path))
     panes = asyncio.run(_observe_all(_distinct(named)))
     swarms = _summaries(targets, panes)
@@ -59,7 +62,7 @@ async def _observe_all(servers: Iterable[Server]) -> dict[Server, tuple[PaneStat
     return dict(zip(keys, results, strict=True))
 
 
-def _summaries(targets: dict[str, SwarmTarget],
+def _summaries(targets: Iterable[SwarmTarget],
                panes: dict[Server, tuple[PaneState, ...]]) -> list[dict[str, Any]]:
     # By server and name: two swarms of one name on two servers are two rows, not a sum.
     found: dict[tuple[str, str], dict[str, Any]] = {}
@@ -71,9 +74,10 @@ def _summaries(targets: dict[str, SwarmTarget],
                                      _entry(pane.cluster, *server))
             entry["agents"] += 1
             entry["running"] += pane.status is AgentStatus.RUNNING
-    for name, target in targets.items():
+    for target in targets:
         server = (target.socket_name, target.socket_path)
-        found.setdefault((name, _socket(server)), _entry(name, *server))["recorded"] = True
+        found.setdefault((target.name, _socket(server)),
+                         _entry(target.name, *server))["recorded"] = True
     return [found[key] for key in sorted(found)]
 
 
