@@ -6,7 +6,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from swarm_launch.observed import AgentStatus, PaneState, owned_by
+from swarm_launch.observed import AgentStatus, PaneState, duplicates, owned_by
 
 
 @dataclass(frozen=True)
@@ -31,18 +31,31 @@ def rows(wanted: Mapping[str, str], panes: Iterable[PaneState], *, cluster: str,
          orphans: Collection[str] | None = None) -> list[AgentRow]:
     """One row per wanted agent (id -> config hash), in order, then the others: orphans
     (`orphans`: only those, the others `unknown`; None: all of them, as with a spec).
+    After an agent's row, its duplicates: older panes tagged with its id, which `up`
+    removes (sync `duplicate`).
 
     An agent running its restart policy's reset_after_s (the pane's policy, else
     `reset_after`: agent -> seconds) since its latest start shows 0 restarts, the count
     its next crash will start from."""
-    observed, resets = owned_by(panes, cluster), reset_after or {}
+    pane_list = list(panes)
+    observed, resets = owned_by(pane_list, cluster), reset_after or {}
     result = [_row(agent_id, observed.get(agent_id), now, resets.get(agent_id),
                    _sync(observed.get(agent_id), config_hash))
               for agent_id, config_hash in wanted.items()]
     result += [_row(p.agent_id, p, now, None,
                     "orphan" if orphans is None or a in orphans else "unknown")
                for a, p in sorted(observed.items()) if a not in wanted]
-    return result
+    return _with_duplicates(result, duplicates(pane_list, cluster), now)
+
+
+def _with_duplicates(result: list[AgentRow], extra: Iterable[PaneState],
+                     now: float) -> list[AgentRow]:
+    """`result` with a row for each duplicate pane after its agent's row."""
+    by_agent: dict[str, list[AgentRow]] = {}
+    for pane in extra:
+        by_agent.setdefault(pane.agent_id, []).append(_row(pane.agent_id, pane, now, None,
+                                                           "duplicate"))
+    return [row for main in result for row in (main, *by_agent.get(main.id, ()))]
 
 
 def _row(agent_id: str, pane: PaneState | None, now: float, reset_after_s: float | None,

@@ -239,3 +239,23 @@ def test_a_stray_directory_in_ai_swarm_dir_does_not_break_ls(
     result = invoke("-L", sock, "ls", "--json")
     assert result.code == 0, result
     assert [s["name"] for s in json.loads(result.out)["swarms"]] == ["kept"]
+
+
+def test_status_shows_a_duplicate_pane_that_ls_and_plan_count(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    sock, path = str(server.socket_name), spec_file(tmp_path, "twice", 1)
+    assert invoke("-L", sock, "up", path).code == 0
+    original = server.cmd("list-panes", "-s", "-t", "=swarm-twice:", "-F",
+                          "#{pane_id} #{@swarm_agent}").stdout
+    first = next(line.split()[0] for line in original if line.endswith(" a0"))
+    # A second pane claiming a0, as a crash between create and clean-up leaves.
+    second = server.cmd("new-window", "-d", "-P", "-F", "#{pane_id}", "-t", "=swarm-twice:",
+                        "sleep 600").stdout[0]
+    for option, value in (("@swarm_cluster", "twice"), ("@swarm_agent", "a0")):
+        server.cmd("set-option", "-p", "-t", second, option, value)
+    document = json.loads(invoke("-L", sock, "status", path, "--json").out)
+    assert [(a["id"], a["pane_id"], a["sync"]) for a in document["agents"]] == [
+        ("a0", second, "drifted"), ("a0", first, "duplicate")]
+    assert "duplicate" in invoke("-L", sock, "status", "--name", "twice").out
+    assert "duplicate pane" in invoke("-L", sock, "plan", path).out
