@@ -105,8 +105,9 @@ def is_recorded(name: str) -> bool:
 
 def load_state(name: str) -> dict[str, Any]:
     """The last applied state, or an empty one when missing, unreadable or not of the
-    shape `write_state` gives it (a hand edit, a damaged disk): tmux is the truth."""
-    path = os.path.join(swarm_dir(name), store.STATE_FILE)
+    shape `write_state` gives it (a hand edit, a damaged disk): tmux is the truth.
+    Reading creates nothing: a swarm never applied gets no directory."""
+    path = os.path.join(store.data_dir(), name, store.STATE_FILE)
     state = store.read_json(path)
     if state is None:
         return {}

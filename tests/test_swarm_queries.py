@@ -259,3 +259,14 @@ def test_status_shows_a_duplicate_pane_that_ls_and_plan_count(
         ("a0", second, "drifted"), ("a0", first, "duplicate")]
     assert "duplicate" in invoke("-L", sock, "status", "--name", "twice").out
     assert "duplicate pane" in invoke("-L", sock, "plan", path).out
+
+
+def test_reading_a_swarm_that_never_ran_creates_no_directory(
+    server: Server, tmp_path: pathlib.Path, isolated_environment: pathlib.Path
+) -> None:
+    sock = str(server.socket_name)
+    assert invoke("-L", sock, "status", spec_file(tmp_path, "never")).code == 0
+    assert invoke("-L", sock, "plan", spec_file(tmp_path, "never")).code == 0
+    assert invoke("-L", sock, "status", "--name", "nosuch").code == 1
+    assert not (isolated_environment / "never").exists()
+    assert not (isolated_environment / "nosuch").exists()
