@@ -84,10 +84,25 @@ def test_status_and_down_by_name_use_the_recorded_server(
     assert not server.has_session("swarm-named")
 
 
-def test_spec_and_name_together_is_an_error() -> None:
-    result = invoke("status", "x.yaml", "--name", "x")
-    assert result.code == 1
+@pytest.mark.parametrize("args", [("status", "x.yaml", "--name", "x"), ("status",),
+                                  ("down", "x.yaml", "--name", "x"), ("down",)])
+def test_spec_and_name_together_or_neither_is_a_usage_error(args: tuple[str, ...]) -> None:
+    result = invoke(*args)
+    assert result.code == 2
     assert "one of them" in result.err
+
+
+def test_status_by_name_of_a_stopped_swarm_says_how_to_start_it_and_that_no_server_runs(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    sock, path = str(server.socket_name), spec_file(tmp_path, "stopped", 1)
+    assert invoke("-L", sock, "up", path).code == 0
+    server.kill()
+    by_name = invoke("-L", sock, "status", "--name", "stopped")
+    assert by_name.code == 0, by_name
+    assert "swarm stopped is not running: no tmux server running on " in by_name.out
+    assert f"`swarm-launch -L {sock} up {path}` starts it" in by_name.out
+    assert "no tmux server running on " in invoke("-L", sock, "status", path).out
 
 
 def test_a_held_lock_makes_up_wait_then_fail_naming_the_holder(

@@ -62,8 +62,9 @@ def by_name(globals_: Globals, name: str) -> SwarmTarget:
 
 def spec_or_name(globals_: Globals, spec_path: str | None,
                  name: str | None) -> tuple[SwarmSpec | None, SwarmTarget]:
-    if bool(spec_path) == bool(name):
-        raise UserError("give a spec file or --name NAME (one of them)")
+    if bool(spec_path) == bool(name):  # a usage error (exit 2), as click's own
+        raise click.UsageError("give a spec file or --name NAME (one of them)",
+                               ctx=click.get_current_context(silent=True))
     if spec_path:
         return load(globals_, spec_path, need_env=False)
     assert name is not None

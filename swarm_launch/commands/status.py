@@ -13,6 +13,7 @@ from swarm_launch.commands._common import require_known, running_swarm
 from swarm_launch.desired import DesiredAgent, expand
 from swarm_launch.interpolate import UNSET
 from swarm_launch.plan import RESTART_OVERDUE_S
+from swarm_launch.records import SwarmTarget
 from swarm_launch.tmux_manager import TmuxSwarmManager
 
 _COLOURS = {"running": "green", "failed": "red", "stopped": "yellow", "pending": "cyan"}
@@ -43,8 +44,7 @@ def run(globals_: Globals, *, spec: str | None, name: str | None, as_json: bool)
     else:
         _table(rows, now)
         if not panes:
-            click.echo(f"swarm {target.name} is not running: no tmux session {target.session} "
-                       f"on {manager.socket_label()}; {_where_instead(manager, target.name)}")
+            click.echo(_not_running(manager, target, from_spec=swarm is not None))
     return 0
 
 
@@ -84,11 +84,35 @@ def _env_unknown(agent: DesiredAgent) -> bool:
     return UNSET in agent.workdir or any(UNSET in value for value in agent.env.values())
 
 
-def _where_instead(manager: TmuxSwarmManager, name: str) -> str:
-    """`up starts it`, unless the swarm runs on another server (where `up` is refused)."""
+def _not_running(manager: TmuxSwarmManager, target: SwarmTarget, *, from_spec: bool) -> str:
+    from swarm_launch.sockets import server_listening
+
+    socket = manager.socket_label()
+    missing = (f"no tmux session {target.session} on {socket}" if server_listening(socket)
+               else f"no tmux server running on {socket}")
+    return (f"swarm {target.name} is not running: {missing}; "
+            f"{_where_instead(manager, target, from_spec=from_spec)}")
+
+
+def _where_instead(manager: TmuxSwarmManager, target: SwarmTarget, *, from_spec: bool) -> str:
+    """How `up` starts it, unless the swarm runs on another server (where `up` is refused).
+    Known by name only, `up` needs its spec: the one last applied, if recorded."""
+    name = target.name
     elsewhere = asyncio.run(reconcile.running_elsewhere(manager, name))
     if elsewhere is None:
-        return "`swarm-launch up` starts it"
+        return "`swarm-launch up` starts it" if from_spec else _up_by_name(target)
     server, count = elsewhere
     return (f"it runs on {reconcile.elsewhere_words(server, count)}, where it was last "
             f"applied (`swarm-launch {server.flag()}status --name {name}`)")
+
+
+def _up_by_name(target: SwarmTarget) -> str:
+    """`up` of the spec last applied, on this server (-L/-S: the spec may name another)."""
+    import shlex
+
+    spec_path = records.load_state(target.name).get("spec_path")
+    if not spec_path:
+        return "`swarm-launch up SPEC` starts it from its spec"
+    server = (f"-S {shlex.quote(target.socket_path)} " if target.socket_path
+              else f"-L {shlex.quote(target.socket_name)} " if target.socket_name else "")
+    return f"`swarm-launch {server}up {shlex.quote(spec_path)}` starts it (its spec last applied)"
