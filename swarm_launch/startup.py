@@ -142,12 +142,14 @@ class Startup:
 
         return asyncio.ensure_future(watch())
 
-    async def _pane(self, agent_id: str) -> PaneState | None:
+    async def _pane(self, agent_id: str, *, fresh: bool = False) -> PaneState | None:
         """The agent's pane as tmux shows it, None if it has none. One look serves every
         watcher for a second (not a list-panes per agent per second), and none taken
-        before this run's latest spawn: its agents would look gone."""
+        before this run's latest spawn: its agents would look gone. `fresh`: a look
+        taken now."""
         async with self._looking:
-            if self._seen is None or time.monotonic() - self._seen[0] >= LOOK_EVERY_S:
+            if (fresh or self._seen is None
+                    or time.monotonic() - self._seen[0] >= LOOK_EVERY_S):
                 panes = owned_by(await self.manager.observe(), self.manager.cluster_id)
                 self._seen = (time.monotonic(), panes)
             return self._seen[1].get(agent_id)
@@ -176,6 +178,20 @@ class Startup:
             self.why[agent_id] = f"exited with code {pane.exit_code}"
             return True
         return False
+
+    async def _restarted(self, agent_id: str) -> bool:
+        """The instance this run started died since, and its restart policy restarts it
+        (or has): the watch read on into the next instance's output, which is not ours to
+        prompt. A pane made by this run counts no restart until its supervisor's respawn."""
+        try:
+            pane = await self._pane(agent_id, fresh=True)
+        except TmuxSwarmError:
+            return False
+        if pane is None:
+            return False
+        if pane.restarts > 0 or pane.next_restart_at is not None:
+            return True
+        return pane.dead and pane.supervised and not await self._exited_for_good(agent_id)
 
     async def _spawn(self, actions: Sequence[Action]) -> dict[str, str]:
         launches = [launch_for(a.desired) for a in actions if a.desired is not None]
@@ -223,6 +239,8 @@ class Startup:
 
     async def _prompt(self, agent_id: str) -> str | None:
         ready = await self.prompt_ready[agent_id]
+        if await self._restarted(agent_id):
+            return None  # its supervisor prompts the instance it restarts, and only it
         if not ready and self.desired[agent_id].spec.ready is not None:
             why = f" ({self.why[agent_id]})" if agent_id in self.why else ""
             return f"initial prompt not sent: the agent did not become ready{why}"

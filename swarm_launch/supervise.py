@@ -188,17 +188,32 @@ def schedule(tmux: Tmux, pane: str, restarts: int, when: float) -> str | None:
     return token if done is not None else None
 
 
-def respawn(tmux: Tmux, pane: str, token: str, restarts: int) -> None:
+def respawn(tmux: Tmux, pane: str, token: str, restarts: int) -> str:
     """Respawn, in one tmux call, only if the pane is still this same dead pane with our
     token (a replace makes a new pane; a kill removes it; a newer death a new token) and
-    its policy (a stop removes it first: `tmux_script.disarm_script`)."""
+    its policy (a stop removes it first: `tmux_script.disarm_script`).
+
+    Returns the instance's start time as written to OPT_STARTED: what names this start
+    (`running` tells whether the pane still runs it)."""
+    started = f"{time.time():.3f}"
     condition = ("#{&&:#{==:#{pane_id}," + pane + "},#{&&:#{pane_dead},#{&&:#{==:#{"
                  + OPT_NEXT_RESTART + "}," + token + "},#{!=:#{" + OPT_POLICY + "},}}}}")
     commands = (f"set-option -p -u -t {pane} {OPT_NEXT_RESTART} ; "
                 f"set-option -p -t {pane} {OPT_RESTARTS} {restarts + 1} ; "
-                f"set-option -p -t {pane} {OPT_STARTED} {time.time():.3f} ; "
+                f"set-option -p -t {pane} {OPT_STARTED} {started} ; "
                 f"run-shell -C -t {pane} '#{{{OPT_RESPAWN}}}'")
     tmux.run("if-shell", "-F", "-t", pane, condition, commands)
+    return started
+
+
+def running(started: str) -> str:
+    """A tmux format, true while the pane runs the instance that started at `started`
+    (OPT_STARTED): not dead, and not restarted since by another supervisor."""
+    return "#{&&:#{==:#{" + OPT_STARTED + "}," + started + "},#{!=:#{pane_dead},1}}"
+
+
+def still_running(tmux: Tmux, pane: str, started: str) -> bool:
+    return (tmux.run("display-message", "-p", "-t", pane, running(started)) or "").strip() == "1"
 
 
 def pack_prompt(prompt: str, ready: tuple[str, float] | None) -> str:
@@ -224,9 +239,13 @@ def unpack_prompt(value: str) -> tuple[str, tuple[str, float] | None] | None:
 
 
 def resend_prompt(tmux: Tmux, pane: str, state: dict[str, str], start: int,
-                  restart: int) -> None:
+                  restart: int, *, started: str) -> None:
     """After a restart: the initial prompt, once the agent is ready again (its pattern in
-    its output since `start`, or without one, any output or 3 s of quiet), as `up` sends it."""
+    its output since `start`, or without one, any output or 3 s of quiet), as `up` sends it.
+
+    Only to the instance this supervisor started (`started`): one that died meanwhile
+    gets none (the next supervisor prompts its own restart), and the paste is made in the
+    same tmux call that checks it, so it never reaches a newer instance."""
     unpacked = unpack_prompt(state.get(OPT_PROMPT, ""))
     if unpacked is None:
         return
@@ -237,22 +256,41 @@ def resend_prompt(tmux: Tmux, pane: str, state: dict[str, str], start: int,
 
     from swarm_launch.model import SendSettings
     from swarm_launch.readiness import PROMPT_QUIET_S, wait_for_output
-    from swarm_launch.tmux_script import paste_args, submit_args
+    from swarm_launch.tmux_script import submit_args
+
+    async def gone() -> bool:
+        return not still_running(tmux, pane, started)
 
     pattern, timeout_s = ready if ready else (None, PROMPT_QUIET_S)
-    ok = asyncio.run(wait_for_output(log, pattern, start=start, timeout_s=timeout_s))
+    ok = asyncio.run(wait_for_output(log, pattern, start=start, timeout_s=timeout_s,
+                                     gone=gone))
+    if not still_running(tmux, pane, started):
+        return  # died, or restarted by another supervisor, which prompts it
     agent = state.get(OPT_AGENT, "?")
     if ready and not ok:
         append_log(log, f"--- swarm-launch: agent {agent} initial prompt not sent after "
                         f"restart {restart}: not ready within {timeout_s:g}s ---")
         return
     name, defaults = f"swarm-prompt-{os.getpid()}", SendSettings()
-    if prompt and tmux.run(*paste_args(name, pane),
-                           stdin=prompt.encode("utf-8", "surrogateescape")) is None:
-        tmux.run("delete-buffer", "-b", name)
+    if prompt and not paste_if_running(tmux, pane, started, name, prompt):
         return
     time.sleep(_number(state.get(OPT_SUBMIT_DELAY_MS), defaults.submit_delay_ms) / 1000)
-    tmux.run(*submit_args(pane, state.get(OPT_SUBMIT_KEY) or defaults.submit_key))
+    if still_running(tmux, pane, started):
+        tmux.run(*submit_args(pane, state.get(OPT_SUBMIT_KEY) or defaults.submit_key))
+
+
+def paste_if_running(tmux: Tmux, pane: str, started: str, buffer: str, text: str) -> bool:
+    """Paste `text` (bracketed if the program asked) only while the pane runs the instance
+    `started`, checked by tmux in the same call; the buffer is deleted either way."""
+    paste = f"paste-buffer -p -r -d -b {buffer} -t {pane}"
+    out = tmux.run("load-buffer", "-b", buffer, "-", ";",
+                   "if-shell", "-F", "-t", pane, running(started), paste,
+                   f"delete-buffer -b {buffer}", ";",
+                   "display-message", "-p", "-t", pane, running(started),
+                   stdin=text.encode("utf-8", "surrogateescape"))
+    if out is None:
+        tmux.run("delete-buffer", "-b", buffer)
+    return (out or "").strip() == "1"
 
 
 def supervise(tmux: Tmux, pane: str) -> None:
@@ -273,9 +311,11 @@ def supervise(tmux: Tmux, pane: str) -> None:
         return
     time.sleep(delay)
     log_size = _size(state.get(LOG, ""))
-    respawn(tmux, pane, token, restarts)
-    started = read_pane(tmux, pane, ("pane_pid", "pane_dead"))
-    if started and state.get("pid") and (started.get("pane_pid") or "").isdigit():
+    instance = respawn(tmux, pane, token, restarts)
+    started = read_pane(tmux, pane, ("pane_pid", "pane_dead", OPT_STARTED))
+    if started is None or started.get(OPT_STARTED) != instance:
+        return  # not respawned by us: replaced, stopped, or restarted by another
+    if state.get("pid") and (started.get("pane_pid") or "").isdigit():
         import threading
 
         # Watching for a lost SIGCHLD and waiting to prompt take their time side by side.
@@ -283,7 +323,7 @@ def supervise(tmux: Tmux, pane: str) -> None:
                                    args=(int(state["pid"]), {int(started["pane_pid"])}))
         watcher.start()
         if state.get(OPT_PROMPT) and started.get("pane_dead") == "0":
-            resend_prompt(tmux, pane, state, log_size, restarts + 1)
+            resend_prompt(tmux, pane, state, log_size, restarts + 1, started=instance)
         watcher.join()
 
 

@@ -268,3 +268,38 @@ def test_up_ends_when_nothing_awaits_a_readiness_watch(
             assert done.returncode == 0, done.stderr
         finally:
             subprocess.run(["tmux", "-L", sock, "kill-server"], capture_output=True, check=False)
+
+
+@pytest.mark.parametrize("ready", ["  ready: {pattern: '^READY', timeout_s: 30}\n", ""],
+                         ids=["with-pattern", "without"])
+def test_an_agent_that_crashes_before_it_is_ready_gets_its_prompt_once(
+    server: Server, tmp_path: pathlib.Path, ready: str
+) -> None:
+    """`up`'s watch reads on past the crash into the restart's output: that instance is
+    its supervisor's to prompt, not `up`'s too (it got 'PROMPTPROMPT'); and a crash
+    the policy restarts is no error of `up` (it said 'agent a has exited', exit 1)."""
+    from tests.test_restart import supervise_processes
+
+    received, ran = tmp_path / "received", tmp_path / "ran"
+    script = tmp_path / "q.sh"
+    script.write_text(f"""\
+if [ ! -e {ran} ]; then : > {ran}; echo "transient error"; exit 1; fi
+echo READY
+while IFS= read -r line; do printf '%s\\n' "[$line]" >> {received}; done
+""")
+    spec = write_spec(tmp_path / "s.yaml", f"""\
+a:
+  command: [sh, {str(script)!r}]
+  restart: on-failure
+  backoff: {{initial_s: 0.5, max_s: 1, factor: 2}}
+{ready}  prompt: PROMPT
+""")
+    result = invoke("-L", str(server.socket_name), "up", spec)
+    assert result.code == 0, result.err
+    wait_until(lambda: received.exists() and received.read_text(), timeout=20,
+               message="the prompt")
+    mine = str(server.socket_name).encode()
+    wait_until(lambda: not [pid for pid, argv in supervise_processes()
+                            if any(mine in word for word in argv)],
+               timeout=30, message="the supervisor to finish")
+    assert received.read_text() == "[PROMPT]\n"
