@@ -114,7 +114,20 @@ class Startup:
         bad = [f"{d} not ready (failed)" for d in sorted(deps) if d in errors]
         bad += [f"{d} not ready ({self.why.get(d, 'no match')})" for d in sorted(deps)
                 if d not in errors and d in self.ready and not await self.ready[d]]
+        bad += [f"{d} not ready ({why})" for d in sorted(deps)
+                if d not in errors and d not in self.ready and (why := await self._stopped(d))]
         return ", ".join(bad)
+
+    async def _stopped(self, agent_id: str) -> str:
+        """Why a dependency without a ready pattern, which counts as ready while it runs,
+        does not run; '' if it does (or tmux did not answer: not a verdict)."""
+        try:
+            pane = await self._pane(agent_id)
+        except TmuxSwarmError:
+            return ""
+        if pane is None:
+            return "not running"
+        return f"exited with code {pane.exit_code}" if pane.dead else ""
 
     def _readiness(self, agent_id: str, pattern: str | None, start: int,
                    timeout_s: float, follower: LogFollower | None = None) -> asyncio.Task[bool]:

@@ -303,3 +303,32 @@ a:
                             if any(mine in word for word in argv)],
                timeout=30, message="the supervisor to finish")
     assert received.read_text() == "[PROMPT]\n"
+
+
+def test_a_dependency_without_a_pattern_must_be_running(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    """Without a pattern, a dependency is ready while it runs: one that exited holds its
+    dependent back (api2 was created beside a dead db2). db2 waits for a restart far
+    off, so `up` keeps it dead rather than replace it."""
+    sock = str(server.socket_name)
+    body = """\
+db2:
+  command: echo starting; exit 4
+  restart: on-failure
+  backoff: {initial_s: 600}
+"""
+    spec = write_spec(tmp_path / "s.yaml", body)
+    invoke("-L", sock, "up", spec)
+
+    def db2() -> dict[str, object]:
+        rows = json.loads(invoke("-L", sock, "status", spec, "--json").out)["agents"]
+        return {a["id"]: a for a in rows}["db2"]  # type: ignore[no-any-return]
+
+    wait_until(lambda: db2()["next_restart_at"], message="db2's pending restart")
+    write_spec(tmp_path / "s.yaml", body + "api2:\n  command: sleep 1000\n  depends_on: [db2]\n")
+    result = invoke("-L", sock, "up", spec)
+    assert result.code == 1
+    assert "not started: db2 not ready (exited with code 4)" in result.out
+    agents = json.loads(invoke("-L", sock, "status", spec, "--json").out)["agents"]
+    assert {a["id"]: a["sync"] for a in agents} == {"db2": "in-sync", "api2": "missing"}
