@@ -18,7 +18,7 @@ from typing import Any
 from swarm_launch import records, store
 from swarm_launch.desired import DesiredAgent, expand
 from swarm_launch.exceptions import TmuxSwarmError, UserError
-from swarm_launch.model import StopSettings, SwarmSpec
+from swarm_launch.model import RestartPolicy, StopSettings, SwarmSpec
 from swarm_launch.observed import PaneState, owned_by
 from swarm_launch.plan import Action, Kind, Plan, plan, replacements
 from swarm_launch.records import SwarmTarget
@@ -315,12 +315,26 @@ async def _watch_recrashes(manager: TmuxSwarmManager, current: Plan,
 def _exited(desired: dict[str, DesiredAgent], panes: Iterable[PaneState],
             cluster: str) -> dict[str, int | None]:
     """Agents already dead once `up` is done (a mistyped command exits at once), with no
-    restart policy to bring them back: the next `up` would replace them, so the swarm does
-    not match the spec. Agents with a policy are left to it."""
-    observed = owned_by(panes, cluster)
+    restart to bring them back: no policy, or one that gave up (or, `on-failure`, has
+    nothing to restart after an exit 0). The next `up` would replace them, so the swarm
+    does not match the spec. Agents whose policy will restart them are left to it."""
+    observed, now = owned_by(panes, cluster), time.time()
     return {agent_id: pane.exit_code for agent_id, agent in desired.items()
             if (pane := observed.get(agent_id)) is not None and pane.dead
-            and agent.spec.restart.mode == "never"}
+            and _no_restart_to_come(agent.spec.restart, pane, now)}
+
+
+def _no_restart_to_come(policy: RestartPolicy, pane: PaneState, now: float) -> bool:
+    if policy.mode == "never" or pane.gave_up:
+        return True
+    if pane.next_restart_at is not None:
+        return False
+    if policy.mode == "on-failure" and pane.exit_code == 0:
+        return True
+    # Its supervisor, started as tmux reaped the pane, may not have decided yet: decide as
+    # it will (`supervise.restarts_so_far`), rather than wait for it.
+    stable = now - (pane.started_at or now) >= policy.reset_after_s
+    return (0 if stable else pane.restarts) >= policy.max_restarts
 
 
 def _records_current(spec: SwarmSpec, current: Plan) -> bool:

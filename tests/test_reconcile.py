@@ -259,8 +259,8 @@ def test_an_agent_that_exits_at_once_fails_up_naming_it_with_its_output(
                        "kept:\n  command: no-such-command-xyz\n  restart: on-failure\n")
     result = invoke("-L", sock, "up", path)
     assert result.code == 1
-    assert ("error: typo is dead (exit 127) and has no restart policy; the end of its output:"
-            in result.err)
+    assert ("error: typo is dead (exit 127) and will not be restarted (no restart policy, "
+            "or it gave up); the end of its output:" in result.err)
     assert "a is dead" not in result.err and "kept is dead" not in result.err  # policy: its job
     wait_until(lambda: "typo | " in invoke("-L", sock, "up", path).err, message="its output")
     again = invoke("-L", sock, "up", path, "--json")
@@ -709,3 +709,15 @@ def test_an_interrupted_up_is_recorded_with_what_it_did(
     assert record["interrupted"] is True and record["ok"] is False
     assert [(a["action"], a["agent"], a["result"]) for a in record["actions"]] == [
         ("create", "db", "ok")]
+
+
+def test_up_fails_for_an_agent_whose_policy_gave_up(server: Server, spec: pathlib.Path) -> None:
+    """`max_restarts: 0` gives up at the first death: `up` said `1 replaced`, exit 0, on
+    every run, while `status` said `failed 127 (gave up)`."""
+    sock = str(server.socket_name)
+    path = write(spec, "g:\n  command: no-such-command-xyz\n  restart: on-failure\n"
+                       "  max_restarts: 0\n")
+    for _ in range(2):  # created, then replaced as dead
+        result = invoke("-L", sock, "up", path, "--json")
+        assert result.code == 1, result.out
+        assert json.loads(result.out)["exited"] == {"g": 127}

@@ -71,8 +71,8 @@ def _verdict(applied: reconcile.Applied, log_path: Callable[[str], str]) -> int:
         click.echo(f"error: {agent_id}: {error}", err=True)
     for agent_id, code in applied.exited.items():
         status = "exit status unknown" if code is None else f"exit {code}"
-        click.echo(f"error: {agent_id} is dead ({status}) and has no restart policy; the end "
-                   "of its output:", err=True)
+        click.echo(f"error: {agent_id} is dead ({status}) and will not be restarted (no "
+                   "restart policy, or it gave up); the end of its output:", err=True)
         for line in _last_lines(log_path, agent_id):
             click.echo(f"  {agent_id} | {line}", err=True)
     for agent_id in (a for a in applied.not_ready if a not in applied.exited):
