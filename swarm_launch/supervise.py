@@ -44,6 +44,8 @@ OPT_PROMPT = "@swarm_prompt"
 OPT_SUBMIT_KEY, OPT_SUBMIT_DELAY_MS = "@swarm_submit_key", "@swarm_submit_delay_ms"
 
 CALL_TIMEOUT_S = 5.0
+# How often a supervisor waiting out a backoff checks that its pane still awaits it.
+PENDING_CHECK_S = 1.0
 # After each start, watch the agent's process this long for a lost SIGCHLD (see `watch`).
 WATCH_S = 10.0
 WATCH_POLL_S = 0.1
@@ -188,6 +190,25 @@ def schedule(tmux: Tmux, pane: str, restarts: int, when: float) -> str | None:
     return token if done is not None else None
 
 
+def wait_out(tmux: Tmux, pane: str, token: str, delay: float) -> bool:
+    """Sleep through the backoff, asking tmux each PENDING_CHECK_S whether the restart is
+    still ours to make; False as soon as it is not (the pane was stopped, killed or
+    replaced), so no process of ours outlives its pane by a whole backoff."""
+    deadline = time.monotonic() + delay
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, PENDING_CHECK_S))
+        if left > PENDING_CHECK_S and not pending(tmux, pane, token):
+            return False
+    return True
+
+
+def pending(tmux: Tmux, pane: str, token: str) -> bool:
+    """The pane still waits for the restart scheduled with `token` (a stop removes it)."""
+    answer = tmux.run("display-message", "-p", "-t", pane,
+                      "#{==:#{" + OPT_NEXT_RESTART + "}," + token + "}")
+    return (answer or "").strip() == "1"
+
+
 def respawn(tmux: Tmux, pane: str, token: str, restarts: int) -> str:
     """Respawn, in one tmux call, only if the pane is still this same dead pane with our
     token (a replace makes a new pane; a kill removes it; a newer death a new token) and
@@ -309,7 +330,8 @@ def supervise(tmux: Tmux, pane: str) -> None:
     token = schedule(tmux, pane, restarts, now + delay)
     if token is None:
         return
-    time.sleep(delay)
+    if not wait_out(tmux, pane, token, delay):
+        return
     log_size = _size(state.get(LOG, ""))
     instance = respawn(tmux, pane, token, restarts)
     started = read_pane(tmux, pane, ("pane_pid", "pane_dead", OPT_STARTED))

@@ -303,3 +303,19 @@ def supervise_processes() -> list[tuple[int, list[bytes]]]:
         if any(word.endswith(b"supervise.py") for word in argv):
             found.append((int(name), argv))
     return found
+
+
+def test_a_supervisor_waiting_out_a_long_backoff_ends_when_its_pane_is_killed(
+    manager: TmuxSwarmManager, server: Server, tmp_path: pathlib.Path
+) -> None:
+    """Its window closed by hand: the supervisor slept the whole backoff (600 s here)
+    before it noticed, ~12 MB each meanwhile."""
+    run(manager.spawn_agents([starter("l", tmp_path / "starts", 1,
+                                      policy("on-failure", 3, initial=600.0))]))
+    pending = wait_until(lambda: pane_if(manager, "l", lambda p: p.next_restart_at is not None),
+                         message="restart pending")
+    assert supervisors(pending.pane_id)
+    server.cmd("kill-pane", "-t", pending.pane_id)
+    # It checks each second (supervise.PENDING_CHECK_S): 3 s leave room for a slow tmux.
+    wait_until(lambda: not supervisors(pending.pane_id), timeout=3,
+               message="the supervisor to exit")
