@@ -51,8 +51,8 @@ WATCH_S = 10.0
 WATCH_POLL_S = 0.1
 ZOMBIE_GRACE_S = 0.3
 SEPARATOR = "\x1f"
-_FIELDS = ("pane_id", "pid", "pane_dead", "pane_dead_status", "pane_dead_signal", OPT_AGENT,
-           OPT_POLICY, OPT_STARTED, OPT_RESTARTS, OPT_PROMPT, OPT_SUBMIT_KEY,
+_FIELDS = ("pane_id", "pid", "pane_pid", "pane_dead", "pane_dead_status", "pane_dead_signal",
+           OPT_AGENT, OPT_POLICY, OPT_STARTED, OPT_RESTARTS, OPT_PROMPT, OPT_SUBMIT_KEY,
            OPT_SUBMIT_DELAY_MS, *_LEGACY_POLICY.values())
 USAGE = ("usage: supervise.py TMUX SOCKET_PATH PANE_ID died\n"
          "       supervise.py TMUX SOCKET_PATH SESSION_ID watch SERVER_PID")
@@ -330,8 +330,11 @@ def supervise(tmux: Tmux, pane: str) -> None:
     token = schedule(tmux, pane, restarts, now + delay)
     if token is None:
         return
+    old_pid = int(state["pane_pid"]) if state.get("pane_pid", "").isdigit() else 0
+    end_leftovers(old_pid, signal.SIGTERM)  # the backoff is their time to end gracefully
     if not wait_out(tmux, pane, token, delay):
         return
+    end_leftovers(old_pid, signal.SIGKILL)
     log_size = _size(state.get(LOG, ""))
     instance = respawn(tmux, pane, token, restarts)
     started = read_pane(tmux, pane, ("pane_pid", "pane_dead", OPT_STARTED))
@@ -390,6 +393,33 @@ def watch(server_pid: int, pids: set[int], duration_s: float = WATCH_S) -> None:
                 _nudge(server_pid)
                 zombie_since[pid] = now
         time.sleep(WATCH_POLL_S)
+
+
+def end_leftovers(leader: int, sig: int) -> None:
+    """Signal what the dead instance left running in its process group and session (a
+    child that ignored SIGHUP): the new instance must not run beside it, and `down`,
+    which finds an agent's processes from its pane's current pid, would never see it.
+
+    Only while no running process holds the leader's pid: while the group or session has
+    members the kernel does not reuse it, so those members are the agent's."""
+    if leader <= 1 or _process_state(leader) not in (None, "Z"):
+        return
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        fields = _stat_fields(int(name))
+        if fields and leader in (fields[2], fields[3]) and fields[0] not in ("Z", "X"):
+            with contextlib.suppress(OSError):
+                os.kill(int(name), sig)
+
+
+def _stat_fields(pid: int) -> tuple[str, int, int, int] | None:
+    """(state, ppid, process group, session) of `pid`, None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    state, ppid, group, session = stat[stat.rfind(b")") + 2:].split()[:4]
+    return state.decode(), int(ppid), int(group), int(session)
 
 
 def _process_state(pid: int) -> str | None:

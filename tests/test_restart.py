@@ -319,3 +319,34 @@ def test_a_supervisor_waiting_out_a_long_backoff_ends_when_its_pane_is_killed(
     # It checks each second (supervise.PENDING_CHECK_S): 3 s leave room for a slow tmux.
     wait_until(lambda: not supervisors(pending.pane_id), timeout=3,
                message="the supervisor to exit")
+
+
+def sessions_of(leader: int) -> list[int]:
+    """Running processes in the session led by `leader` (alive or not)."""
+    found = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == leader and fields[0] not in (b"Z", b"X"):
+            found.append(int(name))
+    return found
+
+
+def test_a_restart_ends_what_the_dead_instance_left_running(
+    manager: TmuxSwarmManager
+) -> None:
+    """A child deaf to SIGHUP outlived its killed parent: it ran beside the new instance,
+    and `down`, looking from the new pid, never found it."""
+    run(manager.spawn_agents([AgentLaunch(
+        "k", "trap '' HUP; echo start; sleep 777; echo end", restart=policy("on-failure"))]))
+    first = wait_until(lambda: pane_if(manager, "k", lambda p: len(
+        sessions_of(p.pid or 0)) == 2), message="sh and its sleep")
+    assert first.pid
+    os.kill(first.pid, 9)
+    wait_until(lambda: pane_if(manager, "k", lambda p: p.restarts == 1 and not p.dead),
+               timeout=10, message="the restart")
+    wait_until(lambda: not sessions_of(first.pid or 0), timeout=10,
+               message="the old sleep to end")
