@@ -38,6 +38,7 @@ class Applied:
     unconverged: list[str] = field(default_factory=list)
     prompt_errors: dict[str, str] = field(default_factory=dict)
     not_ready: list[str] = field(default_factory=list)
+    why_not_ready: dict[str, str] = field(default_factory=dict)  # agent -> the reason
     exited: dict[str, int | None] = field(default_factory=dict)  # agent -> exit code
     # `down` on a server without the swarm: where it still runs, and its agent count there
     elsewhere: tuple[records.RecordedServer, int] | None = None
@@ -165,6 +166,8 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
             if wait:  # every agent, not only those this run started
                 startup.watch_running(a.agent_id for a in current.of_kind(Kind.KEEP))
                 applied.not_ready = await startup.not_ready()
+                applied.why_not_ready = {a: startup.why[a] for a in applied.not_ready
+                                         if a in startup.why}
         except (asyncio.CancelledError, KeyboardInterrupt):
             # Ctrl-C: the history still says this run happened, and what it got done.
             done = {a.agent_id for a, _ in applied.outcomes}

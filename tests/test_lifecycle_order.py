@@ -60,13 +60,28 @@ after:
 """)
     result = invoke("-L", str(server.socket_name), "up", spec, "--wait")
     assert result.code == 1
-    assert "slow did not become ready" in result.err
+    assert ("error: slow did not become ready (no match within 1s); the end of its output:"
+            in result.err)
     assert "still warming up" in result.err
     assert "after" in result.err and "not started: slow not ready" in result.out
     as_json = json.loads(invoke("-L", str(server.socket_name), "up", spec, "--wait",
                                 "--replace", "slow", "--json").out)
     assert as_json["ok"] is False and as_json["not_ready"] == ["slow"]
     assert "still warming up" in as_json["last_output"]["slow"]
+
+
+def test_a_silent_agent_not_ready_by_the_timeout_says_why_and_that_it_printed_nothing(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    spec = write_spec(tmp_path / "s.yaml", """\
+mute:
+  command: sleep 600
+  ready: {pattern: 'never printed', timeout_s: 30}
+""")
+    result = invoke("-L", str(server.socket_name), "up", spec, "--wait", "--timeout", "1")
+    assert result.code == 1
+    assert "error: mute did not become ready (--timeout 1s reached); it printed nothing\n" \
+        in result.err
 
 
 def test_initial_prompt_arrives_once(server: Server, tmp_path: pathlib.Path) -> None:

@@ -76,8 +76,12 @@ def _verdict(applied: reconcile.Applied, log_path: Callable[[str], str]) -> int:
         for line in _last_lines(log_path, agent_id):
             click.echo(f"  {agent_id} | {line}", err=True)
     for agent_id in (a for a in applied.not_ready if a not in applied.exited):
-        click.echo(f"error: {agent_id} did not become ready; the end of its output:", err=True)
-        for line in _last_lines(log_path, agent_id):
+        why = applied.why_not_ready.get(agent_id)
+        lines = _last_lines(log_path, agent_id)
+        click.echo(f"error: {agent_id} did not become ready" + (f" ({why})" if why else "")
+                   + ("; the end of its output:" if lines else "; it printed nothing"),
+                   err=True)
+        for line in lines:
             click.echo(f"  {agent_id} | {line}", err=True)
     return 0 if applied.ok else 1
 
