@@ -111,6 +111,13 @@ def exit_code(state: dict[str, str]) -> int:
     return int(state.get("pane_dead_status") or 0)
 
 
+def exit_words(state: dict[str, str]) -> str:
+    """How the agent ended, in the words `plan` and `status` use."""
+    if state.get("pane_dead_signal"):
+        return f"was killed by signal {state['pane_dead_signal']}"
+    return f"exited with code {exit_code(state)}"
+
+
 def wants_restart(state: dict[str, str]) -> bool:
     mode = state.get(MODE, "")
     return state.get("pane_dead") == "1" and (
@@ -178,8 +185,8 @@ def give_up(tmux: Tmux, pane: str, state: dict[str, str], restarts: int) -> None
              "set-option", "-p", "-t", pane, OPT_RESTARTS, str(restarts), ";",
              "set-option", "-p", "-u", "-t", pane, OPT_NEXT_RESTART)
     append_log(state.get(LOG, ""),
-               f"--- swarm-launch: agent {state.get(OPT_AGENT, '?')} exited with code "
-               f"{exit_code(state)}; gave up after {restarts} restarts (max_restarts) ---")
+               f"--- swarm-launch: agent {state.get(OPT_AGENT, '?')} {exit_words(state)}; "
+               f"gave up after {restarts} restarts (max_restarts) ---")
 
 
 def schedule(tmux: Tmux, pane: str, restarts: int, when: float) -> str | None:
@@ -325,8 +332,8 @@ def supervise(tmux: Tmux, pane: str) -> None:
         return
     delay = backoff_delay(state.get(BACKOFF) or "1:60:2", restarts)
     append_log(state.get(LOG, ""),
-               f"--- swarm-launch: agent {state.get(OPT_AGENT, '?')} exited with code "
-               f"{exit_code(state)}; restart {restarts + 1} in {delay:g}s ---")
+               f"--- swarm-launch: agent {state.get(OPT_AGENT, '?')} {exit_words(state)}; "
+               f"restart {restarts + 1} in {delay:g}s ---")
     token = schedule(tmux, pane, restarts, now + delay)
     if token is None:
         return

@@ -43,6 +43,9 @@ def test_which_exits_restart() -> None:
     assert not supervise.wants_restart(dead("never", "1"))
     assert not supervise.wants_restart({**dead("always", "1"), "pane_dead": "0"})
     assert supervise.exit_code(dead("x", sig="15")) == 143
+    # The log says it as `plan` does ("killed by signal 9"), not as a shell's 137.
+    assert supervise.exit_words(dead("x", sig="9")) == "was killed by signal 9"
+    assert supervise.exit_words(dead("x", "3")) == "exited with code 3"
 
 
 def test_counter_resets_after_a_stable_run() -> None:
