@@ -102,7 +102,8 @@ class PaneState:
 def agent_status(pane: PaneState) -> AgentStatus:
     if not pane.dead:
         return AgentStatus.RUNNING if pane.pid else AgentStatus.UNKNOWN
-    if pane.exit_signal is not None or (pane.exit_status or 0) != 0:
+    # A policy that gave up ends a crash loop: a failure, even of exits 0 under `always`.
+    if pane.gave_up or pane.exit_signal is not None or (pane.exit_status or 0) != 0:
         return AgentStatus.FAILED
     if pane.exit_status == 0:
         return AgentStatus.STOPPED

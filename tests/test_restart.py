@@ -109,6 +109,9 @@ def test_exit_0_under_on_failure_is_not_restarted_but_always_restarts_both(
     wait_until(lambda: pane_of(manager, "a0").gave_up and pane_of(manager, "a1").gave_up,
                timeout=20, message="always agents to use their restarts")
     assert len(starts(always0)) == 3 and len(starts(always1)) == 3
+    # Given up, it reads FAILED whatever its last exit code (README), 0 included.
+    assert (pane_of(manager, "a0").status, pane_of(manager, "a0").exit_code) == (
+        AgentStatus.FAILED, 0)
     pane = pane_of(manager, "ok")
     assert len(starts(ok)) == 1
     assert (pane.status, pane.restarts, pane.next_restart_at, pane.gave_up) == (
