@@ -174,6 +174,7 @@ async def run_tmux(argv: Sequence[str], *, stdin: bytes | None = None,
     except BaseException as exc:  # timeout or cancellation: never leave the client behind
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
+        _close_pipes(proc)
         await proc.wait()
         if isinstance(exc, asyncio.TimeoutError):
             raise TmuxTimeoutError(
@@ -181,6 +182,16 @@ async def run_tmux(argv: Sequence[str], *, stdin: bytes | None = None,
                 "is the server stuck, or a pane not reading its input?") from None
         raise
     return TmuxResult(proc.returncode or 0, _decode(out), _decode(err))
+
+
+def _close_pipes(proc: asyncio.subprocess.Process) -> None:
+    """Close our ends of a killed client's pipes. The client hands its stdout and stderr
+    to the server over the socket, and asyncio's wait (3.11) returns only once every pipe
+    is closed: a stuck server (stopped, say) keeps them open, and the wait would never end.
+    asyncio has no public handle on the transport that owns them."""
+    transport = getattr(proc, "_transport", None)
+    if isinstance(transport, asyncio.SubprocessTransport):
+        transport.close()
 
 
 def _run_tmux_sync(argv: Sequence[str], *, timeout_s: float) -> TmuxResult:

@@ -19,6 +19,7 @@ from swarm_launch.exceptions import (
     PaneDeadError,
     SessionCreationError,
     SessionNotFoundError,
+    TmuxTimeoutError,
 )
 from swarm_launch.observed import AgentStatus
 from swarm_launch.tmux_manager import (
@@ -212,6 +213,20 @@ def test_server_gone_is_session_not_found(manager: TmuxSwarmManager, server: Ser
     assert run(manager.observe()) == ()
     with pytest.raises(SessionNotFoundError):
         run(manager.send_to_agent("a", "hi"))
+
+
+def test_a_stopped_server_is_a_timeout_not_a_hang(manager: TmuxSwarmManager,
+                                                  server: Server) -> None:
+    """A killed client's pipes stay open in the server it handed them to: the wait for
+    the client must not wait for them."""
+    stuck = TmuxSwarmManager("t", socket_name=manager.socket_name, call_timeout_s=0.3)
+    server_pid = int(server.cmd("display-message", "-p", "#{pid}").stdout[0])
+    os.kill(server_pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(TmuxTimeoutError, match=r"did not answer within 0\.3s"):
+            run(asyncio.wait_for(stuck.observe(), 5))
+    finally:
+        os.kill(server_pid, signal.SIGCONT)
 
 
 def alive(pid: int) -> bool:
