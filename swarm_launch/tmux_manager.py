@@ -18,9 +18,9 @@ import stat
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from swarm_launch import logpipe, store, supervise
 from swarm_launch.exceptions import (
@@ -89,6 +89,7 @@ _GONE = ("no server running", "(No such file or directory)", "can't find session
          "can't find window", "no current target")
 _REFUSED = "no server running on "
 _POLL_S = 0.02
+T = TypeVar("T")
 
 
 def _gone(err: str) -> bool:
@@ -392,6 +393,23 @@ async def _terminate(live: set[int], dead: set[int], sig: int | None,
         await asyncio.sleep(_POLL_S)
 
 
+async def _to_the_end(work: Coroutine[Any, Any, T]) -> T:
+    """`work`'s result, `work` run to its end even when the caller is cancelled meanwhile
+    (the cancellation is raised once it is done): for what tmux has begun and we must
+    see through, or what it did would be left half recorded."""
+    task = asyncio.ensure_future(work)
+    interrupted: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as exc:
+            interrupted = exc
+    result = task.result()  # its own error first: it says more than the cancellation
+    if interrupted is not None:
+        raise interrupted
+    return result
+
+
 def _unrunnable(launch: AgentLaunch) -> str | None:
     """Why an argv command cannot be exec'd, if it plainly cannot: tmux's child would just
     exit 1 and leave nothing in the pane or the log to say why. (A string command runs
@@ -563,6 +581,10 @@ class TmuxSwarmManager:
 
         An agent that cannot start (id in use, workdir missing, refused by tmux) does not
         hold the others back: they start, and AgentSpawnError names it with its reason.
+        Cancelled (or timed out by `asyncio.wait_for`) once tmux has the script, the spawn
+        still completes: tmux runs a script it received whatever we do, so the spawn waits
+        for its answer (at most `call_timeout_s`), records the agents it created as
+        `list_agents()` shows them, then raises the cancellation; to undo, kill them.
         Spawns into one swarm take turns, across tasks and processes (`_spawn_turn`): each
         picks window indexes and checks ids on an observation no other spawn can outdate."""
         for launch in launches:
@@ -582,14 +604,9 @@ class TmuxSwarmManager:
         session_error = ""
         if launching:
             script = self._spawn_script(launching, panes, writer)
-            result = await self._tmux("start-server", ";", "source-file", "-",
-                                      stdin=script.encode("utf-8", "surrogateescape"),
-                                      timeout_s=self.call_timeout_s + 0.05 * len(launching))
-            created, refused, session_error = self._created(launching, result,
-                                                            creating_session=not panes)
+            created, refused, session_error = await _to_the_end(
+                self._run_spawn_script(launching, script, creating_session=not panes))
             failures.update(refused)
-            await asyncio.to_thread(self._track, lambda agents: {
-                **agents, **{a.agent_id: a.pane_id for a in created}})
         if failures or session_error:
             summary = "; ".join(f"{agent}: {text}" for agent, text in failures.items())
             raise AgentSpawnError(
@@ -597,6 +614,19 @@ class TmuxSwarmManager:
                 + (f" (session: {session_error})" if session_error else "")
                 + (f": {summary}" if summary else ""), created=created, failures=failures)
         return created
+
+    async def _run_spawn_script(self, launches: Sequence[AgentLaunch], script: str, *,
+                                creating_session: bool
+                                ) -> tuple[list[AgentPane], dict[str, str], str]:
+        """Run `script`, then record the agents it created (see `_created`)."""
+        result = await self._tmux("start-server", ";", "source-file", "-",
+                                  stdin=script.encode("utf-8", "surrogateescape"),
+                                  timeout_s=self.call_timeout_s + 0.05 * len(launches))
+        created, refused, session_error = self._created(launches, result,
+                                                        creating_session=creating_session)
+        await asyncio.to_thread(self._track, lambda agents: {
+            **agents, **{a.agent_id: a.pane_id for a in created}})
+        return created, refused, session_error
 
     def _spawn_turn(self) -> contextlib.AbstractAsyncContextManager[None]:
         return self._turn("spawn.lock", f"spawn into swarm {self.cluster_id}")

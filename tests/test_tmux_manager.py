@@ -115,6 +115,37 @@ def test_id_in_use_is_refused(manager: TmuxSwarmManager) -> None:
         run(manager.spawn_agent("a", "sleep 60"))
 
 
+def test_a_spawn_cancelled_once_tmux_ran_its_script_records_what_tmux_created(
+        manager: TmuxSwarmManager, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tmux runs a script it has received, whatever the caller does meanwhile: here the
+    cancellation comes after tmux answered, before the spawn read the answer."""
+    real_tmux = manager._tmux
+
+    async def cancel_between_answer_and_record() -> None:
+        answered, resume = asyncio.Event(), asyncio.Event()
+
+        async def slow_to_read(*args: str, **options: Any) -> Any:
+            result = await real_tmux(*args, **options)
+            if "source-file" in args:
+                answered.set()
+                await resume.wait()
+            return result
+
+        monkeypatch.setattr(manager, "_tmux", slow_to_read)
+        spawn = asyncio.ensure_future(manager.spawn_agents([AgentLaunch("a", "sleep 60")]))
+        await answered.wait()
+        spawn.cancel()
+        resume.set()
+        with pytest.raises(asyncio.CancelledError):
+            await spawn
+
+    run(cancel_between_answer_and_record())
+    assert manager.list_agents() == ["a"]
+    pane = manager.get_session_info()["agents"]["a"]["pane_id"]
+    tracking = read_json(pathlib.Path(manager.data_dir, "swarm_sessions.json"))
+    assert [entry["agents"] for entry in tracking["sessions"].values()] == [{"a": pane}]
+
+
 def test_partial_failure_reports_created_and_failures(
         manager: TmuxSwarmManager, server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     before = run(manager.observe())
