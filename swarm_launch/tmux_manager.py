@@ -18,7 +18,16 @@ import stat
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping, Sequence
+import weakref
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Collection,
+    Coroutine,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -72,8 +81,8 @@ from swarm_launch.tmux_script import (
     window_line,
 )
 
-__all__ = ["AgentLaunch", "AgentPane", "AgentSpawnError", "TmuxSwarmManager", "observe_server",
-           "run_tmux"]
+__all__ = ["AgentLaunch", "AgentPane", "AgentSpawnError", "AgentStream", "TmuxSwarmManager",
+           "observe_server", "run_tmux"]
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +161,28 @@ class Broadcast(NamedTuple):
 
     sent: tuple[str, ...]
     skipped: tuple[str, ...]
+
+
+class AgentStream(AsyncIterator[str]):
+    """An agent's new log lines, from `stream_agent_output`. It holds the log open from
+    its creation: `aclose()` closes it, as does dropping the stream, iterated or not (an
+    async generator never started runs no `finally` on either)."""
+
+    def __init__(self, follower: LogFollower, lines: AsyncGenerator[str, None]) -> None:
+        self._lines = lines
+        self._close_log = weakref.finalize(self, follower.close)
+
+    def __aiter__(self) -> AgentStream:
+        return self
+
+    async def __anext__(self) -> str:
+        return await self._lines.__anext__()
+
+    async def aclose(self) -> None:
+        try:
+            await self._lines.aclose()
+        finally:
+            self._close_log()
 
 
 class AgentSpawnError(SessionCreationError):
@@ -848,17 +879,17 @@ class TmuxSwarmManager:
         return "\n".join(text_lines) + ("\n" if text_lines else "")
 
     def stream_agent_output(self, agent_id: str,
-                            poll_interval: float = 0.1) -> AsyncIterator[str]:
+                            poll_interval: float = 0.1) -> AgentStream:
         """New lines of the agent's log from this call on; ends once its pane is dead or gone.
 
         Not an `async def`: the log position is taken now, so a reply that arrives
         between this call and the first iteration (say, to a send) is not missed.
         """
         follower = LogFollower(self.log_path(agent_id))
-        return self._stream(agent_id, follower, poll_interval)
+        return AgentStream(follower, self._stream(agent_id, follower, poll_interval))
 
     async def _stream(self, agent_id: str, follower: LogFollower,
-                      poll_interval: float) -> AsyncIterator[str]:
+                      poll_interval: float) -> AsyncGenerator[str, None]:
         try:
             await self._agent(agent_id)
             checked = time.monotonic()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 import os
 import pathlib
@@ -349,6 +351,35 @@ def test_stream_yields_new_lines_until_the_agent_exits(manager: TmuxSwarmManager
     lines = run(follow_lines(manager, "t"))
     # The log writer may add its start marker line: the agent's lines end the stream.
     assert lines[-3:] == ["tick 0", "tick 1", "tick 2"]
+
+
+def open_fds_of(path: str) -> int:
+    """How many of this process's file descriptors are open on `path`."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own fd, closed by now
+            count += os.readlink(f"/proc/self/fd/{fd}") == path
+    return count
+
+
+def test_a_stream_never_iterated_closes_the_log_it_opened(manager: TmuxSwarmManager) -> None:
+    """The log is opened when the stream is made, so a line written before the first
+    iteration is not missed: closing or dropping the stream must close it."""
+    run(manager.spawn_agent("t", "echo hi; exec sleep 60"))
+    log = manager.log_path("t")
+    wait_until(lambda: os.path.exists(log), message="the agent's log")
+
+    async def close_them() -> None:
+        for _ in range(5):
+            await manager.stream_agent_output("t").aclose()
+
+    run(close_them())
+    assert open_fds_of(log) == 0
+    streams = [manager.stream_agent_output("t") for _ in range(5)]
+    assert open_fds_of(log) == 5
+    del streams
+    gc.collect()
+    assert open_fds_of(log) == 0
 
 
 def test_stream_yields_a_prompt_that_waits_without_newline(manager: TmuxSwarmManager) -> None:
