@@ -880,7 +880,9 @@ class TmuxSwarmManager:
 
     def stream_agent_output(self, agent_id: str,
                             poll_interval: float = 0.1) -> AgentStream:
-        """New lines of the agent's log from this call on; ends once its pane is dead or gone.
+        """New lines of the agent's log from this call on; ends once the agent is dead for
+        good (exited without a restart to come: no policy, one that does not restart this
+        exit, or one that gave up) or gone. Its restarts do not end it.
 
         Not an `async def`: the log position is taken now, so a reply that arrives
         between this call and the first iteration (say, to a send) is not missed.
@@ -901,7 +903,7 @@ class TmuxSwarmManager:
                     yield decode_line(rest)
                 if not lines and time.monotonic() - checked >= 1.0:
                     checked = time.monotonic()
-                    if not await self._still_running(agent_id):
+                    if not await self._running_or_restarting(agent_id):
                         while True:  # all it wrote, however much is left to read
                             for raw in follower.poll():
                                 yield decode_line(raw)
@@ -923,12 +925,34 @@ class TmuxSwarmManager:
             await self._tmux("set-option", "-p", "-F", "-t", pane.pane_id, OPT_READY,
                              "#{" + OPT_STARTED + "}")
 
-    async def _still_running(self, agent_id: str) -> bool:
+    async def _running_or_restarting(self, agent_id: str) -> bool:
         try:
             pane, _ = await self._agent(agent_id)
         except (AgentNotFoundError, SessionNotFoundError):
             return False
-        return not pane.dead
+        if not pane.dead:
+            return True
+        if not pane.supervised or pane.gave_up:
+            return False
+        if pane.next_restart_at is not None:
+            from swarm_launch.plan import RESTART_OVERDUE_S  # the rule `up` goes by
+
+            return time.time() - pane.next_restart_at <= RESTART_OVERDUE_S
+        # Dead, and no restart scheduled yet: its pane-died hook may be about to schedule
+        # one (it takes a moment to start), if the policy restarts this exit.
+        return await self._policy_restarts(pane)
+
+    async def _policy_restarts(self, pane: PaneState) -> bool:
+        """Whether the pane's restart policy restarts the exit it shows, as its pane-died
+        hook decides it (`supervise.wants_restart`)."""
+        result = await self._tmux("display-message", "-p", "-t", pane.pane_id,
+                                  "#{" + supervise.OPT_POLICY + "}")
+        if result.rc != 0:
+            return False  # the pane is gone
+        state = {"pane_dead": "1", "pane_dead_status": str(pane.exit_status or ""),
+                 "pane_dead_signal": str(pane.exit_signal or ""),
+                 **supervise.split_policy(result.out.strip())}
+        return supervise.wants_restart(state)
 
     # -- reading state ------------------------------------------------------
 

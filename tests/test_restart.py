@@ -15,7 +15,7 @@ import pathlib
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
@@ -204,6 +204,32 @@ def test_replace_during_a_pending_restart_leaves_no_duplicate(
     panes = [p for p in run(manager.observe()) if p.agent_id == "p"]
     assert len(panes) == 1 and panes[0].pane_id != pending.pane_id
     assert not panes[0].dead and len(starts(old)) == 1
+
+
+def test_a_stream_follows_an_agent_across_its_restarts_until_it_is_dead_for_good(
+    manager: TmuxSwarmManager,
+) -> None:
+    """Streams made before the agents start, so their first lines are in them too. The
+    backoff outlasts the stream's look at a quiet agent (every second): it sees the
+    restart pending. An exit its policy does not restart ends the stream at once."""
+    program = "print('ran')\nraise SystemExit({})"
+    crasher = AgentLaunch("c", (PY, "-u", "-c", program.format(3)),
+                          restart=policy("on-failure", max_restarts=1, initial=1.5))
+    finisher = AgentLaunch("f", (PY, "-u", "-c", program.format(0)),
+                           restart=policy("on-failure"))
+
+    async def to_the_end(stream: AsyncIterator[str]) -> list[str]:
+        return [text async for text in stream]
+
+    async def follow() -> list[list[str]]:
+        streams = [manager.stream_agent_output(a, poll_interval=0.02) for a in ("c", "f")]
+        await manager.spawn_agents([crasher, finisher])
+        return await asyncio.gather(*map(to_the_end, streams))
+
+    crashed, finished = run(asyncio.wait_for(follow(), 30))
+    assert crashed.count("ran") == 2
+    assert "gave up after 1 restarts" in crashed[-1]
+    assert finished[-1] == "ran"
 
 
 def supervisors(pane_id: str) -> list[int]:
