@@ -41,6 +41,7 @@ from swarm_launch.exceptions import (
     TmuxNotFoundError,
     TmuxSwarmError,
     TmuxTimeoutError,
+    UserError,
 )
 from swarm_launch.logfiles import QUIET_LINE_S, LogFollower, decode_line
 from swarm_launch.model import SendSettings
@@ -81,8 +82,8 @@ from swarm_launch.tmux_script import (
     window_line,
 )
 
-__all__ = ["AgentLaunch", "AgentPane", "AgentSpawnError", "AgentStream", "TmuxSwarmManager",
-           "observe_server", "run_tmux"]
+__all__ = ["AgentLaunch", "AgentPane", "AgentSpawnError", "AgentStream", "Broadcast",
+           "BroadcastError", "TmuxSwarmManager", "observe_server", "run_tmux"]
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,18 @@ class AgentStream(AsyncIterator[str]):
             await self._lines.aclose()
         finally:
             self._close_log()
+
+
+class BroadcastError(TmuxSwarmError):
+    """A broadcast that some agents did not get: who did (`sent`), who was skipped for
+    having exited (`skipped`), and the error of each agent it failed for (`failures`)."""
+
+    def __init__(self, message: str, *, sent: tuple[str, ...], skipped: tuple[str, ...],
+                 failures: dict[str, UserError]) -> None:
+        super().__init__(message)
+        self.sent = sent
+        self.skipped = skipped
+        self.failures = failures
 
 
 class AgentSpawnError(SessionCreationError):
@@ -811,9 +824,14 @@ class TmuxSwarmManager:
 
     async def broadcast(self, message: str,
                         only: Collection[str] | None = None) -> Broadcast:
-        """Send to every running agent, or to exactly `only` (all must exist and run).
+        """Send to every running agent, or to exactly `only` (all must exist and run;
+        none, for an empty `only`).
 
-        Says who got it, and which agents were skipped because they have exited."""
+        Says who got it, and which agents were skipped because they have exited. Sends
+        that fail do not stop the others: BroadcastError then says who got it, and why
+        each other one did not."""
+        if only is not None and not only:
+            return Broadcast(sent=(), skipped=())
         listing = await self._listing()
         if not listing:
             raise SessionNotFoundError(
@@ -832,9 +850,23 @@ class TmuxSwarmManager:
         if not targets:
             raise PaneDeadError(f"no agent of swarm {self.cluster_id} is running; "
                                 "nothing was sent")
-        await asyncio.gather(*(self._send(p, s, message) for p, s in targets))
-        return Broadcast(sent=tuple(sorted(p.agent_id for p, _ in targets)),
-                         skipped=tuple(sorted(a for a, (p, _) in owned.items() if p.dead)))
+        results = await asyncio.gather(*(self._send(p, s, message) for p, s in targets),
+                                       return_exceptions=True)
+        failures: dict[str, UserError] = {}
+        for (pane, _), result in zip(targets, results, strict=True):
+            if isinstance(result, UserError):
+                failures[pane.agent_id] = result
+            elif isinstance(result, BaseException):  # a bug, or an interrupt: as it is
+                raise result
+        sent = tuple(sorted(p.agent_id for p, _ in targets if p.agent_id not in failures))
+        skipped = tuple(sorted(a for a, (p, _) in owned.items() if p.dead))
+        if failures:
+            why = "; ".join(f"{agent}: {error}" for agent, error in sorted(failures.items()))
+            raise BroadcastError(
+                f"sent to {len(sent)} of {len(targets)} agents"
+                f"{' (' + ', '.join(sent) + ')' if sent else ''}; not sent to {why}",
+                sent=sent, skipped=skipped, failures=failures)
+        return Broadcast(sent=sent, skipped=skipped)
 
     async def _send(self, pane: PaneState, settings: SendSettings, message: str) -> None:
         if pane.dead:

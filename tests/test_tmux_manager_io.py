@@ -22,6 +22,7 @@ from libtmux import Server
 from swarm_launch import logpipe, tmux_manager
 from swarm_launch.exceptions import AgentNotFoundError, PaneDeadError, SessionNotFoundError
 from swarm_launch.model import SendSettings
+from swarm_launch.observed import PaneState
 from swarm_launch.tmux_manager import AgentLaunch, TmuxResult, TmuxSwarmManager
 from tests.agents import agent
 from tests.helpers import wait_until
@@ -235,6 +236,39 @@ def test_broadcast_only_reaches_exactly_the_named(manager: TmuxSwarmManager,
     assert wait_until(lambda: submissions(outs["b"])) == ["marker"]
     with pytest.raises(AgentNotFoundError):
         run(manager.broadcast("x", only=["nobody"]))
+
+
+def test_a_broadcast_that_fails_for_some_says_who_got_it(
+    manager: TmuxSwarmManager, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """b's pane vanishes between the broadcast's look and its send to b."""
+    outs = start_echo(manager, tmp_path, "a", "b", "c")
+    real_send = manager._send
+
+    async def b_gone_first(pane: PaneState, settings: SendSettings, message: str) -> None:
+        if pane.agent_id == "b":
+            await manager._tmux("kill-pane", "-t", pane.pane_id)
+        await real_send(pane, settings, message)
+
+    monkeypatch.setattr(manager, "_send", b_gone_first)
+    with pytest.raises(tmux_manager.BroadcastError, match=r"sent to 2 of 3 agents \(a, c\); "
+                       "not sent to b: ") as caught:
+        run(manager.broadcast("all hands"))
+    assert (caught.value.sent, caught.value.skipped) == (("a", "c"), ())
+    assert list(caught.value.failures) == ["b"]
+    assert isinstance(caught.value.failures["b"], AgentNotFoundError)
+    for agent_id in ("a", "c"):
+        assert wait_until(lambda a=agent_id: submissions(outs[a])) == [  # type: ignore[misc]
+            "all hands"]
+
+
+def test_a_broadcast_to_an_empty_only_sends_to_no_one(
+    manager: TmuxSwarmManager, tmp_path: pathlib.Path
+) -> None:
+    outs = start_echo(manager, tmp_path, "a")
+    assert run(manager.broadcast("nobody", only=[])) == ((), ())
+    run(manager.send_to_agent("a", "marker"))  # a got nothing before its own marker
+    assert wait_until(lambda: submissions(outs["a"])) == ["marker"]
 
 
 def test_concurrent_sends_to_one_agent_stay_separate_messages(
