@@ -83,7 +83,8 @@ from swarm_launch.tmux_script import (
 )
 
 __all__ = ["AgentLaunch", "AgentPane", "AgentSpawnError", "AgentStream", "Broadcast",
-           "BroadcastError", "TmuxSwarmManager", "observe_server", "run_tmux"]
+           "BroadcastError", "InvalidAgentIdError", "TmuxSwarmManager", "observe_server",
+           "run_tmux"]
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,19 @@ class AgentStream(AsyncIterator[str]):
             await self._lines.aclose()
         finally:
             self._close_log()
+
+
+class InvalidAgentIdError(AgentNotFoundError, ValueError):
+    """An agent id no agent can have: a ValueError, as the README promises for a bad id
+    (and as spawning says it), and still the AgentNotFoundError it was before (a user
+    error to the CLI, which says why)."""
+
+
+def _check_agent_id(agent_id: str) -> None:
+    try:
+        check_id("agent", agent_id)
+    except ValueError as exc:
+        raise InvalidAgentIdError(str(exc)) from None
 
 
 class BroadcastError(TmuxSwarmError):
@@ -575,6 +589,7 @@ class TmuxSwarmManager:
         return tuple(pane for pane, _ in self._parse_listing(result))
 
     async def _agent(self, agent_id: str) -> tuple[PaneState, SendSettings]:
+        _check_agent_id(agent_id)
         listing = await self._listing()
         if not listing:
             raise SessionNotFoundError(
@@ -832,6 +847,8 @@ class TmuxSwarmManager:
         each other one did not."""
         if only is not None and not only:
             return Broadcast(sent=(), skipped=())
+        for agent_id in only or ():
+            _check_agent_id(agent_id)
         listing = await self._listing()
         if not listing:
             raise SessionNotFoundError(

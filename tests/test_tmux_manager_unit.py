@@ -15,7 +15,12 @@ import pytest
 
 import swarm_launch
 from swarm_launch import tmux_manager
-from swarm_launch.exceptions import TmuxNotFoundError, TmuxSwarmError, TmuxTimeoutError
+from swarm_launch.exceptions import (
+    AgentNotFoundError,
+    TmuxNotFoundError,
+    TmuxSwarmError,
+    TmuxTimeoutError,
+)
 from swarm_launch.observed import AgentStatus
 from swarm_launch.tmux_manager import AgentLaunch, AgentPane, TmuxSwarmManager
 
@@ -180,6 +185,17 @@ def test_ids_that_would_escape_the_data_dir_or_confuse_tmux_are_refused(bad: str
         TmuxSwarmManager(bad)
     with pytest.raises(ValueError, match="invalid agent id"):
         TmuxSwarmManager("ok").log_path(bad)
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "../x", "-x"])
+def test_an_invalid_agent_id_is_a_value_error_for_every_call(bad: str) -> None:
+    """As the README says, and as spawn and stream say it: not "no such agent"."""
+    manager = TmuxSwarmManager("ok", socket_name="never-started")
+    for call in (manager.kill_agent(bad), manager.send_to_agent(bad, "hi"),
+                 manager.capture_agent_output(bad), manager.broadcast("hi", only=[bad])):
+        with pytest.raises(ValueError, match="invalid agent id") as caught:
+            asyncio.run(call)
+        assert isinstance(caught.value, AgentNotFoundError)  # what it was: the CLI's error
 
 
 def test_ids_the_spec_gives_are_accepted() -> None:
