@@ -31,6 +31,7 @@ OPT_AGENT = "@swarm_agent"
 # "MODE MAX_RESTARTS INITIAL_S:MAX_S:FACTOR RESET_AFTER_S LOG_PATH", the log path last as
 # it may hold spaces. `read_pane` splits it into:
 OPT_POLICY = "@swarm_restart"  # observed.OPT_POLICY
+OPT_POLICY_HELD = "@swarm_restart_held"  # the policy while a stop runs (`disarm_script`)
 MODE, MAX_RESTARTS, BACKOFF, RESET_AFTER = "mode", "max_restarts", "backoff", "reset_after"
 LOG = "log"
 _POLICY_PARTS = (MODE, MAX_RESTARTS, BACKOFF, RESET_AFTER, LOG)

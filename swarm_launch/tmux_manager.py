@@ -72,6 +72,7 @@ from swarm_launch.tmux_script import (
     parse_version,
     paste_args,
     quote,
+    rearm_script,
     secret_names,
     server_environment,
     session_settings,
@@ -785,10 +786,16 @@ class TmuxSwarmManager:
                         sorted(set(pane_ids) - set(ours)))
         if not targets:
             return
+        supervised = [p for p in targets if p.supervised]
         targets = await self._disarmed(targets)
         live = {p.pid for p in targets if p.pid and not p.dead}
         dead = {p.pid for p in targets if p.pid and p.dead}
-        await _terminate(live, dead, signal_number(signal) if graceful else None, timeout_s)
+        try:
+            await _terminate(live, dead, signal_number(signal) if graceful else None,
+                             timeout_s)
+        except asyncio.CancelledError:  # Ctrl-C, a wait_for: the stop is called off
+            await asyncio.shield(self._rearm(supervised))
+            raise
         script = kill_panes_script(p.pane_id for p in targets)
         result = await self._tmux("source-file", "-", stdin=script.encode())
         # A window that vanished meanwhile is fine; any other refusal leaves a pane behind.
@@ -814,6 +821,15 @@ class TmuxSwarmManager:
         result = await self._tmux("source-file", "-", stdin=script.encode())
         now = {p.pane_id: p for p in parse_panes(result.out)}
         return [now.get(p.pane_id, p) for p in targets]
+
+    async def _rearm(self, disarmed: Sequence[PaneState]) -> None:
+        """Give back their restart policies to panes a called-off stop disarmed: one still
+        running would otherwise run on unsupervised, never restarted again."""
+        if not disarmed:
+            return
+        hook = supervise.hook_command(find_tmux(), path=os.environ.get("PATH"))
+        script = rearm_script((p.pane_id for p in disarmed), hook)
+        await self._tmux("source-file", "-", stdin=script.encode())
 
     async def shutdown(self, graceful: bool = True) -> None:
         """Stop every agent of this swarm; close the session unless foreign panes remain."""

@@ -308,12 +308,26 @@ def submit_args(pane_id: str, key: str) -> list[str]:
 def disarm_script(pane_ids: Iterable[str]) -> str:
     """Before stopping panes with a restart policy: nothing may start in them any more.
     No hook for the death to come, no pending restart (its token), and no policy, which a
-    supervisor already deciding checks as it respawns (`supervise.respawn`). One line per
-    pane, as in `kill_panes_script`."""
+    supervisor already deciding checks as it respawns (`supervise.respawn`); the policy is
+    held aside, for `rearm_script` if the stop is called off. One line per pane, as in
+    `kill_panes_script`."""
     return "".join(line(["set-hook", "-u", "-p", "-t", quote(pane), "pane-died"],
+                        ["set-option", "-p", "-F", "-t", quote(pane), supervise.OPT_POLICY_HELD,
+                         quote("#{" + supervise.OPT_POLICY + "}")],
                         ["set-option", "-p", "-u", "-t", quote(pane), supervise.OPT_POLICY],
                         ["set-option", "-p", "-u", "-t", quote(pane),
                          supervise.OPT_NEXT_RESTART]) + "\n" for pane in pane_ids)
+
+
+def rearm_script(pane_ids: Iterable[str], hook_command: str) -> str:
+    """Undo `disarm_script` on panes a called-off stop left running: the policy back from
+    where it was held, and the `pane-died` hook (`hook_command`, as at spawn)."""
+    hook = line(["run-shell", "-b", quote(hook_command)])
+    return "".join(line(["set-option", "-p", "-F", "-t", quote(pane), supervise.OPT_POLICY,
+                         quote("#{" + supervise.OPT_POLICY_HELD + "}")],
+                        ["set-option", "-p", "-u", "-t", quote(pane), supervise.OPT_POLICY_HELD],
+                        ["set-hook", "-p", "-t", quote(pane), "pane-died", quote(hook)])
+                   + "\n" for pane in pane_ids)
 
 
 def kill_panes_script(pane_ids: Iterable[str]) -> str:

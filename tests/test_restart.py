@@ -379,3 +379,25 @@ def test_a_restart_ends_what_the_dead_instance_left_running(
                timeout=10, message="the restart")
     wait_until(lambda: not sessions_of(first.pid or 0), timeout=10,
                message="the old sleep to end")
+
+
+def test_a_stop_called_off_gives_the_agent_its_restart_policy_back(
+    manager: TmuxSwarmManager, tmp_path: pathlib.Path
+) -> None:
+    """A stop disarms the policy first; cancelled during its graceful wait (Ctrl-C, a
+    wait_for), it must not leave the agent running unsupervised, never restarted again."""
+    stubborn = ("sh", "-c", "trap '' TERM; while :; do sleep 0.1; done")
+    run(manager.spawn_agents([AgentLaunch("s", stubborn, restart=policy("always", 5, 0.2))]))
+    wait_until(lambda: pane_if(manager, "s", lambda p: p.supervised and bool(p.pid)))
+
+    async def call_off_the_stop() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(manager.kill_agent("s", graceful=True), 1.0)
+
+    run(call_off_the_stop())
+    pane = pane_of(manager, "s")
+    assert not pane.dead and pane.supervised and pane.pid  # running, supervised again
+    os.kill(pane.pid, 9)  # dies by hand: its policy restarts it
+    restarted = wait_until(lambda: pane_if(manager, "s", lambda p: p.restarts == 1
+                                            and not p.dead), timeout=20, message="a restart")
+    assert restarted.pane_id == pane.pane_id and restarted.pid != pane.pid
