@@ -39,6 +39,18 @@ class DesiredAgent:
     def workdir(self) -> str:
         return self.spec.workdir
 
+    @property
+    def restart_prompt_digest(self) -> str:
+        """What the prompt after a restart depends on (its text, the readiness it waits
+        for), hashed; "" when no restart will prompt. Not in the config hash (a change
+        needs no respawn), but the pane keeps a copy for its supervisor, which `up`
+        rewrites when this changes."""
+        spec = self.spec
+        if spec.restart.mode == "never" or not spec.prompt:
+            return ""
+        ready = [spec.ready.pattern, spec.ready.timeout_s] if spec.ready else None
+        return _digest([spec.prompt, ready])
+
 
 def expand(spec: SwarmSpec) -> dict[str, DesiredAgent]:
     """Every agent of `spec`, replicas expanded, in file order."""

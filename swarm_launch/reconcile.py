@@ -25,6 +25,7 @@ from swarm_launch.records import SwarmTarget
 from swarm_launch.sockets import same_socket, server_listening
 from swarm_launch.startup import Startup
 from swarm_launch.tmux_manager import TmuxSwarmManager
+from swarm_launch.tmux_script import prompt_option
 
 Report = Callable[[Action, str | None], None]
 
@@ -162,6 +163,7 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
         try:
             await _apply(manager, current, applied, report, startup,
                          stops=records.recorded_stops(state))
+            await _refresh_restart_prompts(manager, current, state)
             applied.prompt_errors = await startup.send_prompts()
             if wait:  # every agent, not only those this run started
                 startup.watch_running(a.agent_id for a in current.of_kind(Kind.KEEP))
@@ -342,14 +344,32 @@ def _no_restart_to_come(policy: RestartPolicy, pane: PaneState, now: float) -> b
 
 def _records_current(spec: SwarmSpec, current: Plan) -> bool:
     """state.json names this spec and exactly the panes tmux shows (a run killed after
-    applying leaves an older state.json of the same spec behind)."""
+    applying leaves an older state.json of the same spec behind), and the prompts their
+    restarts send (a prompt_file's text is not in the spec's hash)."""
     state = records.load_state(spec.name)
     if not state or state.get("spec_hash") != spec.spec_hash:
         return False
     recorded = {agent: entry.get("pane_id") if isinstance(entry, dict) else None
                 for agent, entry in state["agents"].items()}
-    return recorded == {a.agent_id: a.observed.pane_id for a in current.actions
-                        if a.observed is not None}
+    return (recorded == {a.agent_id: a.observed.pane_id for a in current.actions
+                         if a.observed is not None}
+            and not _stale_restart_prompts(current, state))
+
+
+def _stale_restart_prompts(current: Plan, state: Mapping[str, Any]) -> dict[str, str | None]:
+    """Kept agents whose pane holds another prompt for its restarts than the spec's now
+    (README: `prompt` and `ready` apply without a restart): pane id -> the new value."""
+    recorded = records.recorded_prompt_digests(state)
+    return {a.observed.pane_id: prompt_option(a.desired.spec.prompt, a.desired.spec.ready)
+            for a in current.of_kind(Kind.KEEP)
+            if a.observed is not None and a.desired is not None and a.observed.supervised
+            and recorded.get(a.agent_id, a.desired.restart_prompt_digest)
+            != a.desired.restart_prompt_digest}
+
+
+async def _refresh_restart_prompts(manager: TmuxSwarmManager, current: Plan,
+                                   state: Mapping[str, Any]) -> None:
+    await manager.set_restart_prompts(_stale_restart_prompts(current, state))
 
 
 def _record(target: SwarmTarget, spec: SwarmSpec, command: str, started: float, *,

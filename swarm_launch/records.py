@@ -187,6 +187,8 @@ def write_state(target: SwarmTarget, *, spec_hash: str | None,
             "stop": _stop_document(want.spec.stop) if want else before.get("stop"),
             # False: kept by --no-prune, no longer in the spec (`status --name` says orphan).
             "in_spec": want is not None,
+            "prompt_digest": (want.restart_prompt_digest if want
+                              else before.get("prompt_digest", "")),
         }
     document = {
         "version": STATE_VERSION,
@@ -269,3 +271,13 @@ def tracked_sessions() -> list[tuple[str, str]]:
 def tracked_socket(name: str) -> str | None:
     """The socket of the server where the Python API last tracked swarm `name`."""
     return next((socket for tracked, socket in tracked_sessions() if tracked == name), None)
+
+
+def recorded_prompt_digests(state: Mapping[str, Any]) -> dict[str, str]:
+    """Per agent, the restart prompt digest its pane was last given (see `write_state`);
+    agents recorded before digests were are left out: taken as current."""
+    agents = state.get("agents")
+    if not isinstance(agents, dict):
+        return {}
+    return {agent: entry["prompt_digest"] for agent, entry in agents.items()
+            if isinstance(entry, dict) and isinstance(entry.get("prompt_digest"), str)}

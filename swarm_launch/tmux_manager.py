@@ -71,6 +71,7 @@ from swarm_launch.tmux_script import (
     parse_spawn_output,
     parse_version,
     paste_args,
+    prompt_options_script,
     quote,
     rearm_script,
     secret_names,
@@ -821,6 +822,17 @@ class TmuxSwarmManager:
         result = await self._tmux("source-file", "-", stdin=script.encode())
         now = {p.pane_id: p for p in parse_panes(result.out)}
         return [now.get(p.pane_id, p) for p in targets]
+
+    async def set_restart_prompts(self, values: Mapping[str, str | None]) -> None:
+        """Rewrite, per pane id, the prompt its supervisor sends after a restart (the
+        value of `tmux_script.prompt_option`; None: none), all in one tmux call."""
+        if not values:
+            return
+        result = await self._tmux("source-file", "-",
+                                  stdin=prompt_options_script(values).encode())
+        errors = [e for e in result.err.splitlines() if e.strip() and "can't find" not in e]
+        if errors:  # a pane that vanished meanwhile needs no prompt
+            raise TmuxSwarmError(f"set-option: tmux said: {'; '.join(errors)}")
 
     async def _rearm(self, disarmed: Sequence[PaneState]) -> None:
         """Give back their restart policies to panes a called-off stop disarmed: one still

@@ -259,10 +259,9 @@ def restart_commands(target: str, plan: WindowPlan) -> list[list[str]]:
                                    policy.reset_after_s, plan.log_path)
     hook = line(["run-shell", "-b", quote(plan.hook_command)])
     launch = plan.launch
-    prompt = [] if not launch.prompt else [
-        ["set-option", "-p", "-t", target, supervise.OPT_PROMPT,
-         supervise.pack_prompt(launch.prompt, (launch.ready.pattern, launch.ready.timeout_s)
-                               if launch.ready else None)]]
+    packed = prompt_option(launch.prompt, launch.ready)
+    prompt = [] if packed is None else [
+        ["set-option", "-p", "-t", target, supervise.OPT_PROMPT, packed]]
     return [
         ["set-option", "-p", "-t", target, supervise.OPT_POLICY, quote(value)],
         ["set-option", "-p", "-F", "-t", target, supervise.OPT_RESPAWN,
@@ -270,6 +269,24 @@ def restart_commands(target: str, plan: WindowPlan) -> list[list[str]]:
         *prompt,
         ["set-hook", "-p", "-t", target, "pane-died", quote(hook)],
     ]
+
+
+def prompt_option(prompt: str | None, ready: Readiness | None) -> str | None:
+    """What the supervisor of a restart reads to prompt it (`supervise.OPT_PROMPT`): the
+    prompt and the readiness it waits for; None without a prompt."""
+    if not prompt:
+        return None
+    return supervise.pack_prompt(prompt, (ready.pattern, ready.timeout_s) if ready else None)
+
+
+def prompt_options_script(values: Mapping[str, str | None]) -> str:
+    """Set (or, for None, remove) the prompt option of each pane id: a prompt or ready
+    edited in the spec reaches the agent's next restart without a restart now."""
+    return "".join(
+        line(["set-option", "-p", "-t", quote(pane), supervise.OPT_PROMPT, quote(value)]
+             if value is not None else
+             ["set-option", "-p", "-u", "-t", quote(pane), supervise.OPT_PROMPT]) + "\n"
+        for pane, value in values.items())
 
 
 def watch_line(session: str, watch_command: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import sys
 import textwrap
@@ -102,6 +103,45 @@ repl:
                message="prompt received")
     assert invoke("-L", sock, "up", spec).code == 0
     assert received.read_text().splitlines() == ["hello agent"]
+
+
+@pytest.mark.parametrize("edit", ["prompt", "prompt_file"])
+def test_an_edited_prompt_reaches_the_next_restart_without_a_restart_now(
+    server: Server, tmp_path: pathlib.Path, edit: str
+) -> None:
+    """README: `prompt` and `ready` apply without a restart. The pane keeps the prompt its
+    supervisor sends after a restart: `up` rewrites it, also when only the prompt file's
+    text changed (not part of the spec's own bytes)."""
+    received = tmp_path / "received"
+    script = tmp_path / "echo.py"
+    script.write_text(f"import sys; print('echo>', flush=True)\n"
+                      f"for line in sys.stdin: open({str(received)!r},'a').write(line)")
+    (tmp_path / "prompt.txt").write_text("old words")
+    source = "prompt_file: prompt.txt" if edit == "prompt_file" else "prompt: old words"
+    spec = write_spec(tmp_path / "s.yaml", f"""\
+repl:
+  command: [{PY}, -u, {str(script)!r}]
+  ready: {{pattern: 'echo>', timeout_s: 20}}
+  restart: always
+  backoff: {{initial_s: 0.1}}
+  {source}
+""")
+    sock = str(server.socket_name)
+    assert invoke("-L", sock, "up", spec).code == 0
+    wait_until(lambda: received.exists() and received.read_text() == "old words\n")
+    if edit == "prompt_file":
+        (tmp_path / "prompt.txt").write_text("new words")
+    else:
+        pathlib.Path(spec).write_text(pathlib.Path(spec).read_text().replace("old", "new"))
+    status = json.loads(invoke("-L", sock, "status", spec, "--json").out)
+    [agent] = status["agents"]
+    assert agent["sync"] == "in-sync"  # no restart needed...
+    assert "0 replaced" in invoke("-L", sock, "up", spec).out  # ...and none made
+    os.kill(agent["pid"], 9)
+    wait_until(lambda: received.read_text() == "old words\nnew words\n", timeout=20,
+               message="the new prompt after the restart")
+    assert invoke("-L", sock, "up", spec).code == 0  # in sync, prompts current: no change
+    assert received.read_text() == "old words\nnew words\n"
 
 
 def test_a_running_dependency_must_be_ready_too(server: Server, tmp_path: pathlib.Path) -> None:
