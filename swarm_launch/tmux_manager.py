@@ -270,9 +270,16 @@ def _decode(data: bytes) -> str:
 
 
 def _describe(argv: Sequence[str]) -> str:
-    # Only command words: values travel on stdin, but keep messages short anyway.
-    words = [w for w in argv[1:] if not w.startswith(("/", "-"))][:4]
-    return "tmux " + " ".join(words)
+    """`tmux list-panes`: the command words only, without options, their values (a socket
+    name, a target, a format) or anything a script sends on stdin."""
+    words: list[str] = []
+    skip = False
+    for word in argv[1:]:
+        if skip or word.startswith(("/", "-")):
+            skip = word in ("-L", "-S", "-F", "-t", "-c", "-b", "-e", "-n")
+            continue
+        words.append(word)
+    return "tmux " + " ".join(words[:4])
 
 
 _versions: dict[str, tuple[int, int]] = {}

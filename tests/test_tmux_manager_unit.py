@@ -130,6 +130,14 @@ def test_timeout_is_a_clear_error() -> None:
         asyncio.run(tmux_manager.run_tmux(["sleep", "5"], timeout_s=0.2))
 
 
+def test_a_timeout_names_the_tmux_command_not_its_option_values() -> None:
+    argv = ["/usr/bin/tmux", "-L", "hung", "list-panes", "-s", "-t", "=swarm-x:",
+            "-F", "#{pane_id}\x1f#{pane_pid}"]
+    assert tmux_manager._describe(argv) == "tmux list-panes"
+    chained = ["tmux", "-S", "/tmp/s", "start-server", ";", "source-file", "-"]
+    assert tmux_manager._describe(chained) == "tmux start-server ; source-file"
+
+
 def listing_line(dead_status: str) -> str:
     """One line of the manager's listing: agent `a` of `c1`, dead, with `dead_status`."""
     from swarm_launch.observed import LIST_PANES_FORMAT, SEPARATOR
