@@ -102,7 +102,9 @@ def test_status_by_name_of_a_stopped_swarm_says_how_to_start_it_and_that_no_serv
     assert by_name.code == 0, by_name
     assert "swarm stopped is not running: no tmux server running on " in by_name.out
     assert f"`swarm-launch -L {sock} up {path}` starts it" in by_name.out
-    assert "no tmux server running on " in invoke("-L", sock, "status", path).out
+    by_spec = invoke("-L", sock, "status", path).out
+    assert "no tmux server running on " in by_spec
+    assert f"`swarm-launch -L {sock} up {path}` starts it\n" in by_spec  # with its -L
 
 
 def test_a_held_lock_makes_up_wait_then_fail_naming_the_holder(

@@ -100,7 +100,9 @@ def _where_instead(manager: TmuxSwarmManager, target: SwarmTarget, *, from_spec:
     name = target.name
     elsewhere = asyncio.run(reconcile.running_elsewhere(manager, name))
     if elsewhere is None:
-        return "`swarm-launch up` starts it" if from_spec else _up_by_name(target)
+        if from_spec and target.spec_path:
+            return _up_command(target, target.spec_path)
+        return _up_by_name(target)
     server, count = elsewhere
     return (f"it runs on {reconcile.elsewhere_words(server, count)}, where it was last "
             f"applied (`swarm-launch {server.flag()}status --name {name}`)")
@@ -108,11 +110,16 @@ def _where_instead(manager: TmuxSwarmManager, target: SwarmTarget, *, from_spec:
 
 def _up_by_name(target: SwarmTarget) -> str:
     """`up` of the spec last applied, on this server (-L/-S: the spec may name another)."""
+    spec_path = records.load_state(target.name).get("spec_path")
+    if not isinstance(spec_path, str) or not spec_path:
+        return "`swarm-launch up SPEC` starts it from its spec"
+    return _up_command(target, spec_path) + " (its spec last applied)"
+
+
+def _up_command(target: SwarmTarget, spec_path: str) -> str:
+    """The `up` to copy: this server's -L/-S (given, or the spec's), then the spec."""
     import shlex
 
-    spec_path = records.load_state(target.name).get("spec_path")
-    if not spec_path:
-        return "`swarm-launch up SPEC` starts it from its spec"
     server = (f"-S {shlex.quote(target.socket_path)} " if target.socket_path
               else f"-L {shlex.quote(target.socket_name)} " if target.socket_name else "")
-    return f"`swarm-launch {server}up {shlex.quote(spec_path)}` starts it (its spec last applied)"
+    return f"`swarm-launch {server}up {shlex.quote(spec_path)}` starts it"
