@@ -21,6 +21,9 @@ OPT_READY = "@swarm_ready"
 OPT_RESTARTS = "@swarm_restarts"
 OPT_NEXT_RESTART = "@swarm_next_restart"
 OPT_GAVE_UP = "@swarm_gave_up"
+# Set at spawn on an agent with an initial prompt, removed once `up` has sent it: a prompt
+# an interrupted `up` never sent is owed by the next one.
+OPT_PROMPT_DUE = "@swarm_prompt_due"
 # The restart policy (supervise.OPT_POLICY): observed as present or not, and its
 # reset_after_s, the 4th word of "MODE MAX_RESTARTS BACKOFF RESET_AFTER_S LOG_PATH".
 OPT_POLICY = "@swarm_restart"
@@ -45,6 +48,7 @@ _FIELDS = (
     "#{" + OPT_READY + "}",
     "#{?" + OPT_POLICY + ",1,}",
     _RESET_AFTER_OF_POLICY,
+    "#{" + OPT_PROMPT_DUE + "}",
 )
 # Fields are separated by a byte that no id, hash or number contains.
 SEPARATOR = "\x1f"
@@ -84,6 +88,7 @@ class PaneState:
     supervised: bool = False  # it has a restart policy (its pane-died hook restarts it)
     # Its policy's reset_after_s: the supervisor counts restarts from 0 again after it.
     reset_after_s: float | None = None
+    prompt_due: bool = False  # its initial prompt is still to send (OPT_PROMPT_DUE)
 
     @property
     def status(self) -> AgentStatus:
@@ -147,7 +152,7 @@ def _parse_line(line: str) -> PaneState:
     parts += [""] * (len(_FIELDS) - len(parts))
     (pane_id, window_id, window_index, session_id, pid, dead, dead_status, dead_signal,
      cluster, agent, config_hash, started, restarts, next_restart, gave_up,
-     ready, supervised, reset_after) = parts[:len(_FIELDS)]
+     ready, supervised, reset_after, prompt_due) = parts[:len(_FIELDS)]
     is_dead = dead == "1"
     return PaneState(
         pane_id=pane_id,
@@ -168,6 +173,7 @@ def _parse_line(line: str) -> PaneState:
         ready_since_start=bool(ready) and ready == started,
         supervised=supervised == "1",
         reset_after_s=_float(reset_after) if supervised == "1" else None,
+        prompt_due=prompt_due == "1",
     )
 
 

@@ -149,7 +149,7 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
     manager = manager_for(target)
     desired = expand(spec)
     first = await compute_plan(manager, spec, prune=prune, desired=desired, replace=replace)
-    if first.in_sync and not wait and _records_current(spec, first):
+    if first.in_sync and not wait and not _prompts_owed(first) and _records_current(spec, first):
         _record(target, spec, "up", started, applied=Applied(first), desired=desired,
                 panes=None)
         return Applied(first)
@@ -164,6 +164,7 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
             await _apply(manager, current, applied, report, startup,
                          stops=records.recorded_stops(state))
             await _refresh_restart_prompts(manager, current, state)
+            startup.owe_prompts(current.of_kind(Kind.KEEP))
             applied.prompt_errors = await startup.send_prompts()
             if wait:  # every agent, not only those this run started
                 startup.watch_running(a.agent_id for a in current.of_kind(Kind.KEEP))
@@ -354,6 +355,12 @@ def _records_current(spec: SwarmSpec, current: Plan) -> bool:
     return (recorded == {a.agent_id: a.observed.pane_id for a in current.actions
                          if a.observed is not None}
             and not _stale_restart_prompts(current, state))
+
+
+def _prompts_owed(current: Plan) -> bool:
+    """Some kept agent's initial prompt was never sent (`Startup.owe_prompts`)."""
+    return any(a.observed is not None and a.observed.prompt_due and not a.observed.dead
+               for a in current.of_kind(Kind.KEEP))
 
 
 def _stale_restart_prompts(current: Plan, state: Mapping[str, Any]) -> dict[str, str | None]:

@@ -263,7 +263,27 @@ class Startup:
             await self.manager.send_to_agent(agent_id, prompt)
         except TmuxSwarmError as exc:
             return f"initial prompt not sent: {exc}"
+        await self.manager.prompt_delivered(agent_id)
         return None
+
+    def owe_prompts(self, kept: Iterable[Action]) -> None:
+        """Agents this run keeps whose initial prompt no `up` sent (one interrupted before
+        they were ready, or they were not ready in time): theirs is sent as to a new start,
+        once ready since their latest start. Not to a restarted one: its supervisor
+        prompts each instance it starts."""
+        for action in kept:
+            pane, agent_id = action.observed, action.agent_id
+            if (pane is None or not pane.prompt_due or pane.dead or pane.restarts
+                    or agent_id not in self.desired or agent_id in self.prompt_ready
+                    or not self.desired[agent_id].spec.prompt):
+                continue
+            spec, path = self.desired[agent_id].spec, self.manager.log_path(agent_id)
+            if spec.ready is not None:
+                self.watch_running([agent_id])
+                self.prompt_ready[agent_id] = self.ready[agent_id]
+            else:
+                self.prompt_ready[agent_id] = asyncio.ensure_future(wait_for_output(
+                    path, None, start=latest_start(path, agent_id), timeout_s=PROMPT_QUIET_S))
 
 
 def launch_for(agent: DesiredAgent) -> AgentLaunch:

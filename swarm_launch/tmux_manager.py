@@ -47,6 +47,7 @@ from swarm_launch.logfiles import QUIET_LINE_S, LogFollower, decode_line
 from swarm_launch.model import SendSettings
 from swarm_launch.observed import (
     LIST_PANES_FORMAT,
+    OPT_PROMPT_DUE,
     OPT_READY,
     OPT_STARTED,
     AgentStatus,
@@ -1000,6 +1001,13 @@ class TmuxSwarmManager:
                     await asyncio.sleep(poll_interval)
         finally:
             follower.close()
+
+    async def prompt_delivered(self, agent_id: str) -> None:
+        """Note on the agent's pane that its initial prompt was sent (OPT_PROMPT_DUE goes):
+        no later `up` owes it any more."""
+        with contextlib.suppress(TmuxSwarmError):
+            pane, _ = await self._agent(agent_id)
+            await self._tmux("set-option", "-p", "-u", "-t", pane.pane_id, OPT_PROMPT_DUE)
 
     async def mark_ready(self, agent_id: str) -> None:
         """Note on the agent's pane that its ready pattern showed since its latest start

@@ -18,6 +18,7 @@ from swarm_launch.observed import (
     OPT_AGENT,
     OPT_CLUSTER,
     OPT_HASH,
+    OPT_PROMPT_DUE,
     OPT_STARTED,
     SEPARATOR,
     PaneState,
@@ -217,7 +218,8 @@ def window_line(session: str, cluster: str, plan: WindowPlan) -> str:
         create += ["-c", quote(escape_format(launch.workdir))]
     create += ["--", *map(quote, argv_for(launch.command))]
     tags = {OPT_CLUSTER: cluster, OPT_AGENT: agent, OPT_HASH: launch.config_hash,
-            OPT_STARTED: f"{plan.started_at:.3f}", **send_tags(launch.send)}
+            OPT_STARTED: f"{plan.started_at:.3f}", **send_tags(launch.send),
+            **({OPT_PROMPT_DUE: "1"} if launch.prompt else {})}
     return line(
         create,
         # First, so a command that exits at once still leaves a readable dead pane.

@@ -144,6 +144,35 @@ repl:
     assert received.read_text() == "old words\nnew words\n"
 
 
+def test_an_initial_prompt_never_sent_is_owed_by_the_next_up(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    """Not ready in time (or an `up` interrupted before): the agent is in sync, but its
+    prompt was never sent; the next `up` sends it once it is ready, and only once."""
+    received, ready = tmp_path / "received", tmp_path / "ready"
+    script = tmp_path / "late.py"
+    script.write_text(f"import sys, time, pathlib; print('booting', flush=True)\n"
+                      f"time.sleep(2); print('go', flush=True)\n"
+                      f"pathlib.Path({str(ready)!r}).touch()\n"
+                      f"for line in sys.stdin: open({str(received)!r},'a').write(line)")
+    spec = write_spec(tmp_path / "s.yaml", f"""\
+late:
+  command: [{PY}, -u, {str(script)!r}]
+  ready: {{pattern: '^go$', timeout_s: 1}}
+  prompt: owed words
+""")
+    sock = str(server.socket_name)
+    first = invoke("-L", sock, "up", spec)
+    assert first.code == 1 and "initial prompt not sent" in first.err
+    wait_until(ready.exists, message="the agent ready, late")
+    second = invoke("-L", sock, "up", spec)
+    assert second.code == 0, second.err
+    assert "0 created, 0 replaced, 0 removed, 1 unchanged" in second.out
+    wait_until(lambda: received.exists() and received.read_text() == "owed words\n")
+    assert invoke("-L", sock, "up", spec).code == 0  # paid: not sent again
+    assert received.read_text() == "owed words\n"
+
+
 def test_a_running_dependency_must_be_ready_too(server: Server, tmp_path: pathlib.Path) -> None:
     sock = str(server.socket_name)
     spec = write_spec(tmp_path / "s.yaml", """\
