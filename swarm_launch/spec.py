@@ -80,20 +80,32 @@ def load_spec(path: str, environ: Mapping[str, str] | None = None, *,
     Semantic checks always run: they depend on the environment and on prompt files.
     """
     env = os.environ if environ is None else environ
-    known = _remembered(path, valid_cache) if valid_cache is not None else None
+    raw = _read_once(path)  # once: a pipe (`<(...)`, /dev/stdin) cannot be read again
+    known = _remembered(raw, valid_cache) if raw is not None and valid_cache else None
     if known is not None and known.data is not None:
-        return _checked(_context(path, env, None, known.raw), known.data, known.raw, [])
+        with contextlib.suppress(Exception):  # an entry that is not what we wrote: re-read
+            return _checked(_context(path, env, None, known.raw), known.data, known.raw, [])
     from swarm_launch.spec_yaml import LoadFailure, read_document
 
     try:
-        document = read_document(path, path)
+        document = read_document(path, path, raw)
     except LoadFailure as failure:
         raise SpecError(path, failure.issues) from None
     context = _context(path, env, document.root, document.raw)
     issues = list(document.issues)
-    if known is None or known.raw != document.raw:
+    if known is None:
         issues += _schema_issues(context, document, valid_cache)
     return _checked(context, document.data, document.raw, issues)
+
+
+def _read_once(path: str) -> bytes | None:
+    """The file's bytes (up to one more than a spec may have); None if it cannot be read,
+    which the YAML reader then reports, located."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(MAX_SPEC_BYTES + 1)
+    except OSError:  # missing, a directory, unreadable
+        return None
 
 
 def _context(path: str, env: Mapping[str, str], root: Any, raw: bytes) -> spec_checks.Context:
@@ -119,19 +131,17 @@ def _cache_entry(valid_cache: str, raw: bytes) -> str:
     return os.path.join(valid_cache, hashlib.sha256(key).hexdigest())
 
 
-def _remembered(path: str, valid_cache: str) -> _Remembered | None:
-    """What the cache knows of the file's current bytes, if they passed the schema before."""
+def _remembered(raw: bytes, valid_cache: str) -> _Remembered | None:
+    """What the cache knows of these bytes, if they passed the schema before."""
+    if len(raw) > MAX_SPEC_BYTES:
+        return None
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_SPEC_BYTES + 1)
         with open(_cache_entry(valid_cache, raw), encoding="utf-8") as handle:
             text = handle.read()
         data = json.loads(text) if text else None
     except (OSError, ValueError):  # not seen, unreadable, torn: read it the long way
         return None
-    if len(raw) > MAX_SPEC_BYTES or not (data is None or isinstance(data, dict)):
-        return None
-    return _Remembered(raw, data)
+    return _Remembered(raw, data) if data is None or isinstance(data, dict) else None
 
 
 def _schema_issues(context: spec_checks.Context, document: Document,

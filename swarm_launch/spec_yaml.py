@@ -62,9 +62,11 @@ def issue_at(file: str, mark: yaml.Mark | None, parts: Sequence[PathPart],
     return SpecIssue(file, line, column, json_path(parts), message)
 
 
-def read_document(path: str, file: str) -> Document:
-    """Read, check and parse `path`; raise LoadFailure when there is no usable mapping."""
-    return parse_document(_read_bytes(path, file), file)
+def read_document(path: str, file: str, raw: bytes | None = None) -> Document:
+    """Read, check and parse `path`; raise LoadFailure when there is no usable mapping.
+    `raw`: its bytes, already read (a pipe, `<(...)` or /dev/stdin reads once)."""
+    return parse_document(_read_bytes(path, file) if raw is None else _checked(raw, file),
+                          file)
 
 
 def parse_document(raw: bytes, file: str) -> Document:
@@ -96,6 +98,10 @@ def _read_bytes(path: str, file: str) -> bytes:
             raw = handle.read(MAX_SPEC_BYTES + 1)
     except OSError as exc:
         raise _fail(file, f"cannot read the file: {exc.strerror}") from exc
+    return _checked(raw, file)
+
+
+def _checked(raw: bytes, file: str) -> bytes:
     if len(raw) > MAX_SPEC_BYTES:
         raise _fail(file, f"the file is larger than {MAX_SPEC_BYTES // 1024} KiB; "
                           "a spec is a small YAML file")

@@ -466,3 +466,31 @@ def test_parsed_data_holding_an_env_value_is_never_written_to_the_cache(
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, timeout=60)
     assert done.stdout.strip() == "['yaml']"
+
+
+def test_a_spec_read_from_a_pipe_is_read_once(tmp_path: pathlib.Path) -> None:
+    """`up <(cat spec.yaml)`, `up /dev/stdin`: a pipe yields its bytes once; the cache
+    lookup and the parse must share them."""
+    path, cache = _cached_spec(tmp_path)
+    # A prompt_file is relative to the spec's directory, which a pipe's is not.
+    body = pathlib.Path(path).read_bytes().replace(b"    prompt_file: prompt.txt\n", b"")
+    for _ in range(2):  # not remembered yet, then remembered
+        read_end, write_end = os.pipe()
+        os.write(write_end, body)
+        os.close(write_end)
+        try:
+            spec = load_spec(f"/dev/fd/{read_end}", {"NEEDED": "x"}, valid_cache=cache)
+        finally:
+            os.close(read_end)
+        assert sorted(spec.agents) == ["a", "b"]
+
+
+@pytest.mark.parametrize("entry", ["{}", '{"agents": {"a": {"command": 5}}}'])
+def test_a_cache_entry_that_is_not_what_was_written_is_not_trusted(
+    tmp_path: pathlib.Path, entry: str
+) -> None:
+    path, cache = _cached_spec(tmp_path)
+    first = load_spec(path, {"NEEDED": "x"}, valid_cache=cache)
+    [name] = os.listdir(cache)
+    pathlib.Path(cache, name).write_text(entry)
+    assert load_spec(path, {"NEEDED": "x"}, valid_cache=cache) == first
