@@ -370,8 +370,7 @@ def _stale_restart_prompts(current: Plan, state: Mapping[str, Any]) -> dict[str,
     return {a.observed.pane_id: prompt_option(a.desired.spec.prompt, a.desired.spec.ready)
             for a in current.of_kind(Kind.KEEP)
             if a.observed is not None and a.desired is not None and a.observed.supervised
-            and recorded.get(a.agent_id, a.desired.restart_prompt_digest)
-            != a.desired.restart_prompt_digest}
+            and recorded.get(a.agent_id) != a.desired.restart_prompt_digest}
 
 
 async def _refresh_restart_prompts(manager: TmuxSwarmManager, current: Plan,

@@ -275,7 +275,8 @@ def tracked_socket(name: str) -> str | None:
 
 def recorded_prompt_digests(state: Mapping[str, Any]) -> dict[str, str]:
     """Per agent, the restart prompt digest its pane was last given (see `write_state`);
-    agents recorded before digests were are left out: taken as current."""
+    agents recorded without one (older records, none) are left out: `up` gives their panes
+    the spec's prompt again, once."""
     agents = state.get("agents")
     if not isinstance(agents, dict):
         return {}
