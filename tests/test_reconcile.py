@@ -308,6 +308,18 @@ def test_a_swarm_running_on_one_server_is_not_started_again_on_another(
     assert invoke("-L", other, "up", path).code == 0  # stopped there: it may start here
 
 
+def test_an_agent_dead_without_a_word_says_it_printed_nothing(
+    server: Server, spec: pathlib.Path
+) -> None:
+    path = write(spec, "mute:\n  command: [sh, -c, 'exit 3']\n")
+    wait_until(lambda: "mute is dead" in invoke("-L", str(server.socket_name), "up", path).err,
+               message="its death")
+    result = invoke("-L", str(server.socket_name), "up", path)  # replaced, watched: dies
+    assert result.code == 1
+    assert ("error: mute is dead (exit 3) and will not be restarted (no restart policy, or "
+            "it gave up); it printed nothing\n") in result.err
+
+
 def test_a_recorded_server_that_is_gone_is_not_asked_anything(
     server: Server, spec: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

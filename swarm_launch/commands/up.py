@@ -71,19 +71,22 @@ def _verdict(applied: reconcile.Applied, log_path: Callable[[str], str]) -> int:
         click.echo(f"error: {agent_id}: {error}", err=True)
     for agent_id, code in applied.exited.items():
         status = "exit status unknown" if code is None else f"exit {code}"
-        click.echo(f"error: {agent_id} is dead ({status}) and will not be restarted (no "
-                   "restart policy, or it gave up); the end of its output:", err=True)
-        for line in _last_lines(log_path, agent_id):
-            click.echo(f"  {agent_id} | {line}", err=True)
+        _with_output(log_path, agent_id, f"error: {agent_id} is dead ({status}) and will not "
+                     "be restarted (no restart policy, or it gave up)")
     for agent_id in (a for a in applied.not_ready if a not in applied.exited):
         why = applied.why_not_ready.get(agent_id)
-        lines = _last_lines(log_path, agent_id)
-        click.echo(f"error: {agent_id} did not become ready" + (f" ({why})" if why else "")
-                   + ("; the end of its output:" if lines else "; it printed nothing"),
-                   err=True)
-        for line in lines:
-            click.echo(f"  {agent_id} | {line}", err=True)
+        _with_output(log_path, agent_id, f"error: {agent_id} did not become ready"
+                     + (f" ({why})" if why else ""))
     return 0 if applied.ok else 1
+
+
+def _with_output(log_path: Callable[[str], str], agent_id: str, message: str) -> None:
+    """`message`, then the end of the agent's output, or that it printed nothing."""
+    lines = _last_lines(log_path, agent_id)
+    click.echo(message + ("; the end of its output:" if lines else "; it printed nothing"),
+               err=True)
+    for line in lines:
+        click.echo(f"  {agent_id} | {line}", err=True)
 
 
 def _last_lines(log_path: Callable[[str], str], agent_id: str, count: int = 10) -> list[str]:
