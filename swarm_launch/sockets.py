@@ -42,6 +42,7 @@ def server_listening(path: str) -> bool:
     import socket
 
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)  # a stopped server with a full backlog: tmux's turn to say
     try:
         probe.connect(path)
     except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import socket
 import stat
@@ -256,8 +257,18 @@ def _fsync_dir(directory: str) -> None:
 
 
 def lock_timeout_s() -> float:
-    """How long to wait for a lock: $SWARM_LAUNCH_LOCK_TIMEOUT, else 60 s."""
-    return float(os.environ.get("SWARM_LAUNCH_LOCK_TIMEOUT") or DEFAULT_LOCK_TIMEOUT_S)
+    """How long to wait for a lock: $SWARM_LAUNCH_LOCK_TIMEOUT seconds (negative: no end,
+    as with the filelock package it replaces), else 60 s."""
+    text = os.environ.get("SWARM_LAUNCH_LOCK_TIMEOUT") or ""
+    if not text:
+        return DEFAULT_LOCK_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if math.isnan(value):
+        raise StoreError(f"SWARM_LAUNCH_LOCK_TIMEOUT={text!r} is not a number of seconds")
+    return value
 
 
 def open_lock(path: str) -> int:
@@ -279,9 +290,11 @@ def try_lock(fd: int) -> bool:
 
 
 def wait_for_lock(fd: int, timeout_s: float) -> bool:
-    """Poll for the flock until `timeout_s` passes (flock itself cannot time out):
-    every 5 ms at first, so an uncontended wait ends fast, then every 50 ms."""
-    deadline, pause = time.monotonic() + timeout_s, 0.005
+    """Poll for the flock until `timeout_s` passes (negative: for as long as it takes;
+    flock itself cannot time out): every 5 ms at first, so a short wait ends fast, then
+    every 50 ms."""
+    deadline = time.monotonic() + timeout_s if timeout_s >= 0 else float("inf")
+    pause = 0.005
     while not try_lock(fd):
         left = deadline - time.monotonic()
         if left <= 0:

@@ -709,12 +709,13 @@ class TmuxSwarmManager:
         lock_path = os.path.join(store.swarm_dir(self.cluster_id, self.data_dir), lock_name)
         fd = store.open_lock(lock_path)
         try:
-            deadline = time.monotonic() + store.lock_timeout_s()
+            wait = store.lock_timeout_s()
+            deadline = time.monotonic() + wait if wait >= 0 else float("inf")
             while not store.try_lock(fd):
                 if time.monotonic() > deadline:
                     raise TmuxSwarmError(
                         f"another {what} did not finish "
-                        f"within {store.lock_timeout_s():g}s") from None
+                        f"within {wait:g}s") from None
                 await asyncio.sleep(_POLL_S)
             yield
         finally:

@@ -261,3 +261,26 @@ def test_the_lock_holder_note_costs_no_fsync_but_records_do(
         assert synced == []
     store.atomic_write_json(os.path.join(directory, "state.json"), {"agents": {}})
     assert len(synced) == 2  # the file, then its directory
+
+
+@pytest.mark.parametrize("value", ["abc", "nan", "1s"])
+def test_a_lock_timeout_that_is_not_a_number_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("SWARM_LAUNCH_LOCK_TIMEOUT", value)
+    with pytest.raises(StoreError, match=r"SWARM_LAUNCH_LOCK_TIMEOUT=.* is not a number"):
+        store.lock_timeout_s()
+
+
+def test_a_negative_lock_timeout_waits_for_as_long_as_it_takes(
+    isolated_environment: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As with the filelock package before: no end to the wait, not an immediate failure."""
+    monkeypatch.setenv("SWARM_LAUNCH_LOCK_TIMEOUT", "-1")
+    directory = store.swarm_dir("patient")
+    holder = store.open_lock(os.path.join(directory, store.LOCK_FILE))
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    threading.Timer(0.5, os.close, [holder]).start()  # lets go in half a second
+    started = time.monotonic()
+    with store.locked(directory):
+        assert time.monotonic() - started >= 0.4
