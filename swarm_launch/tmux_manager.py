@@ -314,11 +314,16 @@ def on_path(name: str, path: str | None = None) -> str | None:
 def _remembered_version(path: str) -> tuple[int, int]:
     """`tmux -V` costs a process, ~3 ms of every command: its answer is remembered in
     AI_SWARM_DIR for the binary at `path` as it is now (an upgrade changes its inode,
-    size or mtime, and so asks again)."""
+    size or mtime, and so asks again). Only for a compiled tmux: a script (an asdf or mise
+    shim, a wrapper) stays the same file while the tmux it runs changes."""
     try:
         info = os.stat(path)
+        with open(path, "rb") as binary_file:
+            native = binary_file.read(4) == b"\x7fELF"
         cache = os.path.join(store.data_dir(), VERSION_CACHE)
     except (OSError, StoreError):  # an unsafe AI_SWARM_DIR is refused later, clearly
+        return _version_of(path)
+    if not native or os.path.isdir(cache):  # a shim script may run another tmux each time
         return _version_of(path)
     binary = [path, info.st_ino, info.st_size, info.st_mtime_ns]
     known = store.read_json(cache)

@@ -96,24 +96,39 @@ def test_tmux_version_is_asked_once_per_binary_as_it_is(
     monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path,
     isolated_environment: pathlib.Path,
 ) -> None:
-    """`tmux -V` is remembered across processes (~3 ms each), until the binary changes."""
-    asked = tmp_path / "asked"
-    fake = tmp_path / "tmux"
-    fake.write_text(f"#!/bin/sh\necho x >> {asked}\necho 'tmux 3.3a'\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", str(tmp_path))
+    """`tmux -V` is remembered across processes (~3 ms each), until the binary changes;
+    never for a script, which may run another tmux each time."""
+    real = shutil.which("tmux")
+    assert real is not None
+    compiled, shim = tmp_path / "bin" / "tmux", tmp_path / "shim" / "tmux"
+    compiled.parent.mkdir()
+    shim.parent.mkdir()
+    shutil.copy(real, compiled)
+    shim.write_text(f"#!/bin/sh\nexec {real} \"$@\"\n")
+    shim.chmod(0o755)
+    asked: list[str] = []
+    version_of = tmux_manager._version_of
 
-    def find_as_a_new_process() -> str:
+    def counting_version_of(path: str) -> tuple[int, int]:
+        asked.append(path)
+        return version_of(path)
+
+    monkeypatch.setattr(tmux_manager, "_version_of", counting_version_of)
+
+    def find_as_a_new_process(directory: pathlib.Path) -> str:
+        monkeypatch.setenv("PATH", str(directory))
         monkeypatch.setattr(tmux_manager, "_versions", {})
         return tmux_manager.find_tmux()
 
     for _ in range(3):
-        assert find_as_a_new_process() == str(fake)
-    assert asked.read_text() == "x\n"
-    fake.write_text(fake.read_text().replace("3.3a", "2.9"))  # upgraded (here: down)
-    with pytest.raises(TmuxNotFoundError, match=r"tmux 2\.9"):
-        find_as_a_new_process()
-    assert asked.read_text() == "x\nx\n"
+        assert find_as_a_new_process(compiled.parent) == str(compiled)
+    assert asked == [str(compiled)]
+    os.utime(compiled, (1, 1))  # upgraded in place
+    find_as_a_new_process(compiled.parent)
+    assert asked == [str(compiled)] * 2
+    for _ in range(2):
+        find_as_a_new_process(shim.parent)
+    assert asked == [str(compiled)] * 2 + [str(shim)] * 2
 
 
 def test_info_keys_and_no_agents_at_first() -> None:
