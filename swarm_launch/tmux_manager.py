@@ -802,14 +802,15 @@ class TmuxSwarmManager:
         if not targets:
             return
         supervised = [p for p in targets if p.supervised]
-        targets = await self._disarmed(targets)
-        live = {p.pid for p in targets if p.pid and not p.dead}
-        dead = {p.pid for p in targets if p.pid and p.dead}
+        disarming = asyncio.ensure_future(self._disarmed(targets))
         try:
+            targets = await asyncio.shield(disarming)
+            live = {p.pid for p in targets if p.pid and not p.dead}
+            dead = {p.pid for p in targets if p.pid and p.dead}
             await _terminate(live, dead, signal_number(signal) if graceful else None,
                              timeout_s)
         except asyncio.CancelledError:  # Ctrl-C, a wait_for: the stop is called off
-            await asyncio.shield(self._rearm(supervised))
+            await asyncio.shield(self._called_off(disarming, supervised))
             raise
         script = kill_panes_script(p.pane_id for p in targets)
         result = await self._tmux("source-file", "-", stdin=script.encode())
@@ -847,6 +848,14 @@ class TmuxSwarmManager:
         errors = [e for e in result.err.splitlines() if e.strip() and "can't find" not in e]
         if errors:  # a pane that vanished meanwhile needs no prompt
             raise TmuxSwarmError(f"set-option: tmux said: {'; '.join(errors)}")
+
+    async def _called_off(self, disarming: asyncio.Future[list[PaneState]],
+                          supervised: Sequence[PaneState]) -> None:
+        """A stop cancelled: let the disarm under way finish (the policies it holds aside
+        are what `_rearm` gives back), then give them back."""
+        with contextlib.suppress(Exception):
+            await disarming
+        await self._rearm(supervised)
 
     async def _rearm(self, disarmed: Sequence[PaneState]) -> None:
         """Give back their restart policies to panes a called-off stop disarmed: one still

@@ -8,6 +8,7 @@ second; every wait has a deadline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -401,3 +402,36 @@ def test_a_stop_called_off_gives_the_agent_its_restart_policy_back(
     restarted = wait_until(lambda: pane_if(manager, "s", lambda p: p.restarts == 1
                                             and not p.dead), timeout=20, message="a restart")
     assert restarted.pane_id == pane.pane_id and restarted.pid != pane.pid
+
+
+def test_a_stop_called_off_at_any_moment_never_leaves_an_agent_unsupervised(
+    manager: TmuxSwarmManager,
+) -> None:
+    """Cancelled 0, 1, 2... ms into it (before, during and after the disarm's tmux call):
+    the agent is either stopped, or running with its policy."""
+    stubborn = ("sh", "-c", "trap '' TERM; while :; do sleep 0.1; done")
+
+    async def stop_called_off_after(delay_s: float, pane_id: str) -> None:
+        stop = asyncio.ensure_future(manager.kill_panes([pane_id], graceful=True,
+                                                        timeout_s=1.0))
+        await asyncio.sleep(delay_s)
+        stop.cancel()
+        # Python 3.11's wait_for can lose a cancellation that lands as a tmux call ends
+        # (CPython gh-86296): the stop then runs to its end, which is fine here too.
+        with contextlib.suppress(asyncio.CancelledError):
+            await stop
+
+    for step in range(16):
+        pane = _started_supervised(manager, f"s{step}", stubborn)
+        run(stop_called_off_after(step / 1000, pane.pane_id))
+        panes = {p.agent_id: p for p in run(manager.observe())}
+        if pane.agent_id in panes:  # not stopped: then supervised, as before the stop
+            assert panes[pane.agent_id].supervised, f"unsupervised, cancelled at {step} ms"
+
+
+def _started_supervised(manager: TmuxSwarmManager, agent_id: str,
+                        command: tuple[str, ...]) -> PaneState:
+    run(manager.spawn_agents([AgentLaunch(agent_id, command,
+                                          restart=policy("always", 5, 0.2))]))
+    return wait_until(lambda: pane_if(manager, agent_id,
+                                      lambda p: p.supervised and bool(p.pid)))
