@@ -270,6 +270,24 @@ def _decode(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
+_SUN_PATH_MAX = 108  # Linux's limit on a Unix socket's path, its final NUL included
+
+
+def _no_socket(path: str) -> bool:
+    """Nothing at the server's socket path, so no server (a first `up` starts one): the
+    few ms of a tmux client that would say so are saved. Anything else there, or a path
+    that cannot be looked at or is too long for a socket, is for tmux to judge (and name)."""
+    if len(os.fsencode(path)) >= _SUN_PATH_MAX:
+        return False
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def _describe(argv: Sequence[str]) -> str:
     """`tmux list-panes`: the command words only, without options, their values (a socket
     name, a target, a format) or anything a script sends on stdin."""
@@ -572,6 +590,8 @@ class TmuxSwarmManager:
         return listing
 
     async def _query_listing(self) -> tuple[tuple[PaneState, SendSettings], ...]:
+        if _no_socket(self.socket_label()):  # no server there: no tmux client to ask
+            return ()
         result = await self._tmux("list-panes", "-s", "-t", f"={self.session_name}:",
                                   "-F", LISTING_FORMAT)
         return self._parse_listing(result)

@@ -178,6 +178,7 @@ def test_a_dead_pane_without_status_nudges_the_server_to_reap(
     kills: list[tuple[int, int]] = []
     monkeypatch.setattr(tmux_manager, "run_tmux", fake_run)
     monkeypatch.setattr(tmux_manager, "find_tmux", lambda: "tmux")
+    monkeypatch.setattr(tmux_manager, "_no_socket", lambda path: False)  # a server, faked
     monkeypatch.setattr(os, "kill", lambda pid, sig: kills.append((pid, sig)))
     panes = asyncio.run(TmuxSwarmManager("c1").observe())
     assert kills == [(4242, signal.SIGCHLD)]
@@ -257,3 +258,20 @@ def test_on_path_finds_what_shutil_which_finds(tmp_path: pathlib.Path) -> None:
     for name in ("tool", "adir", "absent"):
         assert tmux_manager.on_path(name, search) == shutil.which(name, path=search)
     assert tmux_manager.on_path("tool", search) == str(second / "tool")
+
+
+def test_observing_where_no_socket_exists_starts_no_tmux_client(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    """A first `up` observes three times before its server exists: each would start a
+    tmux client only to hear 'no server running'."""
+    async def no_client(*args: object, **kwargs: object) -> object:
+        raise AssertionError("a tmux client was started")
+
+    monkeypatch.setattr(tmux_manager, "run_tmux", no_client)
+    manager = TmuxSwarmManager("c1", socket_path=str(tmp_path / "no-server-here"))
+    assert asyncio.run(manager.observe()) == ()
+    blocked = TmuxSwarmManager("c1", socket_path=str(tmp_path / "afile" / "sock"))
+    (tmp_path / "afile").write_text("")  # a path tmux cannot use: for tmux to name
+    with pytest.raises(AssertionError, match="a tmux client was started"):
+        asyncio.run(blocked.observe())
