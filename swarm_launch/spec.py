@@ -83,8 +83,10 @@ def load_spec(path: str, environ: Mapping[str, str] | None = None, *,
     raw = _read_once(path)  # once: a pipe (`<(...)`, /dev/stdin) cannot be read again
     known = _remembered(raw, valid_cache) if raw is not None and valid_cache else None
     if known is not None and known.data is not None:
-        with contextlib.suppress(Exception):  # an entry that is not what we wrote: re-read
+        try:
             return _checked(_context(path, env, None, known.raw), known.data, known.raw, [])
+        except Exception:  # not what we wrote (or an error to locate): the long way, which
+            known = None   # remembers the file again if it passes
     from swarm_launch.spec_yaml import LoadFailure, read_document
 
     try:

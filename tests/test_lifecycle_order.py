@@ -22,6 +22,15 @@ def write_spec(path: pathlib.Path, body: str) -> str:
     return str(path)
 
 
+def recorder(directory: pathlib.Path, received: pathlib.Path, first: str = "") -> str:
+    """The argv (YAML flow list) of an agent that runs the Python `first`, prints its
+    prompt sign, then appends each line it reads to `received`."""
+    script = directory / "recorder.py"
+    script.write_text(f"import sys, time, pathlib\n{first}\nprint('echo>', flush=True)\n"
+                      f"for line in sys.stdin: open({str(received)!r},'a').write(line)")
+    return f"[{PY}, -u, {str(script)!r}]"
+
+
 def stamp_and_wait(stamp: pathlib.Path, before: str = "") -> str:
     """A command that optionally prints `before`, records when it started, then idles."""
     code = (f"import time,sys; {before}"
@@ -87,13 +96,9 @@ mute:
 
 def test_initial_prompt_arrives_once(server: Server, tmp_path: pathlib.Path) -> None:
     received = tmp_path / "received"
-    echo = (f"import sys; print('echo>', flush=True)\n"
-            f"for line in sys.stdin: open({str(received)!r},'a').write(line)")
-    script = tmp_path / "echo.py"
-    script.write_text(echo)
     spec = write_spec(tmp_path / "s.yaml", f"""\
 repl:
-  command: [{PY}, -u, {str(script)!r}]
+  command: {recorder(tmp_path, received)}
   ready: {{pattern: 'echo>', timeout_s: 20}}
   prompt: hello agent
 """)
@@ -113,14 +118,11 @@ def test_an_edited_prompt_reaches_the_next_restart_without_a_restart_now(
     supervisor sends after a restart: `up` rewrites it, also when only the prompt file's
     text changed (not part of the spec's own bytes)."""
     received = tmp_path / "received"
-    script = tmp_path / "echo.py"
-    script.write_text(f"import sys; print('echo>', flush=True)\n"
-                      f"for line in sys.stdin: open({str(received)!r},'a').write(line)")
     (tmp_path / "prompt.txt").write_text("old words")
     source = "prompt_file: prompt.txt" if "prompt_file" in edit else "prompt: old words"
     spec = write_spec(tmp_path / "s.yaml", f"""\
 repl:
-  command: [{PY}, -u, {str(script)!r}]
+  command: {recorder(tmp_path, received)}
   ready: {{pattern: 'echo>', timeout_s: 20}}
   restart: always
   backoff: {{initial_s: 0.1}}
@@ -153,14 +155,11 @@ def test_an_initial_prompt_never_sent_is_owed_by_the_next_up(
     """Not ready in time (or an `up` interrupted before): the agent is in sync, but its
     prompt was never sent; the next `up` sends it once it is ready, and only once."""
     received, ready = tmp_path / "received", tmp_path / "ready"
-    script = tmp_path / "late.py"
-    script.write_text(f"import sys, time, pathlib; print('booting', flush=True)\n"
-                      f"time.sleep(2); print('go', flush=True)\n"
-                      f"pathlib.Path({str(ready)!r}).touch()\n"
-                      f"for line in sys.stdin: open({str(received)!r},'a').write(line)")
+    late = (f"print('booting', flush=True); time.sleep(2); print('go', flush=True); "
+            f"pathlib.Path({str(ready)!r}).touch()")
     spec = write_spec(tmp_path / "s.yaml", f"""\
 late:
-  command: [{PY}, -u, {str(script)!r}]
+  command: {recorder(tmp_path, received, late)}
   ready: {{pattern: '^go$', timeout_s: 1}}
   prompt: owed words
 """)
