@@ -52,3 +52,21 @@ def server_listening(path: str) -> bool:
     finally:
         probe.close()
     return True
+
+
+_SUN_PATH_MAX = 108  # Linux's limit on a Unix socket's path, its final NUL included
+
+
+def no_socket_file(path: str) -> bool:
+    """Nothing at the server's socket path, so no server (a first `up` starts one): the
+    few ms of a tmux client that would say so are saved. Anything else there, or a path
+    that cannot be looked at or is too long for a socket, is for tmux to judge (and name)."""
+    if len(os.fsencode(path)) >= _SUN_PATH_MAX:
+        return False
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False

@@ -55,7 +55,7 @@ from swarm_launch.observed import (
     owned_by,
     parse_panes,
 )
-from swarm_launch.sockets import socket_of
+from swarm_launch.sockets import no_socket_file, socket_of
 from swarm_launch.tmux_script import (
     LISTING_FORMAT,
     PLACEHOLDER_SCRIPT,
@@ -268,24 +268,6 @@ def _run_tmux_sync(argv: Sequence[str], *, timeout_s: float) -> TmuxResult:
 
 def _decode(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
-
-
-_SUN_PATH_MAX = 108  # Linux's limit on a Unix socket's path, its final NUL included
-
-
-def _no_socket(path: str) -> bool:
-    """Nothing at the server's socket path, so no server (a first `up` starts one): the
-    few ms of a tmux client that would say so are saved. Anything else there, or a path
-    that cannot be looked at or is too long for a socket, is for tmux to judge (and name)."""
-    if len(os.fsencode(path)) >= _SUN_PATH_MAX:
-        return False
-    try:
-        os.lstat(path)
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
-    return False
 
 
 def _describe(argv: Sequence[str]) -> str:
@@ -590,7 +572,7 @@ class TmuxSwarmManager:
         return listing
 
     async def _query_listing(self) -> tuple[tuple[PaneState, SendSettings], ...]:
-        if _no_socket(self.socket_label()):  # no server there: no tmux client to ask
+        if no_socket_file(self.socket_label()):  # no server there: no tmux client to ask
             return ()
         result = await self._tmux("list-panes", "-s", "-t", f"={self.session_name}:",
                                   "-F", LISTING_FORMAT)

@@ -178,7 +178,7 @@ def test_a_dead_pane_without_status_nudges_the_server_to_reap(
     kills: list[tuple[int, int]] = []
     monkeypatch.setattr(tmux_manager, "run_tmux", fake_run)
     monkeypatch.setattr(tmux_manager, "find_tmux", lambda: "tmux")
-    monkeypatch.setattr(tmux_manager, "_no_socket", lambda path: False)  # a server, faked
+    monkeypatch.setattr(tmux_manager, "no_socket_file", lambda path: False)  # faked server
     monkeypatch.setattr(os, "kill", lambda pid, sig: kills.append((pid, sig)))
     panes = asyncio.run(TmuxSwarmManager("c1").observe())
     assert kills == [(4242, signal.SIGCHLD)]
