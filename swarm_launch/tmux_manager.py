@@ -16,6 +16,7 @@ import os
 import signal as signals
 import stat
 import subprocess
+import sys
 import time
 import uuid
 import weakref
@@ -232,7 +233,7 @@ async def run_tmux(argv: Sequence[str], *, stdin: bytes | None = None,
         *argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=server_environment(os.environ))
     try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout_s)
+        out, err = await _within(proc.communicate(stdin), timeout_s)
     except BaseException as exc:  # timeout or cancellation: never leave the client behind
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
@@ -244,6 +245,16 @@ async def run_tmux(argv: Sequence[str], *, stdin: bytes | None = None,
                 "is the server stuck, or a pane not reading its input?") from None
         raise
     return TmuxResult(proc.returncode or 0, _decode(out), _decode(err))
+
+
+async def _within(work: Coroutine[Any, Any, T], timeout_s: float) -> T:
+    """`work`, or TimeoutError after `timeout_s`. On 3.11+ by `asyncio.timeout`: 3.11's
+    `wait_for` can swallow a cancellation that lands as the work ends (CPython gh-86296),
+    and a Ctrl-C or a caller's own timeout must not be lost in a tmux call."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(timeout_s):
+            return await work
+    return await asyncio.wait_for(work, timeout_s)
 
 
 def _close_pipes(proc: asyncio.subprocess.Process) -> None:

@@ -275,3 +275,25 @@ def test_observing_where_no_socket_exists_starts_no_tmux_client(
     (tmp_path / "afile").write_text("")  # a path tmux cannot use: for tmux to name
     with pytest.raises(AssertionError, match="a tmux client was started"):
         asyncio.run(blocked.observe())
+
+
+def test_a_cancellation_landing_as_a_tmux_call_ends_is_not_lost() -> None:
+    """Python 3.11's wait_for returns the result when the work ends in the same turn as
+    the cancel (CPython gh-86296): a Ctrl-C or a caller's timeout would be lost."""
+    async def scenario() -> str:
+        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        async def work() -> str:
+            return await done
+
+        call = asyncio.ensure_future(tmux_manager._within(work(), 5))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        done.set_result("answered")
+        call.cancel()  # in the same turn
+        try:
+            return await call
+        except asyncio.CancelledError:
+            return "cancelled"
+
+    assert asyncio.run(scenario()) == "cancelled"
