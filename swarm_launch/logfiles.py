@@ -24,14 +24,22 @@ QUIET_LINE_S = 1.0
 
 
 def rotated_paths(path: str) -> list[str]:
-    """The log's files that exist, oldest first: LOG.K, ..., LOG.1, LOG."""
-    older: list[str] = []
-    number = 1
-    while os.path.exists(f"{path}.{number}"):
-        older.append(f"{path}.{number}")
-        number += 1
+    """The log's files that exist, oldest first: LOG.K, ..., LOG.1, LOG.
+
+    Listed, not probed from 1 up: a rotation in progress renames the highest number first,
+    so the numbers have a hole for a moment, and everything past it would be missed."""
+    directory, base = os.path.split(path)
+    numbers: list[int] = []
+    try:
+        with os.scandir(directory or ".") as entries:
+            for entry in entries:
+                suffix = entry.name[len(base) + 1:]
+                if entry.name.startswith(base + ".") and suffix.isdigit() and suffix[0] != "0":
+                    numbers.append(int(suffix))
+    except OSError:
+        pass
     current = [path] if os.path.exists(path) else []
-    return [*reversed(older), *current]
+    return [*(f"{path}.{n}" for n in sorted(numbers, reverse=True)), *current]
 
 
 def segments(path: str, *, since_epoch: float | None = None,

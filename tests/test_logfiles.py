@@ -65,6 +65,17 @@ def test_tail_reaches_into_rotated_files(tmp_path: pathlib.Path) -> None:
     assert len(tail_lines(str(tmp_path / "a.log"), 100)) == 13
 
 
+def test_history_reads_past_the_hole_a_rotation_in_progress_leaves(tmp_path: pathlib.Path) -> None:
+    """A rotation renames LOG.N to LOG.N+1 from the highest N down: caught between two
+    renames, LOG.2 is missing while LOG.3 exists, and LOG.3 is still history."""
+    log = tmp_path / "a.log"
+    for name, text in (("a.log.3", "oldest\n"), ("a.log.1", "older\n"), ("a.log", "now\n"),
+                       ("a.log.01", "not ours\n"), ("a.log.x", "not ours\n")):
+        (tmp_path / name).write_text(text)
+    assert logfiles.rotated_paths(str(log)) == [str(log) + ".3", str(log) + ".1", str(log)]
+    assert tail_lines(str(log), 10) == [b"oldest", b"older", b"now"]
+
+
 def test_tail_of_a_big_file_reads_a_bounded_amount(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
