@@ -126,6 +126,16 @@ def test_noise_is_stripped_unless_raw(spec: str, logs_dir: pathlib.Path) -> None
     assert "\x1b[?25l" in raw and "10%\r100%" in raw
 
 
+def test_every_row_of_a_screen_drawn_with_cursor_moves_carries_its_agent(
+    spec: str, logs_dir: pathlib.Path
+) -> None:
+    """A TUI moves the cursor rather than print newlines: its rows are the agent's too,
+    and the rows the moves skipped are not printed as blank lines of nobody's."""
+    (logs_dir / "planner.log").write_bytes(b"row1\x1b[5;1Hrow5\n")
+    assert invoke("logs", spec, "planner").out.splitlines() == [
+        "planner | row1", "planner | row5"]
+
+
 def test_unknown_agent_lists_the_known_ones(spec: str) -> None:
     result = invoke("logs", spec, "planner", "nobody")
     assert result.code == 1

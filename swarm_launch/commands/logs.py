@@ -162,7 +162,11 @@ class Printer:
             if text and not clean:
                 return None
             text = clean
-        return self.prefixes[agent] + text
+        rows = text.split("\n")
+        if len(rows) > 1:  # cursor moves read as line breaks (a TUI's screen): each row is
+            # the agent's, and rows the moves left blank are only noise
+            rows = [row for row in rows if row.strip()] or [""]
+        return "\n".join(self.prefixes[agent] + row for row in rows)
 
     def lines(self, agent: str, lines: Iterable[bytes | str]) -> None:
         batch: list[str] = []
