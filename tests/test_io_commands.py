@@ -69,6 +69,20 @@ def test_send_from_stdin_takes_crlf_lines_and_any_bytes(
     assert got == ["line1\nline2 \ufffd"]  # the agent decodes with replacement
 
 
+def test_text_given_as_an_argument_is_sent_as_from_stdin(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    """`send A "$var"` with a trailing newline or CRLF lines: one submission, as when the
+    same text comes on stdin, not extra empty ones."""
+    spec = echo_spec(tmp_path, ["a"])
+    sock = str(server.socket_name)
+    assert invoke("-L", sock, "up", spec).code == 0
+    ready(tmp_path, "a")
+    assert invoke("-L", sock, "send", spec, "a", "one\r\ntwo\n").code == 0
+    got = wait_until(lambda: submissions(tmp_path, "a"), message="submission")
+    assert got == ["one\ntwo"]
+
+
 def test_broadcast_only_reaches_exactly_the_named_agents(
     server: Server, tmp_path: pathlib.Path
 ) -> None:

@@ -20,9 +20,11 @@ def manager(globals_: Globals, spec: str) -> TmuxSwarmManager:
 
 
 def text_argument(text: str | None) -> str:
-    """TEXT as given, or all of stdin when TEXT is omitted (never both, never neither)."""
+    """TEXT as given, or all of stdin when TEXT is omitted (never both, never neither);
+    either way as typed (`model.message_text`: `send A "$(cat notes)"` and `send A < notes`
+    send the same)."""
     if text is not None:
-        return text
+        return message_text(text)
     stdin: TextIO = sys.stdin
     if stdin.isatty():
         raise UserError("give the TEXT to send, or pipe it on stdin")
