@@ -112,6 +112,17 @@ def test_parse_since_durations(text: str, seconds_ago: int) -> None:
     assert logs.parse_since(text, now=100_000.0) == 100_000.0 - seconds_ago
 
 
+@pytest.mark.parametrize("text", ["0001-01-01", "1969-01-01T00:00:00Z", "9" * 400 + "d"])
+def test_since_a_moment_before_any_log_means_from_the_beginning(
+    spec: str, logs_dir: pathlib.Path, text: str
+) -> None:
+    """Older than the epoch, or than a float can hold: everything, not a crash (exit 3)."""
+    write_log(logs_dir / "planner.log", [(1000.0, b"first\n"), (2000.0, b"second\n")])
+    result = invoke("logs", spec, "planner", "--since", text)
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == ["planner | first", "planner | second"]
+
+
 def test_parse_since_iso_times() -> None:
     assert logs.parse_since("1970-01-02T00:00:00Z", now=0) == 86400
     assert logs.parse_since("1970-01-02T01:00:00+01:00", now=0) == 86400

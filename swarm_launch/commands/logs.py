@@ -127,8 +127,8 @@ def parse_since(text: str, *, now: float) -> float:
     """`10s`, `5m`, `2h`, `1d` before `now`, or an ISO 8601 time (local unless zoned)."""
     value = text.strip()
     duration = _DURATION.match(value)
-    if duration:
-        return now - float(duration.group(1)) * _UNITS[duration.group(2)]
+    if duration:  # any age: a moment before the epoch is simply "from the beginning"
+        return max(0.0, now - float(duration.group(1)) * _UNITS[duration.group(2)])
     if value[-1:] in ("Z", "z"):
         value = value[:-1] + "+00:00"
     try:
@@ -136,7 +136,10 @@ def parse_since(text: str, *, now: float) -> float:
     except ValueError:
         raise UserError(f"--since {text!r}: expected a duration (10s, 5m, 2h, 1d) or an "
                         f"ISO 8601 time (2026-11-24T10:00:00Z)") from None
-    return moment.timestamp()  # a naive time is taken as local time
+    try:
+        return max(0.0, moment.timestamp())  # a naive time is taken as local time
+    except (OverflowError, OSError, ValueError):  # before what the platform can convert
+        return 0.0
 
 
 class Printer:
