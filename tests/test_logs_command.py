@@ -6,7 +6,7 @@ import datetime
 import os
 import pathlib
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -145,6 +145,23 @@ def test_every_row_of_a_screen_drawn_with_cursor_moves_carries_its_agent(
     (logs_dir / "planner.log").write_bytes(b"row1\x1b[5;1Hrow5\n")
     assert invoke("logs", spec, "planner").out.splitlines() == [
         "planner | row1", "planner | row5"]
+
+
+def test_ctrl_c_while_logs_f_still_prints_the_history_ends_it_with_0(
+    spec: str, logs_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: where Ctrl-C is how a command ends (`logs -f`), it exits 0; also before it
+    has got to following. Without -f, an interrupted `logs` is 130, as elsewhere."""
+    (logs_dir / "planner.log").write_bytes(b"line\n")
+
+    def interrupted(*args: object, **kwargs: object) -> Iterator[bytes]:
+        raise KeyboardInterrupt
+        yield b""
+
+    monkeypatch.setattr(logfiles, "iter_lines", interrupted)
+    following = invoke("logs", spec, "planner", "-f")
+    assert (following.code, following.err) == (0, "")
+    assert invoke("logs", spec, "planner").code == 130
 
 
 def test_unknown_agent_lists_the_known_ones(spec: str) -> None:

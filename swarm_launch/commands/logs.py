@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 import click
 
@@ -52,13 +52,12 @@ def run(globals_: Globals, *, spec: str, agents: Sequence[str], follow: bool,
         click.echo(f"no logs yet for swarm {swarm.name} (looked in {logs_dir}){waiting}",
                    err=True)
     printer = Printer(selected, colour=sys.stdout.isatty(), raw=raw)
-    for agent, path in paths.items():
-        end = followers[agent].position if follow else None
-        if tail is None:
-            printer.lines(agent, logfiles.iter_lines(path, since_epoch=since_epoch, end=end))
-        else:
-            printer.lines(agent, logfiles.tail_lines(path, tail, since_epoch=since_epoch,
-                                                     end=end))
+    try:
+        _history(printer, paths, followers if follow else None, tail, since_epoch)
+    except KeyboardInterrupt:
+        if not follow:
+            raise
+        return 0  # Ctrl-C is how `logs -f` ends, even before it got to following
     if follow:
         # Following the whole swarm: agents that start later (an `up` meanwhile) too, and
         # those no longer in the spec that still have a log (kept by --no-prune, or gone):
@@ -140,6 +139,19 @@ def parse_since(text: str, *, now: float) -> float:
         return max(0.0, moment.timestamp())  # a naive time is taken as local time
     except (OverflowError, OSError, ValueError):  # before what the platform can convert
         return 0.0
+
+
+def _history(printer: Printer, paths: Mapping[str, str],
+             followers: Mapping[str, logfiles.LogFollower] | None, tail: int | None,
+             since_epoch: float | None) -> None:
+    """What the logs hold already (up to where each follower starts, when following)."""
+    for agent, path in paths.items():
+        end = followers[agent].position if followers is not None else None
+        if tail is None:
+            printer.lines(agent, logfiles.iter_lines(path, since_epoch=since_epoch, end=end))
+        else:
+            printer.lines(agent, logfiles.tail_lines(path, tail, since_epoch=since_epoch,
+                                                     end=end))
 
 
 class Printer:
