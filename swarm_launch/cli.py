@@ -118,6 +118,8 @@ def up(ctx: click.Context, /, **kwargs: Any) -> None:
     """Make tmux match the spec: create, replace and remove agents."""
     if kwargs["timeout"] is not None and not kwargs["wait"]:
         raise click.UsageError("--timeout bounds --wait: give both, or neither")
+    if kwargs["dry_run"] and kwargs["wait"]:
+        raise click.UsageError("--dry-run starts nothing: there is nothing to --wait for")
     if kwargs["watch"] and (kwargs["as_json"] or kwargs["wait"] or kwargs["dry_run"]):
         raise click.UsageError("--watch prints as it goes: it takes no --json, --wait "
                                "or --dry-run")

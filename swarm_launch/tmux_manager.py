@@ -926,7 +926,8 @@ class TmuxSwarmManager:
             owned = {a: owned[a] for a in only}
             dead = sorted(a for a, (p, _) in owned.items() if p.dead)
             if dead:
-                raise PaneDeadError(f"agents {', '.join(dead)} have exited; nothing was sent")
+                who = f"agents {', '.join(dead)} have" if len(dead) > 1 else f"agent {dead[0]} has"
+                raise PaneDeadError(f"{who} exited; nothing was sent")
         targets = [(p, s) for p, s in owned.values() if not p.dead]
         if not targets:
             raise PaneDeadError(f"no agent of swarm {self.cluster_id} is running; "

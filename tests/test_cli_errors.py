@@ -126,3 +126,9 @@ def _big_spec(directory: pathlib.Path) -> str:
     spec.write_text("version: 1\nname: big\nagents:\n"
                     + "".join(f"  a{i}:\n    command: sleep 1000\n" for i in range(800)))
     return str(spec)
+
+
+def test_up_dry_run_with_wait_is_a_usage_error() -> None:
+    result = invoke("up", "x.yaml", "--dry-run", "--wait")
+    assert result.code == 2
+    assert "--dry-run starts nothing: there is nothing to --wait for" in result.err

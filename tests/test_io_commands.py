@@ -116,6 +116,8 @@ def test_broadcast_names_the_agents_it_skipped_because_they_exited(
     wait_until(lambda: submissions(tmp_path, "a"), message="a got the broadcast")
     quiet = invoke("-L", sock, "broadcast", spec, "again", "--only", "a")
     assert (quiet.code, quiet.err) == (0, "")
+    named = invoke("-L", sock, "broadcast", spec, "again", "--only", "gone")
+    assert (named.code, named.err) == (1, "error: agent gone has exited; nothing was sent\n")
 
 
 def test_broadcast_only_unknown_agent_is_an_error(
