@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 POLL_S = 0.2
 DEBOUNCE_S = 0.3
+GONE_S = 1.0  # missing this long: deleted or moved away, not an editor's rename-save
 
 Signature = tuple[int, int, int] | None
 
@@ -27,16 +28,27 @@ def signature(path: str) -> Signature:
 
 
 def watch(path: str, on_change: Callable[[], None], *,
-          should_stop: Callable[[], bool] = lambda: False, seen: Signature = None) -> None:
-    """Call `on_change` after each settled change of `path`, until interrupted.
+          should_stop: Callable[[], bool] = lambda: False, seen: Signature = None,
+          on_gone: Callable[[], None] = lambda: None) -> None:
+    """Call `on_change` after each settled change of `path`, until interrupted, and
+    `on_gone` once each time the file has been missing for GONE_S.
 
     `seen`: the file as the last change handled found it (taken before that apply read
     it: a save during the apply is a change to handle); by default, as it is now."""
     seen = seen or signature(path)
+    missing_since: float | None = None  # None: the file is there
+    told = False
     while not should_stop():
         time.sleep(POLL_S)
         current = signature(path)
-        if current == seen or current is None:
+        if current is None:
+            missing_since = missing_since or time.monotonic()
+            if not told and time.monotonic() - missing_since >= GONE_S:
+                told = True
+                on_gone()
+            continue
+        missing_since, told = None, False
+        if current == seen:
             continue
         settled = _settle(path, current)
         if settled is not None and settled != seen:

@@ -7,11 +7,13 @@ import pathlib
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 from libtmux import Server
 
+from swarm_launch import watch
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.tmux
@@ -161,3 +163,29 @@ def test_a_save_during_the_first_apply_is_applied_next(
                        message="the save made during the first apply was applied")
         finally:
             assert interrupt(watcher) == 0
+
+
+def test_watching_a_spec_that_goes_away_says_so_once_and_applies_it_when_back(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Deleted or moved away (not an editor's rename-save, which is back within ms): the
+    swarm keeps running as it is, and the watch says why nothing happens."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text("one")
+    changes: list[str] = []
+    gone: list[float] = []
+    done = threading.Event()
+    watcher = threading.Thread(target=watch.watch, args=(
+        str(spec), lambda: changes.append(spec.read_text())), kwargs={
+        "should_stop": done.is_set, "on_gone": lambda: gone.append(time.monotonic())})
+    watcher.start()
+    try:
+        spec.unlink()
+        wait_until(lambda: gone, message="the watch to say the file is gone")
+        time.sleep(2 * watch.GONE_S)  # a window to see nothing more happen: said once only
+        assert len(gone) == 1 and changes == []
+        spec.write_text("two")
+        wait_until(lambda: changes == ["two"], message="the file back, applied")
+    finally:
+        done.set()
+        watcher.join(timeout=10)

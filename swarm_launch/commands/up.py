@@ -171,7 +171,10 @@ def _watch(globals_: Globals, spec: str, *, prune: bool, replace: tuple[str, ...
         if not stop.requested:
             click.echo(f"watching {spec} for changes "
                        "(Ctrl-C to stop watching; the swarm keeps running)")
-            watch.watch(spec, apply, should_stop=lambda: stop.requested, seen=before)
+            watch.watch(spec, apply, should_stop=lambda: stop.requested, seen=before,
+                        on_gone=lambda: click.echo(
+                            f"{spec} is gone; the swarm keeps running as it is; watching "
+                            "for the file to come back", err=True))
     except KeyboardInterrupt:
         pass
     click.echo("stopped watching; the swarm keeps running")
