@@ -18,7 +18,7 @@ FORWARD_BLOCK_SIZE = 1024 * 1024
 MAX_READ_PER_POLL = 4 * 1024 * 1024
 INDEX_SUFFIX = ".idx"
 
-Segment = tuple[str, int, int]  # path, start offset, end offset
+Segment = tuple[int, int, int]  # an open file's descriptor, start offset, end offset
 # How long an unfinished line waits before a follow shows it anyway (`quiet_rest`).
 QUIET_LINE_S = 1.0
 
@@ -42,21 +42,32 @@ def rotated_paths(path: str) -> list[str]:
     return [*(f"{path}.{n}" for n in sorted(numbers, reverse=True)), *current]
 
 
+@contextlib.contextmanager
 def segments(path: str, *, since_epoch: float | None = None,
-             end: int | None = None) -> list[Segment]:
-    """The byte ranges to read, oldest first; `end` caps the current file (a follow's start)."""
-    result: list[Segment] = []
-    for file in rotated_paths(path):
-        try:
-            size = os.path.getsize(file)
-        except FileNotFoundError:
-            continue  # rotated away meanwhile
-        if file == path and end is not None:
-            size = min(size, end)
-        start = 0 if since_epoch is None else since(file, since_epoch)
-        if start < size:
-            result.append((file, start, size))
-    return result
+             end: int | None = None) -> Iterator[list[Segment]]:
+    """The byte ranges to read, oldest first, in files opened all at once and read by
+    their descriptors: a rotation while they are read renames the files, and by name
+    another file would be read with these offsets. `end` caps the current file (a
+    follow's start)."""
+    opened: list[int] = []
+    try:
+        result: list[Segment] = []
+        for file in rotated_paths(path):
+            try:
+                fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue  # rotated past `keep` meanwhile
+            opened.append(fd)
+            size = os.fstat(fd).st_size
+            if file == path and end is not None:
+                size = min(size, end)
+            start = 0 if since_epoch is None else since(file, since_epoch)
+            if start < size:
+                result.append((fd, start, size))
+        yield result
+    finally:
+        for fd in opened:
+            os.close(fd)
 
 
 def tail_lines(path: str, n: int, *, since_epoch: float | None = None,
@@ -66,11 +77,12 @@ def tail_lines(path: str, n: int, *, since_epoch: float | None = None,
         return []
     blocks: list[bytes] = []
     newlines = 0
-    for block in _backwards(segments(path, since_epoch=since_epoch, end=end)):
-        blocks.append(block)
-        newlines += block.count(b"\n")
-        if newlines > n:
-            break
+    with segments(path, since_epoch=since_epoch, end=end) as parts:
+        for block in _backwards(parts):
+            blocks.append(block)
+            newlines += block.count(b"\n")
+            if newlines > n:
+                break
     lines = b"".join(reversed(blocks)).split(b"\n")
     if lines[-1] == b"":
         lines.pop()
@@ -78,31 +90,20 @@ def tail_lines(path: str, n: int, *, since_epoch: float | None = None,
 
 
 def _backwards(parts: list[Segment]) -> Iterator[bytes]:
-    for file, start, end in reversed(parts):
-        try:
-            fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue
-        try:
-            position = end
-            while position > start:
-                size = min(BLOCK_SIZE, position - start)
-                position -= size
-                yield os.pread(fd, size, position)
-        finally:
-            os.close(fd)
+    for fd, start, end in reversed(parts):
+        position = end
+        while position > start:
+            size = min(BLOCK_SIZE, position - start)
+            position -= size
+            yield os.pread(fd, size, position)
 
 
 def iter_lines(path: str, *, since_epoch: float | None = None,
                end: int | None = None) -> Iterator[bytes]:
     """Every line from the oldest rotated file on (or from `since_epoch`), in order."""
     partial = b""
-    for file, start, stop in segments(path, since_epoch=since_epoch, end=end):
-        try:
-            fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue
-        try:
+    with segments(path, since_epoch=since_epoch, end=end) as parts:
+        for fd, start, stop in parts:
             position = start
             while position < stop:
                 block = os.pread(fd, min(FORWARD_BLOCK_SIZE, stop - position), position)
@@ -111,8 +112,6 @@ def iter_lines(path: str, *, since_epoch: float | None = None,
                 position += len(block)
                 *lines, partial = (partial + block).split(b"\n")
                 yield from lines
-        finally:
-            os.close(fd)
     if partial:
         yield partial
 

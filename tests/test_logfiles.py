@@ -76,6 +76,23 @@ def test_history_reads_past_the_hole_a_rotation_in_progress_leaves(tmp_path: pat
     assert tail_lines(str(log), 10) == [b"oldest", b"older", b"now"]
 
 
+def test_history_read_during_a_rotation_is_the_files_as_they_were_listed(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Listed, then renamed by a rotation while being read: read by name, LOG.1 would be
+    read as it is after the rename (the old LOG) with the old offsets: lines lost,
+    repeated, spliced."""
+    log = tmp_path / "a.log"
+    for name, first in (("a.log.2", 0), ("a.log.1", 3), ("a.log", 6)):
+        (tmp_path / name).write_bytes(numbered(3, first))
+    lines = logfiles.iter_lines(str(log))
+    assert next(lines) == b"line 0"
+    os.replace(tmp_path / "a.log.1", tmp_path / "a.log.2")  # a rotation, LOG.2 dropped
+    os.replace(log, tmp_path / "a.log.1")
+    log.write_bytes(b"after\n")
+    assert list(lines) == [b"line %d" % i for i in range(1, 9)]
+
+
 def test_tail_of_a_big_file_reads_a_bounded_amount(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
