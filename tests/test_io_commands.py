@@ -83,6 +83,28 @@ def test_text_given_as_an_argument_is_sent_as_from_stdin(
     assert got == ["one\ntwo"]
 
 
+def test_a_spec_entry_with_replicas_is_all_of_them_for_only_and_named_for_send(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    """As in `logs` and `depends_on`: `--only rep` reaches its replicas; `send rep`, which
+    takes one agent, says which ids to name instead of 'no agent rep'."""
+    path = tmp_path / "io.yaml"
+    path.write_text(
+        "version: 1\nname: io\nagents:\n  rep:\n    replicas: 2\n"
+        f"    command: {PY} -u {agent('echo_loop')} {tmp_path}/$SWARM_AGENT_ID.out\n"
+        "    send: {submit_delay_ms: 50}\n")
+    sock, spec = str(server.socket_name), str(path)
+    assert invoke("-L", sock, "up", spec).code == 0
+    ready(tmp_path, "rep-0", "rep-1")
+    assert invoke("-L", sock, "broadcast", spec, "to both", "--only", "rep").code == 0
+    wait_until(lambda: submissions(tmp_path, "rep-0") == submissions(tmp_path, "rep-1")
+               == ["to both"], message="both replicas")
+    for command in (("send", spec, "rep", "hi"), ("capture", spec, "rep")):
+        refused = invoke("-L", sock, *command)
+        assert (refused.code, refused.err) == (1, "error: 'rep' is a spec entry with "
+                                                  "replicas (rep-0, rep-1): name one of them\n")
+
+
 def test_broadcast_only_reaches_exactly_the_named_agents(
     server: Server, tmp_path: pathlib.Path
 ) -> None:

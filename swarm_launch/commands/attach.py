@@ -16,7 +16,8 @@ from swarm_launch.exceptions import UserError
 
 def run(globals_: Globals, *, spec: str, agent: str | None) -> int:
     inside = os.environ.get("TMUX")
-    argv = asyncio.run(manager(globals_, spec).attach_argv(agent, inside=inside))
+    argv = asyncio.run(manager(globals_, spec, [agent] if agent else []).attach_argv(
+        agent, inside=inside))
     if "switch-client" not in argv and not os.isatty(0):
         # Else tmux's own "open terminal failed: not a terminal", naming no way out.
         raise UserError(f"attach needs a terminal, and its input is not one; to read an "

@@ -15,8 +15,8 @@ from swarm_launch.commands._io import manager
 
 
 def run(globals_: Globals, *, spec: str, agent: str, lines: int | None, ansi: bool) -> int:
-    text = asyncio.run(manager(globals_, spec).capture_agent_output(agent, lines=lines,
-                                                                    ansi=ansi))
+    text = asyncio.run(manager(globals_, spec, [agent]).capture_agent_output(
+        agent, lines=lines, ansi=ansi))
     # color=True with --ansi: click would strip the escapes asked for when not on a tty.
     click.echo(text, nl=False, color=True if ansi else None)
     return 0

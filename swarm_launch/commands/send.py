@@ -10,5 +10,5 @@ from swarm_launch.commands._io import manager, text_argument
 
 def run(globals_: Globals, *, spec: str, agent: str, text: str | None) -> int:
     message = text_argument(text)
-    asyncio.run(manager(globals_, spec).send_to_agent(agent, message))
+    asyncio.run(manager(globals_, spec, [agent]).send_to_agent(agent, message))
     return 0
