@@ -379,6 +379,8 @@ def test_a_restart_ends_what_the_dead_instance_left_running(
                timeout=10, message="the restart")
     wait_until(lambda: not sessions_of(first.pid or 0), timeout=10,
                message="the old sleep to end")
+    # The new instance is as deaf to SIGHUP: the server's teardown would leave it behind.
+    run(manager.kill_agent("k", graceful=True))
 
 
 def test_a_stop_called_off_gives_the_agent_its_restart_policy_back(
