@@ -23,7 +23,7 @@ from swarm_launch.observed import PaneState, owned_by
 from swarm_launch.plan import Action, Kind, Plan, plan, replacements
 from swarm_launch.records import SwarmTarget
 from swarm_launch.sockets import same_socket, server_listening
-from swarm_launch.startup import Startup
+from swarm_launch.startup import Startup, prompt_owed
 from swarm_launch.tmux_manager import TmuxSwarmManager
 from swarm_launch.tmux_script import prompt_option
 
@@ -359,8 +359,7 @@ def _records_current(spec: SwarmSpec, current: Plan) -> bool:
 
 def _prompts_owed(current: Plan) -> bool:
     """Some kept agent's initial prompt was never sent (`Startup.owe_prompts`)."""
-    return any(a.observed is not None and a.observed.prompt_due and not a.observed.dead
-               for a in current.of_kind(Kind.KEEP))
+    return any(prompt_owed(a) for a in current.of_kind(Kind.KEEP))
 
 
 def _stale_restart_prompts(current: Plan, state: Mapping[str, Any]) -> dict[str, str | None]:

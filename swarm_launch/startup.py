@@ -272,10 +272,8 @@ class Startup:
         once ready since their latest start. Not to a restarted one: its supervisor
         prompts each instance it starts."""
         for action in kept:
-            pane, agent_id = action.observed, action.agent_id
-            if (pane is None or not pane.prompt_due or pane.dead or pane.restarts
-                    or agent_id not in self.desired or agent_id in self.prompt_ready
-                    or not self.desired[agent_id].spec.prompt):
+            agent_id = action.agent_id
+            if not prompt_owed(action) or agent_id in self.prompt_ready:
                 continue
             spec, path = self.desired[agent_id].spec, self.manager.log_path(agent_id)
             if spec.ready is not None:
@@ -284,6 +282,15 @@ class Startup:
             else:
                 self.prompt_ready[agent_id] = asyncio.ensure_future(wait_for_output(
                     path, None, start=latest_start(path, agent_id), timeout_s=PROMPT_QUIET_S))
+
+
+def prompt_owed(action: Action) -> bool:
+    """The kept agent's initial prompt is owed (`Startup.owe_prompts` sends it): no `up`
+    sent it, it runs its first instance (a restarted one is its supervisor's to prompt),
+    and the spec still gives it one. `up` skips its lock-free no-op path only for these."""
+    pane, desired = action.observed, action.desired
+    return (pane is not None and pane.prompt_due and not pane.dead and not pane.restarts
+            and desired is not None and bool(desired.spec.prompt))
 
 
 def launch_for(agent: DesiredAgent) -> AgentLaunch:

@@ -250,3 +250,22 @@ def test_status_counts_restarts_from_zero_once_the_agent_ran_stably() -> None:
                        reset_after={"a": 300.0})[0].restarts for now in (1299.0, 1300.0)}
     assert shown == {1299.0: 2, 1300.0: 0}
     assert rows({"a": "h"}, [crashed_twice], cluster=CLUSTER, now=5000.0)[0].restarts == 2
+
+
+@pytest.mark.parametrize(("spec", "restarts", "due", "owed"), [
+    pytest.param(agent("a", prompt="go"), 0, True, True, id="first-instance"),
+    pytest.param(agent("a", prompt="go"), 1, True, False, id="restarted"),
+    pytest.param(agent("a", prompt="go"), 0, False, False, id="sent"),
+    pytest.param(agent("a"), 0, True, False, id="prompt-removed-from-spec"),
+])
+def test_an_owed_prompt_is_one_up_will_send(spec: AgentSpec, restarts: int, due: bool,
+                                            owed: bool) -> None:
+    """One predicate for both: `up` leaves its lock-free no-op path only for a prompt it
+    will send; a restarted agent or a spec without the prompt must not keep it off it."""
+    from swarm_launch.startup import prompt_owed
+
+    want = desired(spec)["a"]
+    observed = dataclasses.replace(pane("a", want.config_hash), restarts=restarts,
+                                   prompt_due=due)
+    [action] = plan({"a": want}, [observed], cluster=CLUSTER, prune=True).actions
+    assert action.kind is Kind.KEEP and prompt_owed(action) is owed
