@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import click
 
-from swarm_launch import errors
+from swarm_launch import errors, output
 
 
 @dataclass(frozen=True)
@@ -223,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import gc
 
     gc.set_threshold(100_000, 50, 50)
+    output.guard_stdout()
     exit_now(run(sys.argv[1:] if argv is None else argv))
 
 

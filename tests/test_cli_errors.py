@@ -8,6 +8,7 @@ import pathlib
 import subprocess
 import sys
 
+import libtmux
 import pytest
 
 from swarm_launch import errors
@@ -85,9 +86,13 @@ def test_up_options_that_cannot_go_together_are_usage_errors(
     assert result.code == 2 and says in result.err
 
 
-def _console(*args: str, stdout: int = subprocess.PIPE) -> subprocess.Popen[bytes]:
+def _console(*args: str, stdout: int = subprocess.PIPE,
+             unbuffered: bool = False) -> subprocess.Popen[bytes]:
+    """The CLI as a process; `unbuffered`: every line written at once (PYTHONUNBUFFERED),
+    so a reader gone is met in the middle of the command, not at its final flush."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1" if unbuffered else ""}
     return subprocess.Popen([sys.executable, "-m", "swarm_launch", *args], stdout=stdout,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, env=env)
 
 
 def test_the_exit_skipping_teardown_still_delivers_all_output_and_the_exit_code(
@@ -106,19 +111,42 @@ def test_the_exit_skipping_teardown_still_delivers_all_output_and_the_exit_code(
     assert b"no such file" in err
 
 
-def test_a_reader_that_goes_away_early_is_no_error(
-    tmp_path: pathlib.Path, isolated_environment: pathlib.Path
-) -> None:
+def _with_no_reader(*args: str) -> tuple[int, bytes]:
+    """Run the CLI with stdout a pipe nobody reads (`| head -0`): exit code, stderr."""
     read_end, write_end = os.pipe()
-    os.close(read_end)  # like `| head -0`: nobody reads
+    os.close(read_end)
     try:
-        cli = _console("-L", f"none-{os.getpid()}", "plan", _big_spec(tmp_path), "--json",
-                       stdout=write_end)
+        cli = _console(*args, stdout=write_end, unbuffered=True)
     finally:
         os.close(write_end)
     _, err = cli.communicate(timeout=60)
-    assert err == b""  # no "Exception ignored ... BrokenPipeError" from a late flush
-    assert cli.returncode in (0, 1)  # ours, or click's when it is the one to see EPIPE
+    return cli.returncode, err
+
+
+@pytest.mark.parametrize(("args", "code"), [([], 0), (["--detailed-exitcode"], 2)])
+def test_a_reader_that_goes_away_early_changes_no_exit_code(
+    tmp_path: pathlib.Path, isolated_environment: pathlib.Path, args: list[str], code: int
+) -> None:
+    """The exit code is the command's own (click turned the EPIPE into 1)."""
+    assert _with_no_reader("-L", f"none-{os.getpid()}", "plan", _big_spec(tmp_path), "--json",
+                           *args) == (code, b"")  # no "Exception ignored ... BrokenPipeError"
+
+
+@pytest.mark.parametrize("watch", [[], ["--watch"]])
+def test_up_whose_reader_goes_away_still_applies_and_records_everything(
+    tmp_path: pathlib.Path, isolated_environment: pathlib.Path, server: libtmux.Server,
+    watch: list[str]
+) -> None:
+    """Its exit code says what it did; `--watch` ends, as it has nobody to tell."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text("version: 1\nname: gone\nagents:\n  a: {command: sleep 60, replicas: 3}\n"
+                    "  b: {command: sleep 60, depends_on: [a]}\n")
+    assert _with_no_reader("-L", str(server.socket_name), "up", str(spec), *watch) == (0, b"")
+    result = invoke("-L", str(server.socket_name), "status", str(spec), "--json")
+    agents = json.loads(result.out)["agents"]
+    assert [(a["id"], a["status"], a["sync"]) for a in agents] == [
+        (agent, "running", "in-sync") for agent in ("a-0", "a-1", "a-2", "b")]
+    invoke("-L", str(server.socket_name), "down", str(spec))
 
 
 def _big_spec(directory: pathlib.Path) -> str:

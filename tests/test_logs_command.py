@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import os
 import pathlib
+import subprocess
+import sys
 import time
 from collections.abc import AsyncGenerator, Iterator, Mapping
 from typing import Any
@@ -162,6 +164,24 @@ def test_ctrl_c_while_logs_f_still_prints_the_history_ends_it_with_0(
     following = invoke("logs", spec, "planner", "-f")
     assert (following.code, following.err) == (0, "")
     assert invoke("logs", spec, "planner").code == 130
+
+
+@pytest.mark.parametrize("follow", [[], ["-f"]])
+def test_a_reader_gone_ends_logs_with_0(
+    spec: str, logs_dir: pathlib.Path, follow: list[str]
+) -> None:
+    """`logs | head -1`, `logs -f | grep -m1 ready`: the reader has what it wanted, so
+    that is success (click made it 1); and -f stops rather than follow for nobody."""
+    (logs_dir / "planner.log").write_bytes(b"".join(b"line %d\n" % i for i in range(50_000)))
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        cli = subprocess.Popen([sys.executable, "-m", "swarm_launch", "logs", spec, "planner",
+                                *follow], stdout=write_end, stderr=subprocess.PIPE)
+    finally:
+        os.close(write_end)
+    _, err = cli.communicate(timeout=60)
+    assert (cli.returncode, err) == (0, b"")
 
 
 def test_unknown_agent_lists_the_known_ones(spec: str) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 import click
 
-from swarm_launch import logfiles
+from swarm_launch import logfiles, output
 from swarm_launch.cli import Globals
 from swarm_launch.desired import replica_ids
 from swarm_launch.exceptions import UserError
@@ -54,6 +54,8 @@ def run(globals_: Globals, *, spec: str, agents: Sequence[str], follow: bool,
     printer = Printer(selected, colour=sys.stdout.isatty(), raw=raw)
     try:
         _history(printer, paths, followers if follow else None, tail, since_epoch)
+    except output.ReaderGone:
+        return 0  # `logs | head`: the reader has what it wanted
     except KeyboardInterrupt:
         if not follow:
             raise
@@ -68,7 +70,8 @@ def run(globals_: Globals, *, spec: str, agents: Sequence[str], follow: bool,
             for agent in sorted(_logged(logs_dir) - set(followers)):
                 followers[agent] = logfiles.LogFollower(os.path.join(logs_dir, f"{agent}.log"))
                 printer.add(agent)
-        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how one stops following
+        # Ctrl-C is how one stops following; or the reader leaving (`logs -f | grep -m1`)
+        with contextlib.suppress(KeyboardInterrupt, output.ReaderGone):
             asyncio.run(_follow(followers, printer, discover))
     return 0
 
@@ -204,6 +207,8 @@ def _echo(texts: list[str]) -> None:
     if texts:
         # color=True: colour was decided above; --raw output keeps the agent's own escapes.
         click.echo("\n".join(texts), color=True)
+    if output.reader_gone():
+        raise output.ReaderGone
 
 
 async def _follow(followers: dict[str, logfiles.LogFollower], printer: Printer,

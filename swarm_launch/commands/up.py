@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from swarm_launch import reconcile, records, render
+from swarm_launch import output, reconcile, records, render
 from swarm_launch.cli import Globals
 from swarm_launch.commands import plan as plan_command
 from swarm_launch.commands._common import load, run_async
@@ -171,7 +171,9 @@ def _watch(globals_: Globals, spec: str, *, prune: bool, replace: tuple[str, ...
         if not stop.requested:
             click.echo(f"watching {spec} for changes "
                        "(Ctrl-C to stop watching; the swarm keeps running)")
-            watch.watch(spec, apply, should_stop=lambda: stop.requested, seen=before,
+            # A reader gone (`up --watch | tee f`, tee ended) ends the watch, between applies
+            watch.watch(spec, apply, seen=before,
+                        should_stop=lambda: stop.requested or output.reader_gone(),
                         on_gone=lambda: click.echo(
                             f"{spec} is gone; the swarm keeps running as it is; watching "
                             "for the file to come back", err=True))
