@@ -197,6 +197,13 @@ class InvalidAgentIdError(AgentNotFoundError, ValueError):
     error to the CLI, which says why)."""
 
 
+def _some(names: Sequence[str], shown: int = 12) -> str:
+    """`names` for a message, the first `shown` of a long list."""
+    if len(names) <= shown:
+        return ", ".join(names) or "none"
+    return f"{', '.join(names[:shown])}, ... ({len(names)} in all)"
+
+
 def _check_agent_id(agent_id: str) -> None:
     try:
         check_id("agent", agent_id)
@@ -625,7 +632,10 @@ class TmuxSwarmManager:
         for pane, settings in listing:
             if pane.cluster == self.cluster_id and pane.agent_id == agent_id:
                 return pane, settings
-        raise AgentNotFoundError(f"no agent {agent_id!r} in swarm {self.cluster_id!r}")
+        known = list(dict.fromkeys(pane.agent_id for pane, _ in listing  # window order
+                                   if pane.cluster == self.cluster_id and pane.agent_id))
+        raise AgentNotFoundError(f"no agent {agent_id!r} in swarm {self.cluster_id!r}; "
+                                 f"its agents are: {_some(known)}")
 
     # -- creating -----------------------------------------------------------
 

@@ -103,6 +103,10 @@ def test_a_spec_entry_with_replicas_is_all_of_them_for_only_and_named_for_send(
         refused = invoke("-L", sock, *command)
         assert (refused.code, refused.err) == (1, "error: 'rep' is a spec entry with "
                                                   "replicas (rep-0, rep-1): name one of them\n")
+    for command in (("send", spec, "nobody", "hi"), ("capture", spec, "nobody")):
+        refused = invoke("-L", sock, *command)
+        assert (refused.code, refused.err) == (1, "error: no agent 'nobody' in swarm 'io'; "
+                                                  "its agents are: rep-0, rep-1\n")
 
 
 def test_broadcast_only_reaches_exactly_the_named_agents(

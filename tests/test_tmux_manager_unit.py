@@ -297,3 +297,10 @@ def test_a_cancellation_landing_as_a_tmux_call_ends_is_not_lost() -> None:
             return "cancelled"
 
     assert asyncio.run(scenario()) == "cancelled"
+
+
+def test_an_unknown_agent_message_names_the_first_agents_of_a_long_list() -> None:
+    assert tmux_manager._some([]) == "none"
+    assert tmux_manager._some(["b", "a"]) == "b, a"
+    names = [f"w-{i}" for i in range(500)]
+    assert tmux_manager._some(names) == ", ".join(names[:12]) + ", ... (500 in all)"
