@@ -108,7 +108,9 @@ def field_hashes(agent: AgentSpec, env: Mapping[str, str]) -> dict[str, str]:
 
 def _digest(value: object) -> str:
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    # surrogateescape: an exported value may hold bytes that are not UTF-8 (os.environ
+    # keeps them as lone surrogates); they are hashed as the bytes the agent gets.
+    return hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def layers(desired: Mapping[str, DesiredAgent]) -> list[list[str]]:

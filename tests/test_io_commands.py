@@ -69,6 +69,27 @@ def test_send_from_stdin_takes_crlf_lines_and_any_bytes(
     assert got == ["line1\nline2 \ufffd"]  # the agent decodes with replacement
 
 
+def test_an_env_value_that_is_not_utf8_reaches_the_agent_byte_for_byte(
+    server: Server, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exported value with a byte that is not UTF-8 (a Latin-1 file name, say):
+    hashing it crashed up, plan, status and even down (exit 3)."""
+    monkeypatch.setenv("LATIN", "caf\udce9")  # the byte 0xe9, as os.environ holds it
+    out = tmp_path / "got"
+    script = tmp_path / "dump_v.py"
+    script.write_text(f"import os, time\nopen({str(out)!r}, 'wb').write(os.environb[b'V'])\n"
+                      "time.sleep(60)\n")
+    path = tmp_path / "bytes.yaml"
+    path.write_text("version: 1\nname: bytes\nagents:\n  a:\n"
+                    f"    command: [{PY}, {script}]\n    env: {{V: '${{LATIN}}'}}\n")
+    sock, spec = str(server.socket_name), str(path)
+    for command in ("plan", "up", "status"):
+        result = invoke("-L", sock, command, spec)
+        assert result.code == 0, (command, result.err)
+    assert wait_until(lambda: out.exists() and out.read_bytes()) == b"caf\xe9"
+    assert invoke("-L", sock, "down", spec).code == 0
+
+
 def test_text_given_as_an_argument_is_sent_as_from_stdin(
     server: Server, tmp_path: pathlib.Path
 ) -> None:
