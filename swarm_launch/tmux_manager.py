@@ -32,7 +32,7 @@ from collections.abc import (
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from swarm_launch import logpipe, store, supervise
+from swarm_launch import logpipe, records, store, supervise
 from swarm_launch.exceptions import (
     AgentNotFoundError,
     PaneDeadError,
@@ -45,7 +45,7 @@ from swarm_launch.exceptions import (
     UserError,
 )
 from swarm_launch.logfiles import QUIET_LINE_S, LogFollower, decode_line
-from swarm_launch.model import SendSettings
+from swarm_launch.model import SendSettings, StopSettings
 from swarm_launch.observed import (
     LIST_PANES_FORMAT,
     OPT_PROMPT_DUE,
@@ -524,6 +524,17 @@ def _unrunnable(launch: AgentLaunch) -> str | None:
     return None
 
 
+def _overridden(stop: StopSettings, signal: str | None, timeout_s: float | None
+                ) -> StopSettings:
+    """`stop` with what the caller gave instead, checked before anything is stopped."""
+    if signal is not None:
+        signal_number(signal)
+    if timeout_s is not None and timeout_s < 0:
+        raise ValueError(f"timeout_s must be 0 or more, not {timeout_s!r}")
+    return StopSettings(stop.signal if signal is None else signal,
+                        stop.timeout_s if timeout_s is None else timeout_s)
+
+
 def _unreaped(pane: PaneState) -> bool:
     return pane.dead and pane.exit_status is None and pane.exit_signal is None
 
@@ -809,10 +820,30 @@ class TmuxSwarmManager:
 
     # -- stopping -----------------------------------------------------------
 
-    async def kill_agent(self, agent_id: str, graceful: bool = True) -> None:
-        """Stop one agent (SIGTERM, wait, SIGKILL when graceful), then close its window."""
+    async def kill_agent(self, agent_id: str, graceful: bool = True, *,
+                         stop_signal: str | None = None,
+                         timeout_s: float | None = None) -> None:
+        """Stop one agent, then close its window. Graceful: `stop_signal` to its process
+        tree, up to `timeout_s` for it to exit, then SIGKILL; not graceful: SIGKILL at once.
+
+        Each left None is the agent's own: its spec's `stop:` for an agent `up` started
+        (as recorded in the swarm's state.json), else SIGTERM and 10 s."""
         pane, _ = await self._agent(agent_id)
-        await self.kill_panes([pane.pane_id], graceful=graceful)
+        stop = _overridden(self._stop_settings([pane])[pane.pane_id], stop_signal, timeout_s)
+        await self.kill_panes([pane.pane_id], graceful=graceful, signal=stop.signal,
+                              timeout_s=stop.timeout_s)
+
+    def _stop_settings(self, panes: Sequence[PaneState]) -> dict[str, StopSettings]:
+        """How each pane's agent is stopped, by pane id: as `up` recorded it when it started
+        the agent in that pane (a pane id tmux gave another agent since is not it), else
+        the defaults. The records, not a pane option: one more option per agent would cost
+        every `up` of 500 agents ~0.07 s (see `tmux_script.send_tags`)."""
+        state = records.load_state(self.cluster_id)
+        stops = records.recorded_stops(state)
+        started = {agent: entry.get("pane_id") for agent, entry in state.get("agents", {}).items()}
+        return {pane.pane_id: stops[pane.agent_id] if pane.agent_id in stops
+                and started.get(pane.agent_id) == pane.pane_id else StopSettings()
+                for pane in panes}
 
     async def kill_panes(self, pane_ids: Sequence[str], *, graceful: bool = True,
                          signal: str = "TERM", timeout_s: float = 10.0) -> None:
@@ -889,12 +920,19 @@ class TmuxSwarmManager:
         script = rearm_script((p.pane_id for p in disarmed), hook)
         await self._tmux("source-file", "-", stdin=script.encode())
 
-    async def shutdown(self, graceful: bool = True) -> None:
-        """Stop every agent of this swarm; close the session unless foreign panes remain."""
+    async def shutdown(self, graceful: bool = True, *, stop_signal: str | None = None,
+                       timeout_s: float | None = None) -> None:
+        """Stop every agent of this swarm, each as `kill_agent` would (its own stop
+        settings, unless `stop_signal` or `timeout_s` overrides them for all; SIGTERM and
+        10 s by default), all at once; then close the session unless foreign panes remain."""
         panes = await self.observe()
-        agents = [p.pane_id for p in panes if p.cluster == self.cluster_id and p.agent_id]
-        if agents:
-            await self.kill_panes(agents, graceful=graceful)
+        agents = [p for p in panes if p.cluster == self.cluster_id and p.agent_id]
+        groups: dict[StopSettings, list[str]] = {}
+        for pane_id, stop in self._stop_settings(agents).items():
+            groups.setdefault(_overridden(stop, stop_signal, timeout_s), []).append(pane_id)
+        await asyncio.gather(*(
+            self.kill_panes(pane_ids, graceful=graceful, signal=stop.signal,
+                            timeout_s=stop.timeout_s) for stop, pane_ids in groups.items()))
         rest = await self.observe()
         if rest and all(p.cluster == self.cluster_id for p in rest):
             result = await self._tmux("kill-session", "-t", f"={self.session_name}")

@@ -29,7 +29,7 @@ from swarm_launch.tmux_manager import (
     observe_server,
 )
 from tests.agents import agent
-from tests.helpers import wait_until
+from tests.helpers import invoke, wait_until
 
 pytestmark = pytest.mark.tmux
 T = TypeVar("T")
@@ -287,6 +287,69 @@ def test_graceful_kill_lets_the_agent_exit_on_term(manager: TmuxSwarmManager) ->
     pid = manager.get_session_info()["agents"]["a"]["pid"]
     run(manager.kill_agent("a"))
     assert not alive(pid) and pane.pane_id not in {p.pane_id for p in run(manager.observe())}
+
+
+# Records the signal that stopped it (INT or TERM) in its file, then exits.
+SIGNAL_RECORDER = (
+    "import pathlib, signal, sys, time\n"
+    "out = pathlib.Path(sys.argv[1])\n"
+    "def record(number, frame):\n"
+    "    out.write_text(signal.Signals(number).name)\n"
+    "    sys.exit(0)\n"
+    "for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):\n"
+    "    signal.signal(sig, record)\n"
+    "out.write_text('ready')\n"
+    "time.sleep(600)\n")
+
+
+def wait_ready(path: pathlib.Path) -> None:
+    wait_until(lambda: path.exists() and path.read_text() == "ready", message=f"{path} ready")
+
+
+def up_signal_recorders(server: Server, tmp_path: pathlib.Path, *names: str) -> None:
+    """`up` a swarm `rec` whose agents stop on `stop: {signal: INT}`, each ready."""
+    def entry(name: str) -> str:
+        command = json.dumps([*PY, "-c", SIGNAL_RECORDER, str(tmp_path / name)])
+        return f"  {name}:\n    command: {command}\n    stop: {{signal: INT, timeout_s: 30}}\n"
+
+    spec = tmp_path / "rec.yaml"
+    spec.write_text("version: 1\nname: rec\nagents:\n" + "".join(map(entry, names)))
+    result = invoke("-L", str(server.socket_name), "up", str(spec))
+    assert result.code == 0, result.err
+    for name in names:
+        wait_ready(tmp_path / name)
+
+
+def test_kill_agent_stops_an_agent_up_started_as_its_spec_says(
+        server: Server, tmp_path: pathlib.Path) -> None:
+    up_signal_recorders(server, tmp_path, "a", "b")
+    swarm = TmuxSwarmManager("rec", socket_name=server.socket_name)
+    run(swarm.kill_agent("a"))
+    assert (tmp_path / "a").read_text() == "SIGINT"
+    run(swarm.kill_agent("b", stop_signal="TERM"))  # the caller's choice wins
+    assert (tmp_path / "b").read_text() == "SIGTERM"
+
+
+def test_shutdown_stops_each_agent_as_its_spec_says_unless_told_otherwise(
+        server: Server, tmp_path: pathlib.Path) -> None:
+    up_signal_recorders(server, tmp_path, "a")
+    swarm = TmuxSwarmManager("rec", socket_name=server.socket_name)
+    run(swarm.spawn_agent("api", (*PY, "-c", SIGNAL_RECORDER, str(tmp_path / "api"))))
+    wait_ready(tmp_path / "api")
+    run(swarm.shutdown())
+    assert (tmp_path / "a").read_text() == "SIGINT"
+    assert (tmp_path / "api").read_text() == "SIGTERM"  # no spec: the default
+    up_signal_recorders(server, tmp_path, "c")
+    run(swarm.shutdown(stop_signal="HUP", timeout_s=5))
+    assert (tmp_path / "c").read_text() == "SIGHUP"
+
+
+def test_a_stop_signal_unknown_is_refused_before_anything_stops(
+        manager: TmuxSwarmManager) -> None:
+    run(manager.spawn_agent("a", "sleep 60"))
+    with pytest.raises(ValueError, match="unknown signal"):
+        run(manager.kill_agent("a", stop_signal="NOPE"))
+    assert statuses(manager) == {"a": "running"}
 
 
 def test_kill_never_touches_foreign_panes(manager: TmuxSwarmManager, server: Server) -> None:
