@@ -9,6 +9,7 @@ but never used on a hot path.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -21,11 +22,12 @@ import time
 import uuid
 import weakref
 from collections.abc import (
-    AsyncGenerator,
     AsyncIterator,
+    Awaitable,
     Callable,
     Collection,
     Coroutine,
+    Iterable,
     Mapping,
     Sequence,
 )
@@ -171,24 +173,71 @@ class Broadcast(NamedTuple):
 
 class AgentStream(AsyncIterator[str]):
     """An agent's new log lines, from `stream_agent_output`. It holds the log open from
-    its creation: `aclose()` closes it, as does dropping the stream, iterated or not (an
-    async generator never started runs no `finally` on either)."""
+    its creation: `aclose()` closes it, as does dropping the stream, iterated or not, or
+    its end.
 
-    def __init__(self, follower: LogFollower, lines: AsyncGenerator[str, None]) -> None:
-        self._lines = lines
+    Not an async generator: a cancelled `__anext__` (say, `asyncio.wait_for` timing out)
+    would close one for good. Its state (the log position, lines read and not yet
+    returned) lives here and changes only between awaits, so a cancellation loses no
+    line and the next `__anext__` goes on where it stopped."""
+
+    def __init__(self, follower: LogFollower, *, find: Callable[[], Awaitable[object]],
+                 running: Callable[[], Awaitable[bool]], poll_interval: float) -> None:
+        self._follower = follower
+        self._find = find  # raises if the agent is not there
+        self._running = running  # whether it runs, or a restart is to come
+        self._poll_interval = poll_interval
+        self._pending: collections.deque[str] = collections.deque()
+        self._checked: float | None = None  # when it was last seen running; None: not yet
+        self._ended = False
         self._close_log = weakref.finalize(self, follower.close)
 
     def __aiter__(self) -> AgentStream:
         return self
 
     async def __anext__(self) -> str:
-        return await self._lines.__anext__()
+        while not self._pending:
+            if self._ended:
+                raise StopAsyncIteration
+            await self._read()
+        return self._pending.popleft()
+
+    async def _read(self) -> None:
+        """Add what the log has to `_pending`; once nothing is left, wait a poll or end."""
+        if self._checked is None:
+            await self._find()
+            self._checked = time.monotonic()
+        self._take(self._follower.poll())
+        if rest := self._follower.quiet_rest(QUIET_LINE_S):
+            self._take([rest])
+        if self._pending:
+            return
+        if time.monotonic() - self._checked >= 1.0:
+            self._checked = time.monotonic()
+            if not await self._running():
+                self._take_the_rest()
+                return
+        if not self._follower.behind:
+            await asyncio.sleep(self._poll_interval)
+
+    def _take(self, lines: Iterable[bytes]) -> None:
+        self._pending.extend(map(decode_line, lines))
+
+    def _take_the_rest(self) -> None:
+        """All the dead agent wrote, however much is left to read, and end."""
+        while True:
+            self._take(self._follower.poll())
+            if not self._follower.behind:
+                break
+        if tail := self._follower.rest():  # its last line had no newline
+            self._take([tail])
+        self._ended = True
+        self._close_log()
 
     async def aclose(self) -> None:
-        try:
-            await self._lines.aclose()
-        finally:
-            self._close_log()
+        self._ended = True
+        self._pending.clear()
+        self._close_log()
 
 
 class InvalidAgentIdError(AgentNotFoundError, ValueError):
@@ -1050,34 +1099,9 @@ class TmuxSwarmManager:
         between this call and the first iteration (say, to a send) is not missed.
         """
         follower = LogFollower(self.log_path(agent_id))
-        return AgentStream(follower, self._stream(agent_id, follower, poll_interval))
-
-    async def _stream(self, agent_id: str, follower: LogFollower,
-                      poll_interval: float) -> AsyncGenerator[str, None]:
-        try:
-            await self._agent(agent_id)
-            checked = time.monotonic()
-            while True:
-                lines = follower.poll()
-                for raw in lines:
-                    yield decode_line(raw)
-                if rest := follower.quiet_rest(QUIET_LINE_S):
-                    yield decode_line(rest)
-                if not lines and time.monotonic() - checked >= 1.0:
-                    checked = time.monotonic()
-                    if not await self._running_or_restarting(agent_id):
-                        while True:  # all it wrote, however much is left to read
-                            for raw in follower.poll():
-                                yield decode_line(raw)
-                            if not follower.behind:
-                                break
-                        if tail := follower.rest():  # its last line had no newline
-                            yield decode_line(tail)
-                        return
-                if not follower.behind:
-                    await asyncio.sleep(poll_interval)
-        finally:
-            follower.close()
+        return AgentStream(follower, find=functools.partial(self._agent, agent_id),
+                           running=functools.partial(self._running_or_restarting, agent_id),
+                           poll_interval=poll_interval)
 
     async def prompt_delivered(self, agent_id: str) -> None:
         """Note on the agent's pane that its initial prompt was sent (OPT_PROMPT_DUE goes):

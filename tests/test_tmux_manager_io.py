@@ -436,3 +436,29 @@ def test_stream_ends_with_a_last_line_without_newline(manager: TmuxSwarmManager)
     run(manager.spawn_agent("t", (*PY, "-c", script)))
     lines = run(follow_lines(manager, "t"))
     assert lines[-2:] == ["one", "two"]
+
+
+SLOW_TICKER = ("import itertools, time\nfor n in itertools.count():\n"
+               "    print('tick', n, flush=True)\n    time.sleep(0.25)\n")
+
+
+def test_a_stream_survives_next_calls_timed_out_and_loses_no_line(
+        manager: TmuxSwarmManager) -> None:
+    run(manager.spawn_agent("t", (*PY, "-c", SLOW_TICKER)))
+
+    async def ticks() -> tuple[int, list[str]]:
+        stream = manager.stream_agent_output("t", poll_interval=0.01)
+        got: list[str] = []
+        timeouts = 0
+        while timeouts < 6 or len(got) < 6:  # each wait far shorter than a tick
+            try:
+                got.append(await asyncio.wait_for(anext(stream), 0.03))
+            except asyncio.TimeoutError:
+                timeouts += 1
+        await stream.aclose()
+        return timeouts, [text for text in got if text.startswith("tick")]
+
+    timeouts, got = run(asyncio.wait_for(ticks(), 20))
+    first = int(got[0].split()[1])
+    assert timeouts >= 6
+    assert got == [f"tick {n}" for n in range(first, first + len(got))]
