@@ -70,6 +70,10 @@ def _replace(match: re.Match[str], environ: Mapping[str, str]) -> str:
 
 def _resolve(name: str, op: str | None, arg: str | None, environ: Mapping[str, str]) -> str:
     value = environ.get(name)
+    if value is not None and not _is_text(value):
+        # Bytes no encoding reads (Python keeps them as surrogates): no hash, record or
+        # tmux script can carry them (tmux reads a 0xff byte as the end of its input).
+        raise InterpolationError(f"${{{name}}} holds bytes that are not UTF-8 text")
     if value == UNSET:
         return (arg or "") if op == ":-" else UNSET
     if op == ":-":
@@ -83,3 +87,11 @@ def _resolve(name: str, op: str | None, arg: str | None, environ: Mapping[str, s
             f"${{{name}}} is not set in the environment (export it before running swarm-launch)"
         )
     return value
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -781,9 +781,20 @@ class TmuxSwarmManager:
                                   timeout_s=self.call_timeout_s + 0.05 * len(launches))
         created, refused, session_error = self._created(launches, result,
                                                         creating_session=creating_session)
+        await self._remove_half_made(launches, result)
         await asyncio.to_thread(self._track, lambda agents: {
             **agents, **{a.agent_id: a.pane_id for a in created}})
         return created, refused, session_error
+
+    async def _remove_half_made(self, launches: Sequence[AgentLaunch],
+                                result: TmuxResult) -> None:
+        """Kill the panes tmux created on script lines it did not finish (no DONE marker):
+        untagged or half tagged, no swarm would ever see or stop them."""
+        output = parse_spawn_output(result.out)
+        half_made = [output.created[launch.agent_id][0] for launch in launches
+                     if launch.agent_id in output.created and launch.agent_id not in output.done]
+        if half_made:
+            await self._tmux("source-file", "-", stdin=kill_panes_script(half_made).encode())
 
     def _spawn_turn(self) -> contextlib.AbstractAsyncContextManager[None]:
         return self._turn("spawn.lock", f"spawn into swarm {self.cluster_id}")
@@ -861,6 +872,10 @@ class TmuxSwarmManager:
                                                 session_failed=session_failed)
         if "duplicate session" in session_error:
             session_error = ""  # another process created it first: fine
+        for agent in failed:
+            if agent in output.created:  # see `_remove_half_made`
+                failures[agent] = (f"tmux created its window but stopped before the end of "
+                                   f"its script line ({failures[agent]}); the window is removed")
         return created, failures, session_error
 
     def _agent_pane(self, agent_id: str, pane_id: str, window_id: str,

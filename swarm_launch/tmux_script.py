@@ -122,6 +122,12 @@ def check_id(kind: str, value: str) -> None:
                          "starting with a letter or digit, at most 128 characters")
 
 
+# A byte 0xff (a str holds it as the surrogate escape "\udcff"): tmux 3.3a reads its
+# `source-file` input as signed chars, where 0xff is EOF, and silently parses the rest of
+# the script as garbage (an agent with truncated args and no tags).
+TMUX_EOF = "\udcff"
+
+
 def check_launch(launch: AgentLaunch) -> None:
     """Refuse what tmux or the kernel cannot carry, before anything is created."""
     check_id("agent", launch.agent_id)
@@ -129,6 +135,18 @@ def check_launch(launch: AgentLaunch) -> None:
         if not key or "=" in key or "\x00" in key or "\x00" in value:
             raise ValueError(f"agent {launch.agent_id}: invalid env entry {key!r}")
     argv_for(launch.command)
+    _check_carried(launch)
+
+
+def _check_carried(launch: AgentLaunch) -> None:
+    """Refuse a 0xff byte (`TMUX_EOF`) anywhere the spawn script carries."""
+    command = [launch.command] if isinstance(launch.command, str) else launch.command
+    fields = {"command": command, "env": [*launch.env, *launch.env.values()],
+              "workdir": [launch.workdir or ""], "prompt": [launch.prompt or ""]}
+    for name, texts in fields.items():
+        if any(TMUX_EOF in text for text in texts):
+            raise ValueError(f"agent {launch.agent_id}: its {name} holds a byte 0xff, "
+                             "which tmux cannot read (not UTF-8 text)")
 
 
 # Names of variables that look like secrets (case-insensitive), and the exceptions.

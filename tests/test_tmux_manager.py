@@ -28,6 +28,7 @@ from swarm_launch.tmux_manager import (
     TmuxSwarmManager,
     observe_server,
 )
+from swarm_launch.tmux_script import window_line
 from tests.agents import agent
 from tests.helpers import invoke, wait_until
 
@@ -461,3 +462,41 @@ def test_an_argv_command_that_cannot_run_is_refused_with_why(
         "noexec": f"command not executable: {script}",
         "relative": "command not executable: ./agent.sh"}
     assert [p.agent_id for p in caught.value.created] == ["fine", "shell"]
+
+
+def test_a_window_whose_script_line_did_not_finish_is_a_failure_and_removed(
+        manager: TmuxSwarmManager, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tmux stopping midway through an agent's line (its last command, the DONE marker,
+    never ran) leaves a window the spawn must not call created, nor leave behind."""
+    monkeypatch.setattr("swarm_launch.tmux_manager.window_line",
+                        lambda *args: window_line(*args).rsplit(" ; ", 1)[0])
+    with pytest.raises(AgentSpawnError) as caught:
+        run(manager.spawn_agent("a", "sleep 60"))
+    assert caught.value.created == [] and "window is removed" in caught.value.failures["a"]
+    assert [p.window_index for p in run(manager.observe())] == [0]
+    assert manager.list_agents() == []
+
+
+@pytest.mark.parametrize(("field", "launch"), [
+    ("command", AgentLaunch("a", ("echo", "caf\udcff"))),
+    ("command", AgentLaunch("a", "echo caf\udcff")),
+    ("env", AgentLaunch("a", "sleep 60", env={"X": "caf\udcff"})),
+    ("env", AgentLaunch("a", "sleep 60", env={"X\udcff": "1"})),
+])
+def test_a_byte_tmux_reads_as_its_input_s_end_is_refused_before_tmux_is_asked(
+        manager: TmuxSwarmManager, field: str, launch: AgentLaunch) -> None:
+    with pytest.raises(ValueError, match=f"agent a: its {field} holds a byte 0xff"):
+        run(manager.spawn_agents([launch]))
+    assert [p.window_index for p in run(manager.observe())] == [0]
+
+
+def test_up_refuses_an_env_variable_that_is_not_utf8_and_creates_nothing(
+        server: Server, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAW", "caf\udcff")  # as Python reads a non-UTF-8 environment
+    spec = tmp_path / "s.yaml"
+    spec.write_text("version: 1\nname: raw\nagents:\n  a:\n    command: sleep 60\n"
+                    "    env: {X: '${RAW}'}\n")
+    result = invoke("-L", str(server.socket_name), "up", str(spec))
+    assert result.code == 1, result.err
+    assert "${RAW} holds bytes that are not UTF-8 text" in result.err
+    assert not server.has_session("swarm-raw")
