@@ -728,7 +728,8 @@ class TmuxSwarmManager:
     async def spawn_agent(self, agent_id: str, command: str | Sequence[str],
                           env: Mapping[str, str] | None = None) -> AgentPane:
         """One agent in its own window `agent-{agent_id}`; see `spawn_agents`."""
-        argv = command if isinstance(command, str) else tuple(command)
+        # bytes as given, for `check_launch` to refuse (a tuple of ints would puzzle it).
+        argv = command if isinstance(command, str | bytes) else tuple(command)
         launch = AgentLaunch(agent_id, argv, env=dict(env or {}), workdir=self.base_dir)
         return (await self.spawn_agents([launch]))[0]
 

@@ -131,11 +131,32 @@ TMUX_EOF = "\udcff"
 def check_launch(launch: AgentLaunch) -> None:
     """Refuse what tmux or the kernel cannot carry, before anything is created."""
     check_id("agent", launch.agent_id)
+    _check_types(launch)
     for key, value in launch.env.items():
         if not key or "=" in key or "\x00" in key or "\x00" in value:
             raise ValueError(f"agent {launch.agent_id}: invalid env entry {key!r}")
     argv_for(launch.command)
     _check_carried(launch)
+
+
+def _check_types(launch: AgentLaunch) -> None:
+    """A TypeError naming the bad entry, rather than one from deep inside the spawn
+    (`argument of type 'int' is not iterable`). Never an env value: it may be a secret."""
+    agent, command = launch.agent_id, launch.command
+    if isinstance(command, bytes | bytearray) or not isinstance(command, str | Sequence):
+        raise TypeError(f"agent {agent}: its command is {type(command).__name__}: "
+                        "give a str (run by sh) or a sequence of str (an argv)")
+    for word in () if isinstance(command, str) else command:
+        if not isinstance(word, str):
+            raise TypeError(f"agent {agent}: its command word {word!r} is "
+                            f"{type(word).__name__}, not str")
+    for key, value in launch.env.items():
+        if not isinstance(key, str):
+            raise TypeError(f"agent {agent}: its env name {key!r} is {type(key).__name__}, "
+                            "not str")
+        if not isinstance(value, str):
+            raise TypeError(f"agent {agent}: its env {key} is {type(value).__name__}, "
+                            "not str")
 
 
 def _check_carried(launch: AgentLaunch) -> None:

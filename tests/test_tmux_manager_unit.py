@@ -9,6 +9,7 @@ import pathlib
 import shutil
 import signal
 from collections.abc import Iterator
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -220,6 +221,20 @@ def test_an_invalid_agent_id_is_a_value_error_for_every_call(bad: str) -> None:
         with pytest.raises(ValueError, match="invalid agent id") as caught:
             asyncio.run(call)
         assert isinstance(caught.value, AgentNotFoundError)  # what it was: the CLI's error
+
+
+@pytest.mark.parametrize(("command", "env", "named"), [
+    ("sleep 5", {"N": 5}, "its env N is int, not str"),
+    ("sleep 5", {"N": None}, "its env N is NoneType, not str"),
+    ("sleep 5", {5: "x"}, "its env name 5 is int, not str"),
+    (b"sleep 5", {}, "its command is bytes: give a str"),
+    (["sleep", 50], {}, "its command word 50 is int, not str"),
+])
+def test_a_spawn_argument_of_the_wrong_type_is_a_type_error_naming_it(
+        command: Any, env: Any, named: str) -> None:
+    with pytest.raises(TypeError, match=f"^agent a: {named}"):
+        asyncio.run(TmuxSwarmManager("ok", socket_name="never-started").spawn_agent(
+            "a", command, env=env))
 
 
 def test_ids_the_spec_gives_are_accepted() -> None:
