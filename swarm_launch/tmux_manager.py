@@ -1114,6 +1114,7 @@ class TmuxSwarmManager:
         Not an `async def`: the log position is taken now, so a reply that arrives
         between this call and the first iteration (say, to a send) is not missed.
         """
+        _check_agent_id(agent_id)
         follower = LogFollower(self.log_path(agent_id))
         return AgentStream(follower, find=functools.partial(self._agent, agent_id),
                            running=functools.partial(self._running_or_restarting, agent_id),

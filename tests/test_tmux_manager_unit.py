@@ -221,6 +221,8 @@ def test_an_invalid_agent_id_is_a_value_error_for_every_call(bad: str) -> None:
         with pytest.raises(ValueError, match="invalid agent id") as caught:
             asyncio.run(call)
         assert isinstance(caught.value, AgentNotFoundError)  # what it was: the CLI's error
+    with pytest.raises(AgentNotFoundError, match="invalid agent id"):
+        manager.stream_agent_output(bad)
 
 
 @pytest.mark.parametrize(("command", "env", "named"), [
