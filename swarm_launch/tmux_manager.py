@@ -1115,6 +1115,8 @@ class TmuxSwarmManager:
         between this call and the first iteration (say, to a send) is not missed.
         """
         _check_agent_id(agent_id)
+        if not poll_interval > 0:  # 0 would poll the log in a busy loop (NaN: never sleep)
+            raise ValueError(f"poll_interval must be more than 0, not {poll_interval!r}")
         follower = LogFollower(self.log_path(agent_id))
         return AgentStream(follower, find=functools.partial(self._agent, agent_id),
                            running=functools.partial(self._running_or_restarting, agent_id),

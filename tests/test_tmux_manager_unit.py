@@ -239,6 +239,12 @@ def test_a_spawn_argument_of_the_wrong_type_is_a_type_error_naming_it(
             "a", command, env=env))
 
 
+@pytest.mark.parametrize("interval", [0, -1, float("nan")])
+def test_a_stream_polling_without_pause_is_refused(interval: float) -> None:
+    with pytest.raises(ValueError, match="poll_interval must be more than 0"):
+        TmuxSwarmManager("ok").stream_agent_output("a", poll_interval=interval)
+
+
 def test_ids_the_spec_gives_are_accepted() -> None:
     manager = TmuxSwarmManager("team_1")
     assert manager.log_path("coder-0").endswith(os.path.join("team_1", "logs", "coder-0.log"))
