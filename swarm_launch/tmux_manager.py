@@ -825,9 +825,14 @@ class TmuxSwarmManager:
                   panes: Sequence[PaneState]) -> dict[str, str]:
         """The launches that must not start, with why; checked before tmux is asked."""
         ids = [launch.agent_id for launch in launches]
-        taken = set(owned_by(panes, self.cluster_id)) & set(ids)
+        owned = owned_by(panes, self.cluster_id)
+        taken = set(owned) & set(ids)
         taken |= {agent for agent in ids if ids.count(agent) > 1}
         failures = dict.fromkeys(sorted(taken), "agent id already in use")
+        # Its pane stays, dead, to be read: the id is free once the pane is gone.
+        failures.update({agent: f"agent {agent} has exited (exit code {owned[agent].exit_code}) "
+                                "but its pane remains; kill_agent removes it first"
+                         for agent in sorted(taken) if agent in owned and owned[agent].dead})
         # tmux would silently start such an agent in another directory.
         failures.update({launch.agent_id: f"workdir {launch.workdir} is not a directory"
                          for launch in launches

@@ -116,6 +116,18 @@ def test_id_in_use_is_refused(manager: TmuxSwarmManager) -> None:
         run(manager.spawn_agent("a", "sleep 60"))
 
 
+def test_the_id_of_an_exited_agent_is_refused_saying_what_frees_it(
+        manager: TmuxSwarmManager) -> None:
+    run(manager.spawn_agent("a", "exit 3"))
+    wait_until(lambda: statuses(manager) == {"a": "failed"}, message="a to exit")
+    with pytest.raises(AgentSpawnError) as caught:
+        run(manager.spawn_agent("a", "sleep 60"))
+    assert caught.value.failures == {
+        "a": "agent a has exited (exit code 3) but its pane remains; kill_agent removes it first"}
+    run(manager.kill_agent("a"))
+    assert run(manager.spawn_agent("a", "sleep 60")).agent_id == "a"
+
+
 def test_a_spawn_cancelled_once_tmux_ran_its_script_records_what_tmux_created(
         manager: TmuxSwarmManager, monkeypatch: pytest.MonkeyPatch) -> None:
     """tmux runs a script it has received, whatever the caller does meanwhile: here the
