@@ -146,7 +146,7 @@ class TmuxResult(NamedTuple):
 
 @dataclass(frozen=True)
 class AgentPane:
-    """A created agent. `pane` is a libtmux handle built without any tmux call."""
+    """A created agent. `pane` is a libtmux handle on its pane, as tmux shows it now."""
 
     agent_id: str
     pane_id: str
@@ -158,10 +158,11 @@ class AgentPane:
 
     @property
     def pane(self) -> libtmux.Pane:
-        """Built on first use, so `up` and the CLI never import libtmux (~40 ms)."""
+        """Built on first use, so `up` and the CLI never import libtmux (~40 ms); each use
+        asks tmux (a bare `libtmux.Pane` has every attribute None until refreshed)."""
         import libtmux
 
-        return libtmux.Pane(server=self.server(), pane_id=self.pane_id)
+        return libtmux.Pane.from_pane_id(server=self.server(), pane_id=self.pane_id)
 
 
 class Broadcast(NamedTuple):

@@ -95,6 +95,13 @@ def test_spawn_then_list_and_info(manager: TmuxSwarmManager) -> None:
     assert info["pane_id"] == pane.pane_id and info["status"] == "running" and info["pid"]
 
 
+def test_an_agent_s_libtmux_pane_is_filled_in(manager: TmuxSwarmManager) -> None:
+    pane = run(manager.spawn_agent("a", "sleep 60"))
+    pid = manager.get_session_info()["agents"]["a"]["pid"]
+    assert pane.pane.pane_pid == str(pid)
+    assert pane.pane.window.window_id == pane.window_id
+
+
 def test_window_is_named_and_tagged(manager: TmuxSwarmManager, server: Server) -> None:
     run(manager.spawn_agents([AgentLaunch("a", "sleep 60", config_hash="h1")]))
     out = server.cmd("list-panes", "-s", "-t", "=swarm-t", "-F",

@@ -55,7 +55,9 @@ def test_agent_pane_builds_its_libtmux_pane_on_first_use() -> None:
     asked = mock.MagicMock(return_value=server)
     agent = AgentPane("a", "%3", "@1", "$0", asked)
     asked.assert_not_called()
-    assert (agent.pane.pane_id, agent.pane.server) == ("%3", server)
+    with mock.patch("libtmux.Pane.from_pane_id") as from_pane_id:
+        assert agent.pane is from_pane_id.return_value
+    from_pane_id.assert_called_once_with(server=server, pane_id="%3")
     assert "server" not in repr(agent) and agent == AgentPane("a", "%3", "@1", "$0", asked)
 
 
@@ -74,8 +76,8 @@ def test_defaults_and_data_dir_from_ai_swarm_dir(
 def test_agent_pane_handle_is_built_without_tmux(patched_server: mock.MagicMock) -> None:
     mgr = TmuxSwarmManager("c1", socket_name="s")
     pane = mgr._agent_pane("a", "%3", "@2", "$1")
-    assert (pane.pane.pane_id, pane.status) == ("%3", AgentStatus.RUNNING)
-    assert patched_server.return_value.cmd.call_count == 0
+    assert (pane.pane_id, pane.status) == ("%3", AgentStatus.RUNNING)
+    patched_server.assert_not_called()
 
 
 def test_tmux_not_installed(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
