@@ -75,6 +75,7 @@ from swarm_launch.tmux_script import (
     parse_spawn_output,
     parse_version,
     paste_args,
+    paste_text,
     prompt_options_script,
     quote,
     rearm_script,
@@ -1016,7 +1017,11 @@ class TmuxSwarmManager:
     # -- talking to agents --------------------------------------------------
 
     async def send_to_agent(self, agent_id: str, message: str) -> None:
-        """Paste `message` literally into the agent, then press its submit key."""
+        """Paste `message` literally into the agent, then press its submit key.
+
+        Bracketed-paste markers (ESC [200~, ESC [201~) in `message` are removed, as a
+        terminal removes them from a paste: an end marker would end the paste early, and
+        what follows it would reach the agent as typed keys."""
         pane, settings = await self._agent(agent_id)
         await self._send(pane, settings, message)
 
@@ -1027,7 +1032,8 @@ class TmuxSwarmManager:
 
         Says who got it, and which agents were skipped because they have exited. Sends
         that fail do not stop the others: BroadcastError then says who got it, and why
-        each other one did not."""
+        each other one did not. `message` goes as `send_to_agent` sends it (without
+        bracketed-paste markers)."""
         if only is not None and not only:
             return Broadcast(sent=(), skipped=())
         for agent_id in only or ():
@@ -1080,11 +1086,10 @@ class TmuxSwarmManager:
 
     async def _paste_and_submit(self, pane: PaneState, settings: SendSettings,
                                 message: str) -> None:
-        if message:
+        if text := paste_text(message):
             # A unique buffer per send: buffers are server-wide, concurrent sends must not swap.
             name = f"swarm-send-{uuid.uuid4().hex}"
-            result = await self._tmux(*paste_args(name, pane.pane_id),
-                                      stdin=message.encode("utf-8", "surrogateescape"))
+            result = await self._tmux(*paste_args(name, pane.pane_id), stdin=text)
             if result.rc != 0:
                 await self._tmux("delete-buffer", "-b", name)
                 raise self._failure(result, f"send to {pane.agent_id}")

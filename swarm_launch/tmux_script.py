@@ -348,6 +348,20 @@ def respawn_command(plan: WindowPlan) -> str:
             + f" ; pipe-pane -O -t {pane} " + escape_format(quote(plan.log_command)))
 
 
+# Bracketed paste's start and end: in the text itself, an end would close the paste early
+# and deliver what follows (a Ctrl-C, say) as typed keys. Terminals strip both from a paste.
+PASTE_MARKERS = ("\x1b[200~", "\x1b[201~")
+
+
+def paste_text(message: str) -> bytes:
+    """`message` as the bytes to paste, without bracketed-paste markers (removed until none
+    is left: removing one may join the pieces of another)."""
+    while any(marker in message for marker in PASTE_MARKERS):
+        for marker in PASTE_MARKERS:
+            message = message.replace(marker, "")
+    return message.encode("utf-8", "surrogateescape")
+
+
 def paste_args(buffer: str, pane_id: str) -> list[str]:
     """Load stdin into `buffer`, then paste it into the pane (bracketed when the program
     asked for that) and delete it. A buffer per send: buffers are server-wide."""

@@ -462,3 +462,27 @@ def test_a_stream_survives_next_calls_timed_out_and_loses_no_line(
     first = int(got[0].split()[1])
     assert timeouts >= 6
     assert got == [f"tick {n}" for n in range(first, first + len(got))]
+
+
+# Asks for bracketed paste, says so, then records every byte it reads, raw.
+RAW_RECORDER = (
+    "import os, sys, tty\n"
+    "tty.setraw(0)\n"
+    "sys.stdout.write('\\x1b[?2004hready\\r\\n'); sys.stdout.flush()\n"
+    "with open(sys.argv[1], 'wb', buffering=0) as out:\n"
+    "    while True:\n"
+    "        out.write(os.read(0, 4096))\n")
+
+
+@pytest.mark.parametrize("how", ["send", "broadcast"])
+def test_text_cannot_end_a_bracketed_paste_early(manager: TmuxSwarmManager,
+                                                 tmp_path: pathlib.Path, how: str) -> None:
+    out = tmp_path / "in.bin"
+    run(manager.spawn_agent("t", (*PY, "-c", RAW_RECORDER, str(out))))
+    wait_until(lambda: "ready" in run(manager.capture_agent_output("t")), message="ready")
+    text = "a\x1b[201~\x03b\x1b[200~c\x1b[20\x1b[201~1~d"
+    run(manager.send_to_agent("t", text) if how == "send" else manager.broadcast(text))
+    # One paste, the markers tmux puts around it its only ones, then the submit key.
+    wanted = b"\x1b[200~a\x03bcd\x1b[201~\r"
+    assert wait_until(lambda: (out.exists() and out.read_bytes() == wanted) or None,
+                      message=f"{wanted!r} in {out}")
