@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -729,7 +730,9 @@ class TmuxSwarmManager:
 
     async def spawn_agent(self, agent_id: str, command: str | Sequence[str],
                           env: Mapping[str, str] | None = None) -> AgentPane:
-        """One agent in its own window `agent-{agent_id}`; see `spawn_agents`."""
+        """One agent in its own window `agent-{agent_id}`; see `spawn_agents`. Its env is
+        the server's, then SWARM_AGENT_ID and SWARM_NAME (its id and the swarm's), then
+        `env`, which wins."""
         # bytes as given, for `check_launch` to refuse (a tuple of ints would puzzle it).
         argv = command if isinstance(command, str | bytes) else tuple(command)
         launch = AgentLaunch(agent_id, argv, env=dict(env or {}), workdir=self.base_dir)
@@ -749,11 +752,18 @@ class TmuxSwarmManager:
         picks window indexes and checks ids on an observation no other spawn can outdate."""
         for launch in launches:
             check_launch(launch)
+        launches = [self._identified(launch) for launch in launches]
         # Outside the turn and the loop: the first use builds the C writer (~0.15 s).
         writer = await asyncio.to_thread(logpipe.writer_argv,
                                          cache_dir=logpipe.writer_cache(self.data_dir))
         async with self._spawn_turn():
             return await self._spawn(launches, writer)
+
+    def _identified(self, launch: AgentLaunch) -> AgentLaunch:
+        """`launch` with SWARM_AGENT_ID and SWARM_NAME in its env, as `up` gives every
+        agent; a value the caller gave for either wins."""
+        identity = {"SWARM_AGENT_ID": launch.agent_id, "SWARM_NAME": self.cluster_id}
+        return dataclasses.replace(launch, env={**identity, **launch.env})
 
     async def _spawn(self, launches: Sequence[AgentLaunch],
                      writer: list[str]) -> list[AgentPane]:
@@ -1120,7 +1130,10 @@ class TmuxSwarmManager:
                             poll_interval: float = 0.1) -> AgentStream:
         """New lines of the agent's log from this call on; ends once the agent is dead for
         good (exited without a restart to come: no policy, one that does not restart this
-        exit, or one that gave up) or gone. Its restarts do not end it.
+        exit, or one that gave up) or gone. Its restarts do not end it. The log, and so the
+        stream, holds swarm-launch's own lines too, each starting with `--- swarm-launch: `:
+        `--- swarm-launch: agent ... started ...` at each start, and what its restart
+        policy did and why.
 
         Not an `async def`: the log position is taken now, so a reply that arrives
         between this call and the first iteration (say, to a send) is not missed.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import json
 import os
@@ -486,3 +487,15 @@ def test_text_cannot_end_a_bracketed_paste_early(manager: TmuxSwarmManager,
     wanted = b"\x1b[200~a\x03bcd\x1b[201~\r"
     assert wait_until(lambda: (out.exists() and out.read_bytes() == wanted) or None,
                       message=f"{wanted!r} in {out}")
+
+
+def test_an_agent_the_api_spawns_knows_its_id_and_swarm_unless_told_otherwise(
+        manager: TmuxSwarmManager, tmp_path: pathlib.Path) -> None:
+    outs = {agent_id: tmp_path / f"{agent_id}.json" for agent_id in ("a", "b")}
+    run(manager.spawn_agent("a", (*PY, agent("argv_env"), str(outs["a"]))))
+    run(manager.spawn_agent("b", (*PY, agent("argv_env"), str(outs["b"])),
+                            env={"SWARM_NAME": "mine"}))
+    envs = {a: wait_until(functools.partial(read_json, out), message=f"{a}'s env")["env"]
+            for a, out in outs.items()}
+    assert (envs["a"]["SWARM_AGENT_ID"], envs["a"]["SWARM_NAME"]) == ("a", manager.cluster_id)
+    assert (envs["b"]["SWARM_AGENT_ID"], envs["b"]["SWARM_NAME"]) == ("b", "mine")
