@@ -1036,14 +1036,16 @@ class TmuxSwarmManager:
         await self._send(pane, settings, message)
 
     async def broadcast(self, message: str,
-                        only: Collection[str] | None = None) -> Broadcast:
+                        only: str | Collection[str] | None = None) -> Broadcast:
         """Send to every running agent, or to exactly `only` (all must exist and run;
-        none, for an empty `only`).
+        none, for an empty `only`; a str is one agent id, not a collection of letters).
 
         Says who got it, and which agents were skipped because they have exited. Sends
         that fail do not stop the others: BroadcastError then says who got it, and why
         each other one did not. `message` goes as `send_to_agent` sends it (without
         bracketed-paste markers)."""
+        if isinstance(only, str):
+            only = (only,)
         if only is not None and not only:
             return Broadcast(sent=(), skipped=())
         for agent_id in only or ():

@@ -239,6 +239,13 @@ def test_broadcast_only_reaches_exactly_the_named(manager: TmuxSwarmManager,
         run(manager.broadcast("x", only=["nobody"]))
 
 
+def test_broadcast_only_one_id_given_as_a_str_is_that_agent(manager: TmuxSwarmManager,
+                                                             tmp_path: pathlib.Path) -> None:
+    outs = start_echo(manager, tmp_path, "ab", "a", "b")
+    assert run(manager.broadcast("to ab", only="ab")).sent == ("ab",)
+    assert wait_until(lambda: submissions(outs["ab"])) == ["to ab"]
+
+
 def test_a_broadcast_that_fails_for_some_says_who_got_it(
     manager: TmuxSwarmManager, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
