@@ -20,6 +20,9 @@ _TOKEN = re.compile(
 
 
 # What an unset variable reads as in an `Unchecked` environment.
+# The byte 0xff as os.environ holds it (surrogateescape): tmux 3.3a reads it as the end
+# of a `source-file` script (see tmux_script.check_launch).
+TMUX_EOF = "\udcff"
 UNSET = "\x01unset\x01"  # no NUL: it may reach a path (realpath refuses NUL)
 
 
@@ -70,10 +73,11 @@ def _replace(match: re.Match[str], environ: Mapping[str, str]) -> str:
 
 def _resolve(name: str, op: str | None, arg: str | None, environ: Mapping[str, str]) -> str:
     value = environ.get(name)
-    if value is not None and not _is_text(value):
-        # Bytes no encoding reads (Python keeps them as surrogates): no hash, record or
-        # tmux script can carry them (tmux reads a 0xff byte as the end of its input).
-        raise InterpolationError(f"${{{name}}} holds bytes that are not UTF-8 text")
+    if value is not None and TMUX_EOF in value and not isinstance(environ, Unchecked):
+        # Other bytes that are not UTF-8 pass, as the agent's own (a Latin-1 file name);
+        # commands about a running swarm (`down`) never need the value, so never refuse it.
+        raise InterpolationError(f"${{{name}}} holds the byte 0xff, which tmux cannot pass "
+                                 "to an agent (it reads it as the end of its input)")
     if value == UNSET:
         return (arg or "") if op == ":-" else UNSET
     if op == ":-":
@@ -88,10 +92,3 @@ def _resolve(name: str, op: str | None, arg: str | None, environ: Mapping[str, s
         )
     return value
 
-
-def _is_text(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

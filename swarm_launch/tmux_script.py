@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from swarm_launch import supervise
+from swarm_launch.interpolate import TMUX_EOF
 from swarm_launch.model import LogSettings, Readiness, RestartPolicy, SendSettings
 from swarm_launch.observed import (
     LIST_PANES_FORMAT,
@@ -122,10 +123,9 @@ def check_id(kind: str, value: str) -> None:
                          "starting with a letter or digit, at most 128 characters")
 
 
-# A byte 0xff (a str holds it as the surrogate escape "\udcff"): tmux 3.3a reads its
-# `source-file` input as signed chars, where 0xff is EOF, and silently parses the rest of
-# the script as garbage (an agent with truncated args and no tags).
-TMUX_EOF = "\udcff"
+# A byte 0xff (`interpolate.TMUX_EOF`): tmux 3.3a reads its `source-file` input as signed
+# chars, where 0xff is EOF, and silently parses the rest of the script as garbage (an
+# agent with truncated args and no tags).
 
 
 def check_launch(launch: AgentLaunch) -> None:
