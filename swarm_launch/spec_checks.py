@@ -54,12 +54,21 @@ def schema_issues(context: Context, data: Any, schema: dict[str, Any]) -> list[S
     import jsonschema  # deferred: slow to import, and only validation needs it
     from jsonschema.exceptions import best_match
 
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _strict_validator(jsonschema)(schema)
     issues: list[SpecIssue] = []
     for error in validator.iter_errors(data):
         best = best_match([error]) or error
         issues.extend(_located(context, best))
     return issues
+
+
+def _strict_validator(jsonschema: Any) -> Any:
+    """Draft 2020-12 where an integer is an int: JSON Schema counts 2.0 as one, but a
+    float count reaches `range`, the log writer's argv and tmux options, which refuse it."""
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool))
+    return jsonschema.validators.extend(base, type_checker=checker)
 
 
 def _located(context: Context, error: ValidationError) -> Iterator[SpecIssue]:
@@ -96,6 +105,9 @@ def _message(error: ValidationError) -> str:
     if error.validator == "type" and error.validator_value == "string":
         hint = " (YAML reads yes/no/on/off as booleans)" if isinstance(instance, bool) else ""
         return f"{error.message}{hint}; quote it"
+    if error.validator == "type" and error.validator_value == "integer" \
+            and isinstance(instance, float):
+        return f"an integer, not {instance!r}"
     if error.validator == "const":
         return f"{instance!r} is not supported; use {error.validator_value!r}"
     if error.validator == "pattern" and list(error.path)[-1:] == ["submit_key"]:

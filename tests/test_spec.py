@@ -207,6 +207,28 @@ def test_every_issue_is_reported_sorted_by_line(tmp_path: pathlib.Path) -> None:
     ]
 
 
+def test_a_whole_float_is_not_an_integer(tmp_path: pathlib.Path) -> None:
+    """JSON Schema counts 2.0 as an integer; a float count broke range(), the log
+    writer's argv and tmux options."""
+    path = spec_file(tmp_path, """\
+        version: 1
+        name: team
+        defaults: {max_restarts: 3.0, send: {submit_delay_ms: 150.0}}
+        agents:
+          a:
+            command: cat
+            replicas: 2.0
+            logs: {keep: 3.0, max_bytes: 4096.0}
+    """)
+    assert issues_of(path) == [
+        "3:26: $.defaults.max_restarts: an integer, not 3.0",
+        "3:55: $.defaults.send.submit_delay_ms: an integer, not 150.0",
+        "7:15: $.agents.a.replicas: an integer, not 2.0",
+        "8:18: $.agents.a.logs.keep: an integer, not 3.0",
+        "8:34: $.agents.a.logs.max_bytes: an integer, not 4096.0",
+    ]
+
+
 def test_depending_on_a_replica_id_names_the_entry_to_use(tmp_path: pathlib.Path) -> None:
     path = spec_file(tmp_path, """\
         version: 1
