@@ -14,10 +14,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from swarm_launch.desired import replica_ids
 from swarm_launch.exceptions import SpecIssue
 from swarm_launch.interpolate import InterpolationError, interpolate
-from swarm_launch.model import MAX_SPEC_BYTES, AgentSpec, message_text
+from swarm_launch.model import MAX_SPEC_BYTES, message_text
 
 if TYPE_CHECKING:
     import yaml
@@ -196,31 +195,43 @@ def _read_prompt(path: str, prompts: dict[str, str], agent_id: str) -> str | Non
     return None
 
 
-def _expanded_ids(agent_id: str, body: dict[str, Any]) -> list[str]:
-    replicas = body.get("replicas", 1)
+def _replica_count(body: dict[str, Any]) -> int | None:
+    """How many replicas a spec entry runs, named `{id}-{i}`; None for a plain agent."""
+    if "replicas" not in body:
+        return None
+    replicas = body["replicas"]
     if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-        replicas = 1
-    agent = AgentSpec(id=agent_id, command="", workdir="", replicas=replicas,
-                      replicated="replicas" in body)
-    return [expanded for expanded, _ in replica_ids(agent)]
+        return 1  # the schema reports it; the ids are checked as for one replica
+    return replicas
+
+
+def _entry_of_replica(expanded: str, agents: dict[str, dict[str, Any]]) -> str | None:
+    """The replicated entry one of whose ids is `expanded`, computed rather than listed
+    (a million replicas would be a million strings). A suffix `-{i}` holds no `-`, so
+    only the part before the last `-` can be that entry."""
+    entry, _, index = expanded.rpartition("-")
+    if not (entry and index.isdigit() and str(int(index)) == index):
+        return None
+    count = _replica_count(agents.get(entry, {}))
+    return entry if count is not None and int(index) < count else None
 
 
 def _replica_issues(context: Context, agents: dict[str, dict[str, Any]]) -> Iterator[SpecIssue]:
-    """Replica ids `{id}-{i}` must not collide with another agent's id, nor grow too long."""
-    owners: dict[str, str] = {}
+    """Replica ids `{id}-{i}` must not collide with another agent's id, nor grow too long.
+    Two replicated entries never collide (their ids differ before the last `-`): only a
+    plain agent can be named like another entry's replica."""
     for agent_id, body in agents.items():
-        for expanded in _expanded_ids(agent_id, body):
-            other = owners.setdefault(expanded, agent_id)
-            if other != agent_id:
-                culprit = agent_id if expanded != agent_id else other
-                yield context.issue(["agents", culprit, "replicas"],
-                                    f"replica id {expanded!r} collides with agent "
-                                    f"{(other if culprit == agent_id else agent_id)!r}; "
-                                    "rename one of them")
-            elif len(expanded) > MAX_ID_LENGTH:
-                yield context.issue(["agents", agent_id, "replicas"],
-                                    f"replica id {expanded!r} is longer than "
-                                    f"{MAX_ID_LENGTH} characters; shorten the agent id")
+        count = _replica_count(body)
+        owner = _entry_of_replica(agent_id, agents)
+        if count is None and owner is not None:
+            yield context.issue(["agents", owner, "replicas"],
+                                f"replica id {agent_id!r} collides with agent {agent_id!r}; "
+                                "rename one of them")
+        longest = f"{agent_id}-{count - 1}" if count else ""
+        if len(longest) > MAX_ID_LENGTH:
+            yield context.issue(["agents", agent_id, "replicas"],
+                                f"replica id {longest!r} is longer than "
+                                f"{MAX_ID_LENGTH} characters; shorten the agent id")
 
 
 def _dependencies(agents: dict[str, dict[str, Any]]) -> dict[str, list[tuple[int, str]]]:
@@ -238,8 +249,7 @@ def _dependency_issues(context: Context,
     for agent_id, edges in graph.items():
         for index, target in edges:
             if target not in graph:
-                entry = next((name for name, body in agents.items()
-                              if target in _expanded_ids(name, body)), None)
+                entry = _entry_of_replica(target, agents)
                 close = difflib.get_close_matches(target, list(graph), n=1)
                 hint = (f"; depends_on names spec entries: {entry!r} waits for all its "
                         "replicas" if entry else

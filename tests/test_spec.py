@@ -348,6 +348,45 @@ def test_declared_single_replica_collides_with_its_suffixed_id(tmp_path: pathlib
         "rename one of them"]
 
 
+def test_a_huge_replica_count_is_refused_without_listing_its_ids(tmp_path: pathlib.Path) -> None:
+    """A billion replicas took 24 GB to check for colliding ids: the checks compute
+    collisions, in a process that could not hold such a list."""
+    path = spec_file(tmp_path, """\
+        version: 1
+        name: team
+        agents:
+          a: {command: cat, replicas: 1000000000}
+          a-999999999: {command: cat}
+    """)
+    code = ("import resource, sys\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
+            "from swarm_launch.cli import main\n"
+            f"sys.argv = ['swarm-launch', 'validate', {path!r}]\n"
+            "main()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines()[:2] == [
+        f"{path}:4:31: $.agents.a.replicas: 1000000000 is greater than the maximum of 1000",
+        f"{path}:4:31: $.agents.a.replicas: replica id 'a-999999999' collides with agent "
+        "'a-999999999'; rename one of them"]
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("max_restarts", "1000001"), ("reset_after_s", "604801"), ("backoff: {factor", "101}"),
+    ("backoff: {max_s", "604801}"), ("ready: {pattern: x, timeout_s", "604801}"),
+    ("stop: {timeout_s", "604801}"), ("send: {submit_delay_ms", "60001}"),
+    ("logs: {max_bytes", "1099511627777}"),
+])
+def test_counts_sizes_and_durations_have_a_maximum(
+    tmp_path: pathlib.Path, field: str, value: str
+) -> None:
+    path = spec_file(tmp_path, f"version: 1\nname: t\nagents:\n  a:\n    command: cat\n"
+                               f"    {field}: {value}\n")
+    [issue] = issues_of(path)
+    assert f"{value.rstrip('}')} is greater than the maximum of" in issue
+
+
 def test_schema_is_draft_2020_12_with_descriptions_everywhere() -> None:
     import jsonschema
 
