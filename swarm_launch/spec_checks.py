@@ -8,6 +8,7 @@ still gets its unset variables, unknown dependencies and cycles reported too.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -63,10 +64,16 @@ def schema_issues(context: Context, data: Any, schema: dict[str, Any]) -> list[S
 
 def _strict_validator(jsonschema: Any) -> Any:
     """Draft 2020-12 where an integer is an int: JSON Schema counts 2.0 as one, but a
-    float count reaches `range`, the log writer's argv and tmux options, which refuse it."""
+    float count reaches `range`, the log writer's argv and tmux options, which refuse it.
+    And a number is finite: YAML's .nan passes every minimum and maximum (comparisons
+    with NaN are false), and an agent backing off for .inf seconds never restarts."""
     base = jsonschema.Draft202012Validator
-    checker = base.TYPE_CHECKER.redefine(
-        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool))
+    checker = base.TYPE_CHECKER.redefine_many({
+        "integer": lambda _checker, value: isinstance(value, int) and not isinstance(value, bool),
+        "number": lambda _checker, value: (isinstance(value, (int, float))
+                                           and not isinstance(value, bool)
+                                           and math.isfinite(value)),
+    })
     return jsonschema.validators.extend(base, type_checker=checker)
 
 
@@ -104,15 +111,25 @@ def _message(error: ValidationError) -> str:
     if error.validator == "type" and error.validator_value == "string":
         hint = " (YAML reads yes/no/on/off as booleans)" if isinstance(instance, bool) else ""
         return f"{error.message}{hint}; quote it"
-    if error.validator == "type" and error.validator_value == "integer" \
+    if error.validator == "type" and error.validator_value in ("integer", "number") \
             and isinstance(instance, float):
-        return f"an integer, not {instance!r}"
+        kind = "an integer" if error.validator_value == "integer" else "a finite number"
+        return f"{kind}, not {_yaml_float(instance)}"
     if error.validator == "const":
         return f"{instance!r} is not supported; use {error.validator_value!r}"
     if error.validator == "pattern" and list(error.path)[-1:] == ["submit_key"]:
         return (f"{instance!r} is not a tmux key name; use one such as Enter, Tab, C-m, "
                 "M-Enter or a single character, with C-, M- or S- modifiers")
     return error.message
+
+
+def _yaml_float(value: float) -> str:
+    """A float as YAML writes it: .nan, .inf, -.inf, 2.0."""
+    if math.isnan(value):
+        return ".nan"
+    if math.isinf(value):
+        return ".inf" if value > 0 else "-.inf"
+    return repr(value)
 
 
 def semantic_issues(context: Context, data: Any) -> list[SpecIssue]:

@@ -387,6 +387,30 @@ def test_counts_sizes_and_durations_have_a_maximum(
     assert f"{value.rstrip('}')} is greater than the maximum of" in issue
 
 
+def test_numbers_are_finite(tmp_path: pathlib.Path) -> None:
+    """NaN passes every minimum and maximum; .inf seconds of backoff never restarted
+    the agent and overflowed `status`."""
+    path = spec_file(tmp_path, """\
+        version: 1
+        name: team
+        agents:
+          a:
+            command: cat
+            backoff: {initial_s: .nan, max_s: .inf, factor: .inf}
+            reset_after_s: -.inf
+            ready: {pattern: x, timeout_s: .NaN}
+            stop: {timeout_s: .nan}
+    """)
+    assert issues_of(path) == [
+        "6:26: $.agents.a.backoff.initial_s: a finite number, not .nan",
+        "6:39: $.agents.a.backoff.max_s: a finite number, not .inf",
+        "6:53: $.agents.a.backoff.factor: a finite number, not .inf",
+        "7:20: $.agents.a.reset_after_s: a finite number, not -.inf",
+        "8:36: $.agents.a.ready.timeout_s: a finite number, not .nan",
+        "9:23: $.agents.a.stop.timeout_s: a finite number, not .nan",
+    ]
+
+
 def test_schema_is_draft_2020_12_with_descriptions_everywhere() -> None:
     import jsonschema
 
