@@ -41,9 +41,9 @@ NESTED_DEFAULTS = ("backoff", "send", "logs", "stop")
 VALID_CACHE_SIZE = 256  # versions of spec files remembered as valid
 # Part of each remembered file's name: a new format of the parsed data, a change to
 # what reading YAML produces, or to what the schema check accepts beyond the schema's
-# text (v2: integers are ints, 2.0 is not one; v3: numbers are finite), must bump it so
-# no older entry is read.
-CACHE_FORMAT = b"parsed-v3"
+# text (v2: integers are ints, 2.0 is not one; v3: numbers are finite; v4: a pattern's
+# `$` is the end of the text), must bump it so no older entry is read.
+CACHE_FORMAT = b"parsed-v4"
 
 
 @functools.lru_cache(maxsize=1)

@@ -74,7 +74,21 @@ def _strict_validator(jsonschema: Any) -> Any:
                                            and not isinstance(value, bool)
                                            and math.isfinite(value)),
     })
-    return jsonschema.validators.extend(base, type_checker=checker)
+    return jsonschema.validators.extend(base, type_checker=checker,
+                                        validators={"pattern": _pattern_to_the_end})
+
+
+def _pattern_to_the_end(validator: Any, pattern: str, instance: Any,
+                        _schema: Any) -> Iterator[ValidationError]:
+    """`pattern` with JSON Schema's (ECMA-262's) `$`, the end of the text: Python's also
+    matches before a final newline, and `name: "nl\\n"` passed, to fail in tmux."""
+    from jsonschema.exceptions import ValidationError
+
+    if not validator.is_type(instance, "string"):
+        return
+    anchored = re.sub(r"(?<!\\)\$$", r"\\Z", pattern)
+    if not re.search(anchored, instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
 def _located(context: Context, error: ValidationError) -> Iterator[SpecIssue]:

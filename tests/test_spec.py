@@ -411,6 +411,28 @@ def test_numbers_are_finite(tmp_path: pathlib.Path) -> None:
     ]
 
 
+def test_a_pattern_anchors_the_end_of_the_text_not_a_final_newline(
+    tmp_path: pathlib.Path
+) -> None:
+    """Python's `$` also matches before a final newline: such ids failed in tmux, and
+    such env names never reached the agent."""
+    path = spec_file(tmp_path, r"""
+        version: 1
+        name: "nl\n"
+        env: {"FOO\n": bar}
+        agents:
+          "a\n": {command: cat}
+          b: {command: cat, depends_on: ["a\n"]}
+    """)
+    ids = "'^[a-z0-9][a-z0-9_-]{0,62}$'"
+    assert issues_of(path) == [
+        f"3:7: $.name: 'nl\\n' does not match {ids}",
+        "4:7: $.env['FOO\\n']: 'FOO\\n' does not match '^[A-Za-z_][A-Za-z0-9_]*$'",
+        f"6:3: $.agents['a\\n']: 'a\\n' does not match {ids}",
+        f"7:34: $.agents.b.depends_on[0]: 'a\\n' does not match {ids}",
+    ]
+
+
 def test_schema_is_draft_2020_12_with_descriptions_everywhere() -> None:
     import jsonschema
 
