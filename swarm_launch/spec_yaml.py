@@ -160,9 +160,9 @@ def _present(root: yaml.Node | None, file: str) -> yaml.Node:
 
 def _syntax_issue(text: str, exc: yaml.MarkedYAMLError, file: str) -> SpecIssue:
     mark = exc.problem_mark or exc.context_mark
-    tab = _first_tab_indent(text, mark.line + 1 if mark else len(text))
-    if tab:
-        return SpecIssue(file, tab[0], tab[1], "$",
+    tab = _tab_indent(text, mark.line) if mark else None
+    if mark and tab is not None:
+        return SpecIssue(file, mark.line + 1, tab + 1, "$",
                          "a tab in indentation; YAML indents with spaces only")
     problem = exc.problem or "invalid YAML"
     if exc.context and problem.startswith("but "):
@@ -173,12 +173,14 @@ def _syntax_issue(text: str, exc: yaml.MarkedYAMLError, file: str) -> SpecIssue:
     return issue_at(file, mark, [], f"YAML syntax error: {problem}")
 
 
-def _first_tab_indent(text: str, up_to_line: int) -> tuple[int, int] | None:
-    for number, line in enumerate(text.splitlines()[:up_to_line], start=1):
-        indent = line[: len(line) - len(line.lstrip(" \t"))]
-        if "\t" in indent and line.strip():
-            return number, indent.index("\t") + 1
-    return None
+def _tab_indent(text: str, line_index: int) -> int | None:
+    """The column (0-based) of a tab in the indentation of the line the parser choked
+    on. Only that line: a tab elsewhere may be content (in a block scalar), legal, and
+    blaming it would hide the real error."""
+    lines = text.splitlines()
+    line = lines[line_index] if line_index < len(lines) else ""
+    indent = line[: len(line) - len(line.lstrip(" \t"))]
+    return indent.index("\t") if "\t" in indent and line.strip() else None
 
 
 def _walk_keys(node: yaml.Node, file: str, parts: list[PathPart]) -> Iterator[SpecIssue]:
