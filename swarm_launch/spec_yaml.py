@@ -75,6 +75,7 @@ def parse_document(raw: bytes, file: str) -> Document:
     root = _compose(text, file)
     _check_aliases(root, file)
     issues = list(_walk_keys(root, file, []))
+    issues += _unreadable(root, file)
     if not isinstance(root, yaml.MappingNode):
         raise LoadFailure([issue_at(file, root.start_mark, [],
                                     f"the top level must be a mapping (version: 1, name: ..., "
@@ -202,6 +203,68 @@ def _walk_keys(node: yaml.Node, file: str, parts: list[PathPart]) -> Iterator[Sp
                            f"duplicate key {key.value!r} (first defined at line {first})")
         seen[key.value] = key
         yield from _walk_keys(value, file, [*parts, key.value])
+
+
+YAML_TAG = "tag:yaml.org,2002:"
+SCALAR_TAGS = {YAML_TAG + name for name in
+               ("str", "null", "bool", "int", "float", "binary", "timestamp")}
+MAPPING_TAGS = {YAML_TAG + "map", YAML_TAG + "set"}
+SEQUENCE_TAGS = {YAML_TAG + "seq", YAML_TAG + "omap", YAML_TAG + "pairs"}
+
+
+def _unreadable(root: yaml.Node, file: str) -> list[SpecIssue]:
+    loader = yaml.SafeLoader("")  # one for the file: making one costs as much as a value
+    try:
+        return _unreadable_values(loader, root, file, [], set())
+    finally:
+        loader.dispose()
+
+
+def _unreadable_values(loader: yaml.SafeLoader, node: yaml.Node, file: str,
+                       parts: list[PathPart], seen: set[int]) -> list[SpecIssue]:
+    """Values the safe loader cannot construct (2024-02-30, an unknown or `!!python/` tag),
+    each located; the node is made plain text or a plain collection so the rest of the
+    file is still read and checked (every error at once, not the first one at `$`)."""
+    if id(node) in seen:  # an alias: checked where its anchor is
+        return []
+    seen.add(id(node))
+    if isinstance(node, yaml.ScalarNode):
+        problem = _scalar_problem(loader, node)
+        if problem is None:
+            return []
+        node.tag = STR_TAG
+        return [issue_at(file, node.start_mark, parts, problem)]
+    issues: list[SpecIssue] = []
+    allowed = MAPPING_TAGS if isinstance(node, yaml.MappingNode) else SEQUENCE_TAGS
+    if node.tag not in allowed:
+        issues.append(issue_at(file, node.start_mark, parts, _unknown_tag(node.tag)))
+        node.tag = YAML_TAG + ("map" if isinstance(node, yaml.MappingNode) else "seq")
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            issues += _unreadable_values(loader, item, file, [*parts, index], seen)
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+            issues += _unreadable_values(loader, value, file, [*parts, name], seen)
+    return issues
+
+
+def _scalar_problem(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str | None:
+    if node.tag not in SCALAR_TAGS:
+        return _unknown_tag(node.tag)
+    if node.tag == STR_TAG:  # most of them: text cannot fail
+        return None
+    try:
+        loader.construct_object(node)
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        reason = exc.problem if isinstance(exc, yaml.MarkedYAMLError) else exc
+        return f"{node.value!r} cannot be read ({reason}); quote it to make it text"
+    return None
+
+
+def _unknown_tag(tag: str) -> str:
+    shown = "!!" + tag.removeprefix(YAML_TAG) if tag.startswith(YAML_TAG) else tag
+    return f"the tag {shown} is not supported (specs are plain YAML); remove it"
 
 
 def _key_text(key: yaml.Node) -> str:

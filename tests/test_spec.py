@@ -301,6 +301,29 @@ def test_duplicate_keys_and_schema_errors_are_reported_together(tmp_path: pathli
     ]
 
 
+def test_unreadable_values_and_unknown_tags_are_located_with_the_other_errors(
+    tmp_path: pathlib.Path
+) -> None:
+    """They were one error at `1:1 $` (or `$` at the first tag), hiding every other."""
+    path = spec_file(tmp_path, """\
+        version: 1
+        name: team
+        env: {A: 2024-02-30, B: !custom x}
+        agents:
+          a:
+            command: !!python/object:os.system [echo]
+            env: {N: 1}
+    """)
+    assert issues_of(path) == [
+        "3:10: $.env.A: '2024-02-30' cannot be read (day is out of range for month); "
+        "quote it to make it text",
+        "3:25: $.env.B: the tag !custom is not supported (specs are plain YAML); remove it",
+        "6:14: $.agents.a.command: the tag !!python/object:os.system is not supported "
+        "(specs are plain YAML); remove it",
+        "7:14: $.agents.a.env.N: 1 is not of type 'string'; quote it",
+    ]
+
+
 def test_anchors_and_merge_keys_are_allowed(tmp_path: pathlib.Path) -> None:
     spec = load_spec(spec_file(tmp_path, """\
         version: 1
