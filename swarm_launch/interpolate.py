@@ -4,7 +4,8 @@ Forms: `${VAR}` (error when unset), `${VAR:-default}` (default when unset or
 empty), `${VAR:?message}` (error with `message` when unset or empty), `$$` for a
 literal `$`. `$VAR` without braces is an error (write `${VAR}` or `$$VAR`); any
 other `$` (before a space, a digit, the end...) stays literal. The default is
-literal text, not interpolated again. Messages name variables, never their values.
+literal text, not interpolated again, and may not hold `${` (references do not nest).
+Messages name variables, never their values.
 """
 
 from __future__ import annotations
@@ -68,7 +69,14 @@ def _replace(match: re.Match[str], environ: Mapping[str, str]) -> str:
             f"{match.group(0)!r} is not a valid reference; "
             "use ${VAR}, ${VAR:-default} or ${VAR:?message} (write $$ for a literal $)"
         )
-    return _resolve(name, match.group("op"), match.group("arg"), environ)
+    op, arg = match.group("op"), match.group("arg")
+    if arg and "${" in arg:  # `${X:-${Y}}`: the first `}` ends the reference, `}` is left over
+        what = "default" if op == ":-" else "message"
+        raise InterpolationError(
+            f"references do not nest: the {what} of ${{{name}}} holds '${{'; "
+            f"write a literal {what}"
+        )
+    return _resolve(name, op, arg, environ)
 
 
 def _resolve(name: str, op: str | None, arg: str | None, environ: Mapping[str, str]) -> str:

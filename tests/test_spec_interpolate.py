@@ -18,7 +18,7 @@ ENV = {"USER_NAME": "ada", "EMPTY": "", "SECRET": "s3cr3t-value"}
     pytest.param("${EMPTY:-fallback}", "fallback", id="default-when-empty"),
     pytest.param("${USER_NAME:-fallback}", "ada", id="default-unused"),
     pytest.param("${MISSING:-}", "", id="empty-default"),
-    pytest.param("${MISSING:-${USER_NAME}", "${USER_NAME", id="default-is-literal"),
+    pytest.param("${MISSING:-$USER_NAME}", "$USER_NAME", id="default-is-literal"),
     pytest.param("${USER_NAME:?needed}", "ada", id="required-and-set"),
     pytest.param("$$", "$", id="escaped-dollar"),
     pytest.param("$${USER_NAME}", "${USER_NAME}", id="escaped-reference"),
@@ -43,6 +43,11 @@ def test_interpolation_forms(text: str, expected: str) -> None:
                  "${VAR:-default} or ${VAR:?message} (write $$ for a literal $)", id="unclosed"),
     pytest.param("${9LIVES}", "'${9LIVES}' is not a valid reference", id="bad-name"),
     pytest.param("${A:=b}", "'${A:=b}' is not a valid reference", id="unsupported-operator"),
+    pytest.param("${USER_NAME:-${MISSING}}", "references do not nest: the default of "
+                 "${USER_NAME} holds '${'; write a literal default", id="nested-default"),
+    pytest.param("${MISSING:-${USER_NAME}", "references do not nest", id="nested-unclosed"),
+    pytest.param("${MISSING:?see ${DOC}}", "references do not nest: the message of ${MISSING}",
+                 id="nested-message"),
 ])
 def test_interpolation_errors(text: str, message: str) -> None:
     with pytest.raises(InterpolationError) as caught:
