@@ -73,20 +73,23 @@ def schema() -> dict[str, Any]:
 
 
 def load_spec(path: str, environ: Mapping[str, str] | None = None, *,
-              valid_cache: str | None = None) -> SwarmSpec:
+              valid_cache: str | None = None, check_workdirs: bool = False) -> SwarmSpec:
     """Load, check and interpolate the spec at `path`; raise SpecError with every issue.
 
     `valid_cache`: a private directory remembering the files that passed the schema (so
     jsonschema, ~45 ms to import, is not needed again), most with their parsed data (so
     PyYAML, ~10 ms, is not either): `up` of an unchanged spec is the common case.
     Semantic checks always run: they depend on the environment and on prompt files.
+    `check_workdirs`: a missing workdir is an error too (`validate`; `up` fails only the
+    agents that would run there).
     """
     env = os.environ if environ is None else environ
     raw = _read_once(path)  # once: a pipe (`<(...)`, /dev/stdin) cannot be read again
     known = _remembered(raw, valid_cache) if raw is not None and valid_cache else None
     if known is not None and known.data is not None:
         try:
-            return _checked(_context(path, env, None, known.raw), known.data, known.raw, [])
+            context = _context(path, env, None, known.raw, check_workdirs)
+            return _checked(context, known.data, known.raw, [])
         except Exception:  # not what we wrote (or an error to locate): the long way, which
             known = None   # remembers the file again if it passes
     from swarm_launch.spec_yaml import LoadFailure, read_document
@@ -95,7 +98,7 @@ def load_spec(path: str, environ: Mapping[str, str] | None = None, *,
         document = read_document(path, path, raw)
     except LoadFailure as failure:
         raise SpecError(path, failure.issues) from None
-    context = _context(path, env, document.root, document.raw)
+    context = _context(path, env, document.root, document.raw, check_workdirs)
     issues = list(document.issues)
     if known is None:
         issues += _schema_issues(context, document, valid_cache)
@@ -112,9 +115,11 @@ def _read_once(path: str) -> bytes | None:
         return None
 
 
-def _context(path: str, env: Mapping[str, str], root: Any, raw: bytes) -> spec_checks.Context:
+def _context(path: str, env: Mapping[str, str], root: Any, raw: bytes,
+             check_workdirs: bool) -> spec_checks.Context:
     return spec_checks.Context(file=path, root=root, raw=raw, environ=env,
-                               spec_dir=os.path.dirname(os.path.abspath(path)))
+                               spec_dir=os.path.dirname(os.path.abspath(path)),
+                               check_workdirs=check_workdirs)
 
 
 def _checked(context: spec_checks.Context, data: Any, raw: bytes,

@@ -38,6 +38,9 @@ class Context:
     environ: Mapping[str, str]
     prompts: dict[str, str] = field(default_factory=dict)
     raw: bytes = b""
+    # `validate` says a workdir is missing, as `up` would for its agents; commands about a
+    # running swarm (`down`, `status`) must work after its directory is gone.
+    check_workdirs: bool = False
 
     def issue(self, parts: Sequence[PathPart], message: str, *, at_key: bool = False) -> SpecIssue:
         from swarm_launch.spec_yaml import issue_at, node_at, parse_document
@@ -103,8 +106,21 @@ def _located(context: Context, error: ValidationError) -> Iterator[SpecIssue]:
         yield context.issue([*parts, str(error.instance)], error.message, at_key=True)
     elif "x-error" in schema:
         yield context.issue([*parts, schema["x-key"]], schema["x-error"], at_key=True)
+    elif error.validator == "type" and error.instance is None and _written(context, parts) == "~":
+        yield context.issue(parts, "~ is null in YAML, not the home directory: quote it ('~')")
     else:
         yield context.issue(parts, _message(error))
+
+
+def _written(context: Context, parts: Sequence[PathPart]) -> str | None:
+    """The text of the scalar at `parts`, as written in the file."""
+    from swarm_launch.spec_yaml import node_at, parse_document
+
+    if context.root is None:
+        context.root = parse_document(context.raw, context.file).root
+    node, _ = node_at(context.root, parts)
+    value = getattr(node, "value", None)
+    return value if isinstance(value, str) else None
 
 
 def _unknown_key(key: str, known: list[str]) -> str:
@@ -131,6 +147,8 @@ def _message(error: ValidationError) -> str:
         return f"{kind}, not {_yaml_float(instance)}"
     if error.validator == "const":
         return f"{instance!r} is not supported; use {error.validator_value!r}"
+    if error.validator == "minLength" and list(error.path)[-2:] == ["command", 0]:
+        return "the program name (the list's first item) is empty"
     if error.validator == "pattern" and list(error.path)[-1:] == ["submit_key"]:
         return (f"{instance!r} is not a tmux key name; use one such as Enter, Tab, C-m, "
                 "M-Enter or a single character, with C-, M- or S- modifiers")
@@ -151,7 +169,10 @@ def semantic_issues(context: Context, data: Any) -> list[SpecIssue]:
     if not isinstance(data, dict):
         return []
     issues = list(_interpolation_issues(context, data, []))
+    issues.extend(_uninterpolated_issues(context, data))
     agents = _agents(data)
+    if context.check_workdirs:
+        issues.extend(_workdir_issues(context, data, agents))
     for agent_id, body in agents.items():
         issues.extend(_interpolation_issues(context, body, ["agents", agent_id]))
         issues.extend(_pattern_issues(context, agent_id, body))
@@ -180,6 +201,50 @@ def _interpolation_issues(context: Context, body: dict[str, Any],
                 interpolate(value, context.environ)
             except InterpolationError as exc:
                 yield context.issue(where, str(exc))
+
+
+def _uninterpolated_issues(context: Context, data: dict[str, Any]) -> Iterator[SpecIssue]:
+    """The tmux socket is not interpolated: a `${VAR}` there was a literal socket name."""
+    tmux = data.get("tmux")
+    for key in ("socket_name", "socket_path"):
+        value = tmux.get(key) if isinstance(tmux, dict) else None
+        if isinstance(value, str) and "${" in value:
+            yield context.issue(["tmux", key], f"tmux.{key} is not interpolated (only env "
+                                               "values and workdirs are); write it out")
+
+
+def _workdir_issues(context: Context, data: dict[str, Any],
+                    agents: dict[str, dict[str, Any]]) -> Iterator[SpecIssue]:
+    """Each workdir given must be a directory (`up` would fail the agents there)."""
+    swarm_dir = _resolved(context, context.spec_dir, data.get("workdir"))
+    if swarm_dir is None:
+        return
+    if "workdir" in data and not os.path.isdir(swarm_dir):
+        yield context.issue(["workdir"], _not_a_directory(swarm_dir, "the spec file's directory"))
+        return
+    for agent_id, body in agents.items():
+        agent_dir = _resolved(context, swarm_dir, body.get("workdir"))
+        if agent_dir is not None and "workdir" in body and not os.path.isdir(agent_dir):
+            yield context.issue(["agents", agent_id, "workdir"],
+                                _not_a_directory(agent_dir, "the swarm's workdir"))
+
+
+def _resolved(context: Context, base: str, workdir: Any) -> str | None:
+    """A workdir as `up` resolves it; None if it cannot be (reported elsewhere)."""
+    if workdir is None:
+        return base
+    if not isinstance(workdir, str):
+        return None
+    try:
+        text = interpolate(workdir, context.environ)
+    except InterpolationError:
+        return None
+    return os.path.normpath(os.path.join(base, os.path.expanduser(text)))
+
+
+def _not_a_directory(path: str, relative_to: str) -> str:
+    what = "is not a directory" if os.path.exists(path) else "does not exist"
+    return f"workdir {path} {what} (a relative workdir is relative to {relative_to})"
 
 
 def _pattern_issues(context: Context, agent_id: str, body: dict[str, Any]) -> Iterator[SpecIssue]:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import pathlib
+import textwrap
 
 import pytest
 
+from swarm_launch.interpolate import Unchecked
+from swarm_launch.spec import load_spec
 from tests.helpers import invoke
 
 EXAMPLES = sorted((pathlib.Path(__file__).parent.parent / "examples").glob("*.yaml"))
@@ -72,3 +75,56 @@ def test_schema_prints_the_json_schema() -> None:
     document = json.loads(result.out)
     assert document["properties"]["version"]["const"] == 1
     assert "agents" in document["required"]
+
+
+def test_validate_reports_what_up_would_hit(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "here").mkdir()
+    path = write(tmp_path, "swarm.yaml", textwrap.dedent("""\
+        version: 1
+        name: team
+        tmux: {socket_path: "/tmp/${USER}/sock"}
+        agents:
+          a: {command: [""], workdir: ~}
+          b: {command: [x, ""], workdir: nowhere}
+          c: {command: cat, workdir: here}
+    """))
+    result = invoke("validate", path)
+    assert result.code == 1
+    assert result.err.splitlines() == [
+        f"{path}:3:21: $.tmux.socket_path: tmux.socket_path is not interpolated (only env "
+        "values and workdirs are); write it out",
+        f"{path}:5:17: $.agents.a.command[0]: the program name (the list's first item) is empty",
+        f"{path}:5:31: $.agents.a.workdir: ~ is null in YAML, not the home directory: "
+        "quote it ('~')",
+        f"{path}:6:34: $.agents.b.workdir: workdir {tmp_path}/nowhere does not exist "
+        "(a relative workdir is relative to the swarm's workdir)",
+        f"4 errors in {path}; nothing was changed.",
+    ]
+
+
+def test_a_missing_swarm_workdir_is_reported_once(tmp_path: pathlib.Path) -> None:
+    path = write(tmp_path, "swarm.yaml", textwrap.dedent("""\
+        version: 1
+        name: team
+        workdir: gone
+        agents:
+          a: {command: cat, workdir: sub}
+    """))
+    result = invoke("validate", path)
+    assert result.err.splitlines()[0] == (
+        f"{path}:3:10: $.workdir: workdir {tmp_path}/gone does not exist "
+        "(a relative workdir is relative to the spec file's directory)")
+    assert result.code == 1 and len(result.err.splitlines()) == 2
+
+
+def test_commands_about_a_running_swarm_still_load_a_spec_whose_workdir_is_gone(
+    tmp_path: pathlib.Path
+) -> None:
+    """`down` and `status` must work after the swarm's directory was removed."""
+    path = write(tmp_path, "swarm.yaml", textwrap.dedent("""\
+        version: 1
+        name: team
+        agents:
+          a: {command: cat, workdir: gone}
+    """))
+    assert load_spec(path, Unchecked({})).agents["a"].workdir == str(tmp_path / "gone")

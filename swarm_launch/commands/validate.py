@@ -15,7 +15,7 @@ def run(globals_: Any, *, specs: tuple[str, ...]) -> int:
     failed = 0
     for path in specs:
         try:
-            load_spec(path)
+            load_spec(path, check_workdirs=True)
         except SpecError as exc:
             click.echo(exc.report(), err=True)
             failed += 1
