@@ -68,6 +68,11 @@ replace_option = click.option(
 @click.pass_context
 def cli(ctx: click.Context, /, socket_name: str | None, socket_path: str | None) -> None:
     """Declarative launcher for swarms of AI agents in tmux."""
+    # An empty value (`-L "$UNSET"`) would silently mean "not given": the spec's server.
+    if socket_name == "":
+        raise click.UsageError("-L/--socket-name needs a socket name, not ''")
+    if socket_path == "":
+        raise click.UsageError("-S/--socket-path needs a socket path, not ''")
     if socket_name and socket_path:
         raise click.UsageError("give -L/--socket-name or -S/--socket-path, not both")
     # Absolute, as recorded: a later `down --name` may run from another directory.

@@ -128,3 +128,11 @@ def test_commands_about_a_running_swarm_still_load_a_spec_whose_workdir_is_gone(
           a: {command: cat, workdir: gone}
     """))
     assert load_spec(path, Unchecked({})).agents["a"].workdir == str(tmp_path / "gone")
+
+
+@pytest.mark.parametrize("option", ["-L", "-S", "--socket-name", "--socket-path"])
+def test_an_empty_socket_option_is_a_usage_error(tmp_path: pathlib.Path, option: str) -> None:
+    """`-L "$UNSET"` meant the spec's server, silently."""
+    result = invoke(option, "", "validate", write(tmp_path, "s.yaml", VALID))
+    assert result.code == 2
+    assert "needs a socket" in result.err
