@@ -109,7 +109,7 @@ def _located(context: Context, error: ValidationError) -> Iterator[SpecIssue]:
     elif error.validator == "type" and error.instance is None and _written(context, parts) == "~":
         yield context.issue(parts, "~ is null in YAML, not the home directory: quote it ('~')")
     else:
-        yield context.issue(parts, _message(error))
+        yield context.issue(parts, _message(error, _written(context, parts)))
 
 
 def _written(context: Context, parts: Sequence[PathPart]) -> str | None:
@@ -129,30 +129,39 @@ def _unknown_key(key: str, known: list[str]) -> str:
     return f"unknown key {key!r}; {hint}expected one of: {', '.join(known)}"
 
 
-def _message(error: ValidationError) -> str:
+def _message(error: ValidationError, written: str | None = None) -> str:
+    """jsonschema's message, a value shown as the YAML text it was read from (`2024-01-01`,
+    `yes`), not as its Python repr (`datetime.date(2024, 1, 1)`, `True`)."""
     instance = error.instance
-    if error.validator == "type" and isinstance(instance, (dict, list)):
-        kind = "a mapping" if isinstance(instance, dict) else "a list"
+    shown = repr(instance)
+    message = error.message
+    if written is not None and not isinstance(instance, str) and message.startswith(shown):
+        shown = written
+        message = written + message[len(repr(instance)):]
+    if error.validator == "type" and isinstance(instance, (dict, list, set)):
+        kind = {dict: "a mapping", list: "a list", set: "a set"}[type(instance)]
         expected = error.validator_value
         names = expected if isinstance(expected, list) else [expected]
         return f"{kind} is not of type {', '.join(repr(n) for n in names)}"
     if error.validator == "type" and instance is None:
         return f"an empty value (null) is not of type {error.validator_value!r}"
+    if error.validator in ("type", "enum") and isinstance(instance, bool):
+        quote = "; quote it" if error.validator == "type" else ""
+        return f"{message} (YAML reads yes/no/on/off as booleans){quote}"
     if error.validator == "type" and error.validator_value == "string":
-        hint = " (YAML reads yes/no/on/off as booleans)" if isinstance(instance, bool) else ""
-        return f"{error.message}{hint}; quote it"
+        return f"{message}; quote it"
     if error.validator == "type" and error.validator_value in ("integer", "number") \
             and isinstance(instance, float):
         kind = "an integer" if error.validator_value == "integer" else "a finite number"
         return f"{kind}, not {_yaml_float(instance)}"
     if error.validator == "const":
-        return f"{instance!r} is not supported; use {error.validator_value!r}"
+        return f"{shown} is not supported; use {error.validator_value!r}"
     if error.validator == "minLength" and list(error.path)[-2:] == ["command", 0]:
         return "the program name (the list's first item) is empty"
     if error.validator == "pattern" and list(error.path)[-1:] == ["submit_key"]:
         return (f"{instance!r} is not a tmux key name; use one such as Enter, Tab, C-m, "
                 "M-Enter or a single character, with C-, M- or S- modifiers")
-    return error.message
+    return message
 
 
 def _yaml_float(value: float) -> str:

@@ -324,6 +324,26 @@ def test_unreadable_values_and_unknown_tags_are_located_with_the_other_errors(
     ]
 
 
+def test_values_are_shown_as_written_in_yaml_not_as_python_reprs(
+    tmp_path: pathlib.Path
+) -> None:
+    path = spec_file(tmp_path, """\
+        version: 1
+        name: team
+        env: {A: 2024-01-01, B: yes}
+        agents:
+          a: {command: cat, restart: on, env: !!set {a, b}}
+    """)
+    assert issues_of(path) == [
+        "3:10: $.env.A: 2024-01-01 is not of type 'string'; quote it",
+        "3:25: $.env.B: yes is not of type 'string' (YAML reads yes/no/on/off as booleans); "
+        "quote it",
+        "5:30: $.agents.a.restart: on is not one of ['never', 'on-failure', 'always'] "
+        "(YAML reads yes/no/on/off as booleans)",
+        "5:39: $.agents.a.env: a set is not of type 'object'",
+    ]
+
+
 def test_anchors_and_merge_keys_are_allowed(tmp_path: pathlib.Path) -> None:
     spec = load_spec(spec_file(tmp_path, """\
         version: 1
