@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -118,8 +119,22 @@ def _read_once(path: str) -> bytes | None:
 def _context(path: str, env: Mapping[str, str], root: Any, raw: bytes,
              check_workdirs: bool) -> spec_checks.Context:
     return spec_checks.Context(file=path, root=root, raw=raw, environ=env,
-                               spec_dir=os.path.dirname(os.path.abspath(path)),
-                               check_workdirs=check_workdirs)
+                               spec_dir=_spec_dir(path), check_workdirs=check_workdirs)
+
+
+def _spec_dir(path: str) -> str:
+    """What relative paths in the spec are relative to: the file's directory, or for a
+    spec read from a stream (`up <(cat spec)`, `up /dev/stdin < spec`, a pipe) the
+    current directory: /dev or /proc/self/fd is nobody's project. A redirected file is
+    named /dev/stdin, and stats as the file: the path says it is a stream."""
+    absolute = os.path.abspath(path)
+    if absolute.startswith(("/dev/", "/proc/")):
+        return os.getcwd()
+    try:
+        regular = stat.S_ISREG(os.stat(absolute).st_mode)
+    except OSError:
+        regular = True  # missing: reported as such, wherever it was to be
+    return os.path.dirname(absolute) if regular else os.getcwd()
 
 
 def _checked(context: spec_checks.Context, data: Any, raw: bytes,

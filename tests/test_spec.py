@@ -635,3 +635,28 @@ def test_a_spec_read_from_a_pipe_is_read_once(tmp_path: pathlib.Path) -> None:
             os.close(read_end)
         assert sorted(spec.agents) == ["a", "b"]
 
+
+def test_relative_paths_of_a_spec_from_a_stream_are_relative_to_the_current_directory(
+    tmp_path: pathlib.Path
+) -> None:
+    """`up /dev/stdin < spec.yaml` ran its agents in /dev; `plan <(cat spec.yaml)` run from
+    the spec's directory must see the workdirs a file-based `up` gave them."""
+    elsewhere = tmp_path / "specs"
+    elsewhere.mkdir()
+    path = spec_file(elsewhere, MINIMAL)
+    from_file = load_spec(path, {})
+    code = ("from swarm_launch.spec import load_spec\n"
+            "print(load_spec('/dev/stdin', {}).agents['a'].workdir)")
+    with open(path, "rb") as redirected:
+        done = subprocess.run([sys.executable, "-c", code], stdin=redirected, cwd=elsewhere,
+                              capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip() == from_file.agents["a"].workdir == str(elsewhere)
+    read_end, write_end = os.pipe()
+    os.write(write_end, pathlib.Path(path).read_bytes())
+    os.close(write_end)
+    try:
+        piped = load_spec(f"/dev/fd/{read_end}", {})
+    finally:
+        os.close(read_end)
+    assert piped.workdir == os.getcwd()
+
