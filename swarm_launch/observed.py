@@ -27,6 +27,9 @@ OPT_PROMPT_DUE = "@swarm_prompt_due"
 # The restart policy (supervise.OPT_POLICY): observed as present or not, and its
 # reset_after_s, the 4th word of "MODE MAX_RESTARTS BACKOFF RESET_AFTER_S LOG_PATH".
 OPT_POLICY = "@swarm_restart"
+# Where a stop holds the policy aside while it runs (supervise.OPT_POLICY_HELD): present on
+# a running pane after the stop is over, the stop was killed before it gave it back.
+OPT_POLICY_HELD = "@swarm_restart_held"
 _RESET_AFTER_OF_POLICY = "#{s/^[^ ]+ [^ ]+ [^ ]+ ([^ ]+).*$/\\1/:" + OPT_POLICY + "}"
 
 _FIELDS = (
@@ -49,6 +52,7 @@ _FIELDS = (
     "#{?" + OPT_POLICY + ",1,}",
     _RESET_AFTER_OF_POLICY,
     "#{" + OPT_PROMPT_DUE + "}",
+    "#{?" + OPT_POLICY_HELD + ",1,}",
 )
 # Fields are separated by a byte that no id, hash or number contains.
 SEPARATOR = "\x1f"
@@ -89,6 +93,7 @@ class PaneState:
     # Its policy's reset_after_s: the supervisor counts restarts from 0 again after it.
     reset_after_s: float | None = None
     prompt_due: bool = False  # its initial prompt is still to send (OPT_PROMPT_DUE)
+    policy_held: bool = False  # a stop holds its restart policy aside (OPT_POLICY_HELD)
 
     @property
     def status(self) -> AgentStatus:
@@ -152,7 +157,7 @@ def _parse_line(line: str) -> PaneState:
     parts += [""] * (len(_FIELDS) - len(parts))
     (pane_id, window_id, window_index, session_id, pid, dead, dead_status, dead_signal,
      cluster, agent, config_hash, started, restarts, next_restart, gave_up,
-     ready, supervised, reset_after, prompt_due) = parts[:len(_FIELDS)]
+     ready, supervised, reset_after, prompt_due, held) = parts[:len(_FIELDS)]
     is_dead = dead == "1"
     return PaneState(
         pane_id=pane_id,
@@ -174,6 +179,7 @@ def _parse_line(line: str) -> PaneState:
         supervised=supervised == "1",
         reset_after_s=_float(reset_after) if supervised == "1" else None,
         prompt_due=prompt_due == "1",
+        policy_held=held == "1",
     )
 
 

@@ -1,7 +1,8 @@
 """The reconciler's brain: (desired, observed) -> ordered actions with reasons (pure).
 
 Removals come first (they free names and resources), then replacements, then
-creations in file order; agents in sync are kept, and said so.
+creations in file order; agents in sync are kept, and said so; agents whose pane needs
+a change in place (no restart) are updated.
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ class Kind(enum.Enum):
     REPLACE = "replace"
     REMOVE = "remove"
     KEEP = "keep"
+    UPDATE = "update"  # kept running; its pane's options are changed in place
+
+
+# A held policy (`tmux_script.disarm_script`, `supervise.OPT_POLICY_HELD`) is a stop under
+# way, or one that was itself stopped (SIGKILL, a crash) before it gave the policy back.
+DISARMED_REASON = ("restart policy was left disarmed by an interrupted stop; "
+                   "re-armed in place (no restart)")
+PROMPT_REASON = "prompt changed (applies at its next restart; no restart now)"
 
 
 @dataclass(frozen=True)
@@ -55,10 +64,17 @@ class Plan:
     def of_kind(self, kind: Kind) -> tuple[Action, ...]:
         return tuple(a for a in self.actions if a.kind is kind)
 
+    @property
+    def left_running(self) -> tuple[Action, ...]:
+        """The agents this plan neither starts nor stops: kept, or updated in place."""
+        return tuple(a for a in self.actions if a.kind in (Kind.KEEP, Kind.UPDATE))
+
     def summary(self, *, pending: bool = False) -> str:
         """`3 created, 1 replaced, 1 removed, 4 unchanged` (or `3 to create, ...`)."""
         words = _PENDING_WORDS if pending else _DONE_WORDS
-        return ", ".join(f"{len(self.of_kind(kind))} {word}" for kind, word in words)
+        text = ", ".join(f"{len(self.of_kind(kind))} {word}" for kind, word in words)
+        updates = len(self.of_kind(Kind.UPDATE))
+        return text + (f", {updates} {'to update' if pending else 'updated'}" if updates else "")
 
 
 _DONE_WORDS = ((Kind.CREATE, "created"), (Kind.REPLACE, "replaced"),
@@ -76,6 +92,7 @@ def plan(
     recorded: Mapping[str, Mapping[str, str]] | None = None,
     now: float | None = None,
     replace: Collection[str] = (),
+    stopping: bool = False,
 ) -> Plan:
     """What `up` must do so that tmux runs exactly `desired`.
 
@@ -85,13 +102,15 @@ def plan(
     `now` (epoch seconds) lets a pending restart that is long overdue (its supervisor
     died or timed out) count as no restart: the dead agent is replaced.
     `replace` (agent ids, from `replacements`) are replaced even when in sync.
+    `stopping`: another run holds the swarm's lock, so a restart policy held aside may be
+    its stop under way, not a stop that was interrupted: such an agent is kept, untouched.
     """
     pane_list = list(panes)
     observed = owned_by(pane_list, cluster)
     removals = [Action(Kind.REMOVE, p.agent_id, "duplicate pane of this agent", observed=p)
                 for p in duplicates(pane_list, cluster)]
     removals += [_undesired(observed[a], prune) for a in sorted(observed.keys() - desired.keys())]
-    others = [_desired_action(d, observed.get(i), (recorded or {}).get(i), now)
+    others = [_desired_action(d, observed.get(i), (recorded or {}).get(i), now, stopping)
               for i, d in desired.items()]
     others = [_forced(a) if a.agent_id in replace else a for a in others]
     replaces = [a for a in others if a.kind is Kind.REPLACE]
@@ -101,7 +120,7 @@ def plan(
 
 def _forced(action: Action) -> Action:
     """An agent the user asked to replace: replaced if running or dead, created if missing."""
-    if action.kind is not Kind.KEEP:
+    if action.kind not in (Kind.KEEP, Kind.UPDATE):
         return action
     return Action(Kind.REPLACE, action.agent_id, "replace requested (--replace)",
                   desired=action.desired, observed=action.observed)
@@ -133,7 +152,7 @@ def _undesired(pane: PaneState, prune: bool) -> Action:
 
 def _desired_action(
     agent: DesiredAgent, pane: PaneState | None, recorded: Mapping[str, str] | None,
-    now: float | None,
+    now: float | None, stopping: bool = False,
 ) -> Action:
     def act(kind: Kind, reason: str) -> Action:
         return Action(kind, agent.agent_id, reason, desired=agent, observed=pane)
@@ -142,6 +161,12 @@ def _desired_action(
         return act(Kind.CREATE, "missing")
     if pane.config_hash != agent.config_hash:
         return act(Kind.REPLACE, _what_changed(agent, recorded))
+    if not pane.dead and agent.spec.restart.mode != "never" and not pane.supervised:
+        if not pane.policy_held:  # nothing to give back: start it again with its policy
+            return act(Kind.REPLACE, "its restart policy is missing from its pane")
+        if stopping:
+            return act(Kind.KEEP, "being stopped by another run")
+        return act(Kind.UPDATE, DISARMED_REASON)
     pending = pane.next_restart_at is not None and not pane.gave_up
     if pane.dead and pending and not _overdue(pane, now):
         return act(Kind.KEEP, "restart pending (restart policy)")

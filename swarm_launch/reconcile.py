@@ -61,6 +61,7 @@ class Applied:
         words = (("created", Kind.CREATE), ("replaced", Kind.REPLACE),
                  ("removed", Kind.REMOVE), ("unchanged", Kind.KEEP))
         text = ", ".join(f"{done[kind]} {word}" for word, kind in words)
+        text += f", {done[Kind.UPDATE]} updated" if done[Kind.UPDATE] else ""
         return text + (f", {failed} failed" if failed else "")
 
     @property
@@ -77,18 +78,26 @@ def manager_for(target: SwarmTarget) -> TmuxSwarmManager:
 async def compute_plan(manager: TmuxSwarmManager, spec: SwarmSpec, *, prune: bool,
                        desired: dict[str, DesiredAgent] | None = None,
                        replace: Collection[str] = (),
-                       state: Mapping[str, Any] | None = None) -> Plan:
+                       state: Mapping[str, Any] | None = None,
+                       stopping: bool = False) -> Plan:
     """Observe once, then plan; `desired` saves re-expanding a spec already expanded.
 
     `replace`: agent ids or spec entries to replace even when in sync (`--replace`);
     a name not in the spec is a UserError raised before tmux is asked anything.
-    `state`: the swarm's state.json, when the caller has already read it."""
+    `state`: the swarm's state.json, when the caller has already read it.
+    `stopping`: another run holds the swarm's lock (`swarm_busy`), see `plan.plan`."""
     desired = expand(spec) if desired is None else desired
     forced = replacement_ids(spec, desired, replace)
     panes = await manager.observe()
     state = records.load_state(spec.name) if state is None else state
     return plan(desired, panes, cluster=spec.name, prune=prune,
-                recorded=records.recorded_field_hashes(state), now=time.time(), replace=forced)
+                recorded=records.recorded_field_hashes(state), now=time.time(), replace=forced,
+                stopping=stopping)
+
+
+def swarm_busy(name: str) -> bool:
+    """Another run (`up`, `down`) holds the swarm's lock at this moment."""
+    return store.held_by_another(os.path.join(store.data_dir(), name))
 
 
 async def running_elsewhere(manager: TmuxSwarmManager, name: str,
@@ -164,10 +173,10 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
             await _apply(manager, current, applied, report, startup,
                          stops=records.recorded_stops(state))
             await _refresh_restart_prompts(manager, current, state)
-            startup.owe_prompts(current.of_kind(Kind.KEEP))
+            startup.owe_prompts(current.left_running)
             applied.prompt_errors = await startup.send_prompts()
             if wait:  # every agent, not only those this run started
-                startup.watch_running(a.agent_id for a in current.of_kind(Kind.KEEP))
+                startup.watch_running(a.agent_id for a in current.left_running)
                 applied.not_ready = await startup.not_ready()
                 applied.why_not_ready = {a: startup.why[a] for a in applied.not_ready
                                          if a in startup.why}
@@ -251,6 +260,23 @@ async def _apply(manager: TmuxSwarmManager, current: Plan, applied: Applied,
         spawn_errors = await startup.start([a for a in arriving if a.agent_id not in kill_errors])
     for action in arriving:
         error = kill_errors.get(action.agent_id) or spawn_errors.get(action.agent_id)
+        _done(applied, report, action, error)
+    await _update_in_place(manager, current, applied, report)
+
+
+async def _update_in_place(manager: TmuxSwarmManager, current: Plan, applied: Applied,
+                           report: Report | None) -> None:
+    """The agents updated without a restart: a restart policy a killed stop left held
+    aside is given back."""
+    updating = current.of_kind(Kind.UPDATE)
+    disarmed = [a.observed for a in updating if a.observed is not None
+                and a.observed.policy_held and not a.observed.supervised]
+    error = None
+    try:
+        await manager.rearm(disarmed)
+    except TmuxSwarmError as exc:
+        error = str(exc)
+    for action in updating:
         _done(applied, report, action, error)
 
 
@@ -359,7 +385,7 @@ def _records_current(spec: SwarmSpec, current: Plan) -> bool:
 
 def _prompts_owed(current: Plan) -> bool:
     """Some kept agent's initial prompt was never sent (`Startup.owe_prompts`)."""
-    return any(prompt_owed(a) for a in current.of_kind(Kind.KEEP))
+    return any(prompt_owed(a) for a in current.left_running)
 
 
 def _stale_restart_prompts(current: Plan, state: Mapping[str, Any]) -> dict[str, str | None]:
@@ -367,7 +393,7 @@ def _stale_restart_prompts(current: Plan, state: Mapping[str, Any]) -> dict[str,
     (README: `prompt` and `ready` apply without a restart): pane id -> the new value."""
     recorded = records.recorded_prompt_digests(state)
     return {a.observed.pane_id: prompt_option(a.desired.spec.prompt, a.desired.spec.ready)
-            for a in current.of_kind(Kind.KEEP)
+            for a in current.left_running
             if a.observed is not None and a.desired is not None and a.observed.supervised
             and recorded.get(a.agent_id) != a.desired.restart_prompt_digest}
 

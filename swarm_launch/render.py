@@ -10,7 +10,7 @@ import click
 from swarm_launch.plan import Action, Kind, Plan
 
 _MARKS = {Kind.CREATE: ("+", "green"), Kind.REPLACE: ("~", "yellow"),
-          Kind.REMOVE: ("-", "red"), Kind.KEEP: (" ", None)}
+          Kind.REMOVE: ("-", "red"), Kind.KEEP: (" ", None), Kind.UPDATE: ("~", "cyan")}
 
 
 def action_line(action: Action, error: str | None = None, *, width: int = 12) -> str:
@@ -34,7 +34,8 @@ def plan_document(name: str, session: str, plan: Plan) -> dict[str, Any]:
         "actions": [action_document(a) for a in plan.actions],
         "summary": {word: len(plan.of_kind(kind)) for kind, word in
                     ((Kind.CREATE, "create"), (Kind.REPLACE, "replace"),
-                     (Kind.REMOVE, "remove"), (Kind.KEEP, "keep"))},
+                     (Kind.REMOVE, "remove"), (Kind.KEEP, "keep"),
+                     (Kind.UPDATE, "update"))},
     }
 
 

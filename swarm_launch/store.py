@@ -289,6 +289,19 @@ def try_lock(fd: int) -> bool:
     return True
 
 
+def held_by_another(directory: str) -> bool:
+    """Whether some run holds `directory`/lock now: a try, released at once (microseconds).
+    Nothing is created: without the directory or its lock file nobody holds it."""
+    try:
+        fd = os.open(os.path.join(directory, LOCK_FILE), os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return not try_lock(fd)
+    finally:
+        os.close(fd)  # releases the lock if the try took it
+
+
 def wait_for_lock(fd: int, timeout_s: float) -> bool:
     """Poll for the flock until `timeout_s` passes (negative: for as long as it takes;
     flock itself cannot time out): every 5 ms at first, so a short wait ends fast, then

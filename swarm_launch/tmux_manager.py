@@ -993,6 +993,11 @@ class TmuxSwarmManager:
             await disarming
         await self._rearm(supervised)
 
+    async def rearm(self, disarmed: Sequence[PaneState]) -> None:
+        """Give back the restart policies a stop held aside and never gave back (killed
+        before it could): `up` finds such panes running unsupervised and re-arms them."""
+        await self._rearm(disarmed)
+
     async def _rearm(self, disarmed: Sequence[PaneState]) -> None:
         """Give back their restart policies to panes a called-off stop disarmed: one still
         running would otherwise run on unsupervised, never restarted again."""

@@ -7,9 +7,16 @@ import dataclasses
 import pytest
 
 from swarm_launch.desired import DesiredAgent, expand, replica_ids
-from swarm_launch.model import AgentSpec, LogSettings, SendSettings, StopSettings, SwarmSpec
+from swarm_launch.model import (
+    AgentSpec,
+    LogSettings,
+    RestartPolicy,
+    SendSettings,
+    StopSettings,
+    SwarmSpec,
+)
 from swarm_launch.observed import PaneState
-from swarm_launch.plan import RESTART_OVERDUE_S, Kind, plan, replacements
+from swarm_launch.plan import DISARMED_REASON, RESTART_OVERDUE_S, Kind, plan, replacements
 
 CLUSTER = "team"
 
@@ -269,3 +276,25 @@ def test_an_owed_prompt_is_one_up_will_send(spec: AgentSpec, restarts: int, due:
                                    prompt_due=due)
     [action] = plan({"a": want}, [observed], cluster=CLUSTER, prune=True).actions
     assert action.kind is Kind.KEEP and prompt_owed(action) is owed
+
+
+ON_FAILURE = agent("a", restart=RestartPolicy(mode="on-failure"))
+
+
+@pytest.mark.parametrize(("supervised", "held", "stopping", "expected"), [
+    pytest.param(True, False, False, (Kind.KEEP, "in sync"), id="armed"),
+    pytest.param(False, True, False, (Kind.UPDATE, DISARMED_REASON), id="left-disarmed"),
+    pytest.param(False, True, True, (Kind.KEEP, "being stopped by another run"),
+                 id="a-stop-under-way"),
+    pytest.param(False, False, False,
+                 (Kind.REPLACE, "its restart policy is missing from its pane"), id="lost"),
+])
+def test_a_running_agent_without_its_restart_policy_gets_it_back(
+        supervised: bool, held: bool, stopping: bool, expected: tuple[Kind, str]) -> None:
+    """A stop killed after it held the policy aside (SIGKILL, SIGTERM) left the agent
+    running unsupervised, and the plan said in sync: a crash then was never restarted."""
+    want = desired(ON_FAILURE)["a"]
+    observed = dataclasses.replace(pane("a", want.config_hash), supervised=supervised,
+                                   policy_held=held)
+    [action] = plan({"a": want}, [observed], cluster=CLUSTER, stopping=stopping).actions
+    assert (action.kind, action.reason) == expected

@@ -137,7 +137,7 @@ def test_a_missing_workdir_fails_only_its_agent(
     assert outcomes["a"] == outcomes["b"] == "ok" and outcomes["c"] != "ok"
     document = json.loads(invoke("-L", str(server.socket_name), "up", path, "--json").out)
     assert document["summary"] == {"create": 0, "replace": 0, "remove": 0, "keep": 2,
-                                   "failed": 1}
+                                   "update": 0, "failed": 1}
 
 
 def test_a_replacement_whose_workdir_is_missing_keeps_the_running_agent(
@@ -733,3 +733,74 @@ def test_up_fails_for_an_agent_whose_policy_gave_up(server: Server, spec: pathli
         result = invoke("-L", sock, "up", path, "--json")
         assert result.code == 1, result.out
         assert json.loads(result.out)["exited"] == {"g": 127}
+
+
+DEAF_TO_TERM = ("t: {command: \"trap '' TERM; while :; do sleep 1; done\", "
+                "restart: on-failure, stop: {signal: TERM, timeout_s: 30}}\n")
+
+
+def policy_of(server: Server, agent: str = "t") -> tuple[str, str]:
+    """The agent pane's restart policy and the one a stop holds aside ("" for none)."""
+    out = server.cmd("list-panes", "-s", "-t", f"=swarm-{NAME}", "-F",
+                     "#{@swarm_agent}\t#{@swarm_restart}\t#{@swarm_restart_held}").stdout
+    return next((policy, held) for a, policy, held in (line.split("\t") for line in out)
+                if a == agent)
+
+
+def stop_midway(server: Server, path: str, signum: int) -> subprocess.Popen[str]:
+    """A `down` signalled once it holds the agent's restart policy aside (its agent,
+    deaf to SIGTERM, keeps it waiting out the stop's timeout)."""
+    command = [sys.executable, "-m", "swarm_launch", "-L", str(server.socket_name), "down", path]
+    running = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: policy_of(server)[1], timeout=20, message="policy held aside")
+        running.send_signal(signum)
+        running.communicate(timeout=20)
+    finally:
+        if running.poll() is None:
+            running.kill()
+    return running
+
+
+def restarted_after_a_crash(server: Server) -> bool:
+    pid = server.cmd("display", "-p", "-t", agents_of(server)["t"], "#{pane_pid}").stdout[0]
+    os.kill(int(pid), 9)
+    return bool(wait_until(lambda: server.cmd("display", "-p", "-t", agents_of(server)["t"],
+                                              "#{pane_pid}|#{pane_dead}").stdout[0]
+                           not in (f"{pid}|0", f"{pid}|1"), timeout=15,
+                           message="the agent restarted by its policy"))
+
+
+def test_a_stop_killed_midway_leaves_a_policy_the_next_up_gives_back(
+    server: Server, spec: pathlib.Path
+) -> None:
+    """`down` killed (-9) while it held the policy aside: the agent ran on unsupervised,
+    `plan` said in sync, and a crash was never restarted."""
+    path = write(spec, DEAF_TO_TERM)
+    up(server, path)
+    assert stop_midway(server, path, 9).returncode == -9
+    assert policy_of(server)[0] == ""
+    planned = invoke("-L", str(server.socket_name), "plan", path, "--detailed-exitcode")
+    assert planned.code == 2 and "~ update  t" in planned.out
+    assert "left disarmed by an interrupted stop" in planned.out
+    pid = server.cmd("display", "-p", "-t", agents_of(server)["t"], "#{pane_pid}").stdout
+    assert "1 updated" in up(server, path)
+    assert server.cmd("display", "-p", "-t", agents_of(server)["t"], "#{pane_pid}").stdout == pid
+    policy, held = policy_of(server)
+    assert policy.startswith("on-failure") and held == ""
+    assert invoke("-L", str(server.socket_name), "plan", path, "--detailed-exitcode").code == 0
+    assert restarted_after_a_crash(server)
+
+
+@pytest.mark.parametrize("signum", [15, 1])
+def test_sigterm_or_sighup_during_down_gives_the_policy_back(
+    server: Server, spec: pathlib.Path, signum: int
+) -> None:
+    """As Ctrl-C does: the stop is called off and the agent keeps its restart policy."""
+    path = write(spec, DEAF_TO_TERM)
+    up(server, path)
+    stopped = stop_midway(server, path, signum)
+    assert stopped.returncode == 128 + signum
+    policy, held = policy_of(server)
+    assert policy.startswith("on-failure") and held == ""
+    assert restarted_after_a_crash(server)

@@ -6,6 +6,7 @@ import click
 
 from swarm_launch import reconcile, render
 from swarm_launch.cli import Globals
+from swarm_launch.commands import _signals
 from swarm_launch.commands._common import require_known, run_async, running_swarm
 from swarm_launch.plan import Action
 
@@ -19,7 +20,10 @@ def run(globals_: Globals, *, spec: str | None, name: str | None) -> int:
     def report(action: Action, error: str | None) -> None:
         click.echo(render.action_line(action, error, width=14))
 
-    applied = run_async(lambda: reconcile.down(target, swarm, report=report))
+    try:
+        applied = _signals.run_terminable(lambda: reconcile.down(target, swarm, report=report))
+    except _signals.Terminated as exc:
+        return _signals.report(exc)
     removed = len(applied.outcomes)
     if applied.elsewhere:
         server, count = applied.elsewhere

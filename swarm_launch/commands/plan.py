@@ -20,7 +20,8 @@ def run(globals_: Globals, *, spec: str, as_json: bool, detailed_exitcode: bool,
     async def planned() -> Plan:
         await reconcile.refuse_if_running_elsewhere(manager, swarm.name)  # as `up` would
         return await reconcile.compute_plan(manager, swarm, prune=not no_prune,
-                                            replace=replace)
+                                            replace=replace,
+                                            stopping=reconcile.swarm_busy(swarm.name))
 
     result = run_async(planned)
     if as_json:

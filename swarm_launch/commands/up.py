@@ -13,6 +13,7 @@ import click
 
 from swarm_launch import output, reconcile, records, render
 from swarm_launch.cli import Globals
+from swarm_launch.commands import _signals
 from swarm_launch.commands import plan as plan_command
 from swarm_launch.commands._common import load, run_async
 from swarm_launch.model import SwarmSpec
@@ -30,9 +31,12 @@ def run(globals_: Globals, *, spec: str, no_prune: bool, dry_run: bool, as_json:
         return _watch(globals_, spec, prune=not no_prune, replace=replace)
     swarm, target = load(globals_, spec)
     report = None if as_json else _printer(swarm)
-    applied = run_async(lambda: reconcile.up(swarm, target, prune=not no_prune, wait=wait,
-                                              wait_timeout_s=timeout, report=report,
-                                              replace=replace))
+    try:
+        applied = _signals.run_terminable(lambda: reconcile.up(
+            swarm, target, prune=not no_prune, wait=wait, wait_timeout_s=timeout,
+            report=report, replace=replace))
+    except _signals.Terminated as exc:
+        return _signals.report(exc)
     if as_json:
         render.echo_json(_document(swarm.name, target.session, applied,
                                    reconcile.manager_for(target).log_path))
@@ -110,7 +114,7 @@ def _document(name: str, session: str, applied: reconcile.Applied,
     counts = applied.counts()
     document["summary"] = {"create": counts[Kind.CREATE], "replace": counts[Kind.REPLACE],
                            "remove": counts[Kind.REMOVE], "keep": counts[Kind.KEEP],
-                           "failed": applied.failed}
+                           "update": counts[Kind.UPDATE], "failed": applied.failed}
     document["ok"] = applied.ok
     document["unconverged"] = applied.unconverged
     document["exited"] = applied.exited
