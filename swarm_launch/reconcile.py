@@ -158,7 +158,9 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
     manager = manager_for(target)
     desired = expand(spec)
     first = await compute_plan(manager, spec, prune=prune, desired=desired, replace=replace)
-    if first.in_sync and not wait and not _prompts_owed(first) and _records_current(spec, first):
+    # Not while another run holds the lock: a `down` under way would remove what we found.
+    if first.in_sync and not wait and not _prompts_owed(first) \
+            and _records_current(spec, first) and not swarm_busy(spec.name):
         _record(target, spec, "up", started, applied=Applied(first), desired=desired,
                 panes=None)
         return Applied(first)

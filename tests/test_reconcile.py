@@ -804,3 +804,24 @@ def test_sigterm_or_sighup_during_down_gives_the_policy_back(
     policy, held = policy_of(server)
     assert policy.startswith("on-failure") and held == ""
     assert restarted_after_a_crash(server)
+
+
+def test_up_while_a_down_runs_waits_for_it_then_starts_the_swarm_again(
+    server: Server, spec: pathlib.Path, isolated_environment: pathlib.Path
+) -> None:
+    """`up` found the swarm in sync without the lock, said `unchanged` and exited 0; the
+    `down` under way then removed the swarm."""
+    path = write(spec, "t: {command: \"trap '' TERM; while :; do sleep 1; done\", "
+                       "stop: {signal: TERM, timeout_s: 2}}\n")
+    up(server, path)
+    command = [sys.executable, "-m", "swarm_launch", "-L", str(server.socket_name), "down", path]
+    down = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        holder = isolated_environment / NAME / "lock.holder"
+        wait_until(holder.exists, timeout=20, message="the down holding the lock")
+        assert "1 created, 0 replaced, 0 removed, 0 unchanged" in up(server, path)
+        assert down.wait(timeout=20) == 0
+    finally:
+        if down.poll() is None:
+            down.kill()
+    assert set(agents_of(server)) == {"t"}
