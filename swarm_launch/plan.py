@@ -93,6 +93,7 @@ def plan(
     now: float | None = None,
     replace: Collection[str] = (),
     stopping: bool = False,
+    prompts: Mapping[str, str] | None = None,
 ) -> Plan:
     """What `up` must do so that tmux runs exactly `desired`.
 
@@ -104,6 +105,9 @@ def plan(
     `replace` (agent ids, from `replacements`) are replaced even when in sync.
     `stopping`: another run holds the swarm's lock, so a restart policy held aside may be
     its stop under way, not a stop that was interrupted: such an agent is kept, untouched.
+    `prompts` (per agent, the restart prompt digest its pane was last given, as recorded):
+    a kept agent with a restart policy whose pane holds another prompt for its restarts
+    than the spec's now is updated (`up` rewrites it there); None: not checked.
     """
     pane_list = list(panes)
     observed = owned_by(pane_list, cluster)
@@ -112,10 +116,25 @@ def plan(
     removals += [_undesired(observed[a], prune) for a in sorted(observed.keys() - desired.keys())]
     others = [_desired_action(d, observed.get(i), (recorded or {}).get(i), now, stopping)
               for i, d in desired.items()]
+    if prompts is not None:
+        others = [_prompt_update(a, prompts.get(a.agent_id)) for a in others]
     others = [_forced(a) if a.agent_id in replace else a for a in others]
     replaces = [a for a in others if a.kind is Kind.REPLACE]
     rest = [a for a in others if a.kind is not Kind.REPLACE]
     return Plan((*removals, *replaces, *rest))
+
+
+def _prompt_update(action: Action, recorded: str | None) -> Action:
+    """A kept agent whose restarts would send another prompt than the spec's (README:
+    `prompt`, `prompt_file` text and `ready` reach the next restart, no restart now)."""
+    pane, agent = action.observed, action.desired
+    if action.kind is not Kind.KEEP or pane is None or agent is None or not pane.supervised:
+        return action
+    if recorded == agent.restart_prompt_digest:
+        return action
+    reason = PROMPT_REASON if recorded is not None else (
+        "prompt for its restarts not recorded; written again (no restart now)")
+    return Action(Kind.UPDATE, action.agent_id, reason, desired=agent, observed=pane)
 
 
 def _forced(action: Action) -> Action:

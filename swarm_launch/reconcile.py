@@ -92,7 +92,7 @@ async def compute_plan(manager: TmuxSwarmManager, spec: SwarmSpec, *, prune: boo
     state = records.load_state(spec.name) if state is None else state
     return plan(desired, panes, cluster=spec.name, prune=prune,
                 recorded=records.recorded_field_hashes(state), now=time.time(), replace=forced,
-                stopping=stopping)
+                stopping=stopping, prompts=records.recorded_prompt_digests(state))
 
 
 def swarm_busy(name: str) -> bool:
@@ -174,7 +174,6 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
         try:
             await _apply(manager, current, applied, report, startup,
                          stops=records.recorded_stops(state))
-            await _refresh_restart_prompts(manager, current, state)
             startup.owe_prompts(current.left_running)
             applied.prompt_errors = await startup.send_prompts()
             if wait:  # every agent, not only those this run started
@@ -269,13 +268,16 @@ async def _apply(manager: TmuxSwarmManager, current: Plan, applied: Applied,
 async def _update_in_place(manager: TmuxSwarmManager, current: Plan, applied: Applied,
                            report: Report | None) -> None:
     """The agents updated without a restart: a restart policy a killed stop left held
-    aside is given back."""
+    aside is given back, and the prompt their restarts send is the spec's again."""
     updating = current.of_kind(Kind.UPDATE)
     disarmed = [a.observed for a in updating if a.observed is not None
                 and a.observed.policy_held and not a.observed.supervised]
+    prompts = {a.observed.pane_id: prompt_option(a.desired.spec.prompt, a.desired.spec.ready)
+               for a in updating if a.observed is not None and a.desired is not None}
     error = None
     try:
         await manager.rearm(disarmed)
+        await manager.set_restart_prompts(prompts)
     except TmuxSwarmError as exc:
         error = str(exc)
     for action in updating:
@@ -373,36 +375,21 @@ def _no_restart_to_come(policy: RestartPolicy, pane: PaneState, now: float) -> b
 
 def _records_current(spec: SwarmSpec, current: Plan) -> bool:
     """state.json names this spec and exactly the panes tmux shows (a run killed after
-    applying leaves an older state.json of the same spec behind), and the prompts their
-    restarts send (a prompt_file's text is not in the spec's hash)."""
+    applying leaves an older state.json of the same spec behind). (The prompts their
+    restarts send, which a prompt_file's text changes unseen by the spec's hash, are the
+    planner's: a stale one is an update.)"""
     state = records.load_state(spec.name)
     if not state or state.get("spec_hash") != spec.spec_hash:
         return False
     recorded = {agent: entry.get("pane_id") if isinstance(entry, dict) else None
                 for agent, entry in state["agents"].items()}
-    return (recorded == {a.agent_id: a.observed.pane_id for a in current.actions
-                         if a.observed is not None}
-            and not _stale_restart_prompts(current, state))
+    return recorded == {a.agent_id: a.observed.pane_id for a in current.actions
+                        if a.observed is not None}
 
 
 def _prompts_owed(current: Plan) -> bool:
     """Some kept agent's initial prompt was never sent (`Startup.owe_prompts`)."""
     return any(prompt_owed(a) for a in current.left_running)
-
-
-def _stale_restart_prompts(current: Plan, state: Mapping[str, Any]) -> dict[str, str | None]:
-    """Kept agents whose pane holds another prompt for its restarts than the spec's now
-    (README: `prompt` and `ready` apply without a restart): pane id -> the new value."""
-    recorded = records.recorded_prompt_digests(state)
-    return {a.observed.pane_id: prompt_option(a.desired.spec.prompt, a.desired.spec.ready)
-            for a in current.left_running
-            if a.observed is not None and a.desired is not None and a.observed.supervised
-            and recorded.get(a.agent_id) != a.desired.restart_prompt_digest}
-
-
-async def _refresh_restart_prompts(manager: TmuxSwarmManager, current: Plan,
-                                   state: Mapping[str, Any]) -> None:
-    await manager.set_restart_prompts(_stale_restart_prompts(current, state))
 
 
 def _record(target: SwarmTarget, spec: SwarmSpec, command: str, started: float, *,

@@ -15,6 +15,7 @@ import pytest
 from libtmux import Server
 
 from swarm_launch.sockets import server_listening, socket_of
+from swarm_launch.supervise import unpack_prompt
 from swarm_launch.tmux_manager import TmuxSwarmManager
 from tests.helpers import invoke, wait_until
 
@@ -825,3 +826,54 @@ def test_up_while_a_down_runs_waits_for_it_then_starts_the_swarm_again(
         if down.poll() is None:
             down.kill()
     assert set(agents_of(server)) == {"t"}
+
+
+@pytest.mark.parametrize("edit", ["prompt", "prompt_file", "ready"])
+def test_a_prompt_edit_up_would_apply_is_a_pending_change_to_plan(
+    server: Server, spec: pathlib.Path, edit: str
+) -> None:
+    """`up` rewrites the prompt a restart-policy agent's pane keeps for its restarts, so
+    `plan` must not say in sync (a CI job running `up` on drift never delivered it)."""
+    sock = str(server.socket_name)
+    (spec.parent / "prompt.txt").write_text("old words")
+    source = "prompt_file: prompt.txt" if edit == "prompt_file" else "prompt: old words"
+    path = write(spec, f"a:\n  command: echo ready; exec cat\n  restart: always\n  {source}\n"
+                       "  ready: {pattern: ready, timeout_s: 5}\n")
+    up(server, path)
+    if edit == "prompt_file":
+        (spec.parent / "prompt.txt").write_text("new words")
+    else:
+        before = "old words" if edit == "prompt" else "timeout_s: 5"
+        after = "new words" if edit == "prompt" else "timeout_s: 7"
+        spec.write_text(spec.read_text().replace(before, after))
+    planned = invoke("-L", sock, "plan", path, "--detailed-exitcode")
+    assert planned.code == 2, planned.out
+    assert "~ update  a   prompt changed (applies at its next restart" in planned.out
+    pid = server.cmd("display", "-p", "-t", agents_of(server)["a"], "#{pane_pid}").stdout
+    out = up(server, path)
+    assert "~ update  a" in out and "0 replaced, 0 removed, 0 unchanged, 1 updated" in out
+    assert server.cmd("display", "-p", "-t", agents_of(server)["a"], "#{pane_pid}").stdout == pid
+    kept = server.cmd("show-options", "-pv", "-t", agents_of(server)["a"], "@swarm_prompt")
+    words = "old words" if edit == "ready" else "new words"
+    timeout_s = 7.0 if edit == "ready" else 5.0
+    assert unpack_prompt("".join(kept.stdout)) == (words, ("ready", timeout_s))
+    assert invoke("-L", sock, "plan", path, "--detailed-exitcode").code == 0
+
+
+def test_a_stop_edit_is_recorded_by_up_for_down_name(
+    server: Server, spec: pathlib.Path, isolated_environment: pathlib.Path
+) -> None:
+    """`stop` and `depends_on` are read at use: nothing in tmux changes (`plan` says in
+    sync, rightly), but state.json, which `down --name` stops by, takes the new stop."""
+    sock = str(server.socket_name)
+    path = write(spec, "a: {command: sleep 600, stop: {signal: TERM, timeout_s: 3}}\n"
+                       "b: {command: sleep 600}\n")
+    up(server, path)
+    spec.write_text(spec.read_text().replace("signal: TERM, timeout_s: 3",
+                                             "signal: INT, timeout_s: 4")
+                    .replace("b: {command: sleep 600}", "b: {command: sleep 600, "
+                                                        "depends_on: [a]}"))
+    assert invoke("-L", sock, "plan", path, "--detailed-exitcode").code == 0
+    assert "0 unchanged" not in up(server, path)
+    state = json.loads((isolated_environment / NAME / "state.json").read_text())
+    assert state["agents"]["a"]["stop"] == {"signal": "INT", "timeout_s": 4.0}
