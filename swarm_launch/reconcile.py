@@ -190,6 +190,7 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
             records.append_run(target, command="up", spec_hash=spec.spec_hash,
                                started=started, outcomes=applied.outcomes, ok=False,
                                interrupted=True)
+            await _record_state_interrupted(manager, target, spec, desired)
             raise
         finally:
             await startup.close()
@@ -390,6 +391,23 @@ def _records_current(spec: SwarmSpec, current: Plan) -> bool:
 def _prompts_owed(current: Plan) -> bool:
     """Some kept agent's initial prompt was never sent (`Startup.owe_prompts`)."""
     return any(prompt_owed(a) for a in current.left_running)
+
+
+INTERRUPTED_OBSERVE_S = 2.0  # how long an interrupted `up` may look at tmux to record it
+
+
+async def _record_state_interrupted(manager: TmuxSwarmManager, target: SwarmTarget,
+                                    spec: SwarmSpec, desired: dict[str, DesiredAgent]) -> None:
+    """An interrupted `up` records what runs, as tmux says now: the agents it replaced
+    read `drifted` to `status --name` otherwise, and a new swarm had no state.json at all.
+    Briefly: Ctrl-C must end the run, not wait on a tmux that does not answer."""
+    try:  # wait_for, on 3.10 too: a cancellation it could lose has already come
+        panes = await asyncio.wait_for(manager.observe(), INTERRUPTED_OBSERVE_S)
+    except (asyncio.TimeoutError, TmuxSwarmError):
+        return
+    ours = owned_by(panes, spec.name).values()
+    if ours or records.is_recorded(spec.name):
+        records.write_state(target, spec_hash=spec.spec_hash, desired=desired, panes=ours)
 
 
 def _record(target: SwarmTarget, spec: SwarmSpec, command: str, started: float, *,

@@ -877,3 +877,33 @@ def test_a_stop_edit_is_recorded_by_up_for_down_name(
     assert "0 unchanged" not in up(server, path)
     state = json.loads((isolated_environment / NAME / "state.json").read_text())
     assert state["agents"]["a"]["stop"] == {"signal": "INT", "timeout_s": 4.0}
+
+
+def test_an_interrupted_up_records_the_agents_it_replaced(
+    server: Server, spec: pathlib.Path, isolated_environment: pathlib.Path
+) -> None:
+    """Ctrl-C after `db` was replaced, while `up` waits for it to be ready: state.json kept
+    the old pane, and `status --name` said the new one `drifted`."""
+    go = spec.parent / "go"
+    path = write(spec, "db: {command: sleep 600}\n")
+    up(server, path)
+    write(spec, f"db: {{command: 'while [ ! -f {go} ]; do sleep 0.05; done; "
+                "echo READY; sleep 600', ready: {pattern: READY, timeout_s: 60}}\n"
+                "app: {command: sleep 600, depends_on: [db]}\n")
+    old = agents_of(server)["db"]
+    command = [sys.executable, "-m", "swarm_launch", "-L", str(server.socket_name), "up", path]
+    running = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: agents_of(server).get("db", old) != old, timeout=20,
+                   message="db replaced")
+        running.send_signal(2)  # SIGINT, as Ctrl-C
+        running.communicate(timeout=20)
+    finally:
+        if running.poll() is None:
+            running.kill()
+    assert running.returncode == 130
+    state = json.loads((isolated_environment / NAME / "state.json").read_text())
+    assert state["agents"]["db"]["pane_id"] == agents_of(server)["db"]
+    status = json.loads(invoke("-L", str(server.socket_name), "status", "--name", NAME,
+                               "--json").out)
+    assert [(a["id"], a["sync"]) for a in status["agents"]] == [("db", "in-sync")]
