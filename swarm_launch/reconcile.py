@@ -214,13 +214,17 @@ async def down(target: SwarmTarget, spec: SwarmSpec | None = None, *,
         removal = Plan(tuple(Action(Kind.REMOVE, p.agent_id, "down", observed=p,
                                     desired=desired.get(p.agent_id)) for p in ours))
         applied = Applied(removal)
-        await _apply(manager, removal, applied, report,
-                     stops=records.recorded_stops(records.load_state(target.name)))
         try:
+            await _apply(manager, removal, applied, report,
+                         stops=records.recorded_stops(records.load_state(target.name)))
             await manager.shutdown(graceful=True)
         except TmuxSwarmError:  # some pane is left: recorded as a failed run, then raised
             records.append_run(target, command="down", spec_hash=None, started=started,
                                outcomes=applied.outcomes, ok=False)
+            raise
+        except (asyncio.CancelledError, KeyboardInterrupt):  # as an interrupted `up` is
+            records.append_run(target, command="down", spec_hash=None, started=started,
+                               outcomes=applied.outcomes, ok=False, interrupted=True)
             raise
         if not panes and not records.is_recorded(target.name):
             return applied  # nothing ran, nothing to record: no phantom swarm in `ls`

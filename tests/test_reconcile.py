@@ -793,17 +793,22 @@ def test_a_stop_killed_midway_leaves_a_policy_the_next_up_gives_back(
     assert restarted_after_a_crash(server)
 
 
-@pytest.mark.parametrize("signum", [15, 1])
+@pytest.mark.parametrize(("signum", "code"), [(15, 143), (1, 129), (2, 130)])
 def test_sigterm_or_sighup_during_down_gives_the_policy_back(
-    server: Server, spec: pathlib.Path, signum: int
+    server: Server, spec: pathlib.Path, isolated_environment: pathlib.Path, signum: int,
+    code: int
 ) -> None:
-    """As Ctrl-C does: the stop is called off and the agent keeps its restart policy."""
+    """As Ctrl-C does: the stop is called off, the agent keeps its restart policy, and
+    the history has the `down`, interrupted (it had no line at all)."""
     path = write(spec, DEAF_TO_TERM)
     up(server, path)
     stopped = stop_midway(server, path, signum)
-    assert stopped.returncode == 128 + signum
+    assert stopped.returncode == code
     policy, held = policy_of(server)
     assert policy.startswith("on-failure") and held == ""
+    runs = (isolated_environment / NAME / "runs.jsonl").read_text().splitlines()
+    record = json.loads(runs[-1])
+    assert (record["command"], record["interrupted"], record["ok"]) == ("down", True, False)
     assert restarted_after_a_crash(server)
 
 
