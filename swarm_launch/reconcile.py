@@ -163,6 +163,8 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
             and _records_current(spec, first) and not swarm_busy(spec.name):
         _record(target, spec, "up", started, applied=Applied(first), desired=desired,
                 panes=None)
+        _retrack(manager, {a.agent_id: a.observed.pane_id for a in first.actions
+                           if a.observed is not None})
         return Applied(first)
     with store.locked(records.swarm_dir(spec.name), what=f"swarm {spec.name!r}"):
         state = records.load_state(spec.name)  # read once under the lock, used thrice
@@ -199,7 +201,15 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
         applied.exited = _exited(desired, after, spec.name)
         _record(target, spec, "up", started, applied=applied, desired=desired,
                 panes=after)
+        _retrack(manager, {a: p.pane_id for a, p in owned_by(after, spec.name).items()})
     return applied
+
+
+def _retrack(manager: TmuxSwarmManager, agents: Mapping[str, str]) -> None:
+    """The session's entry in swarm_sessions.json, restored if a killed run left it out
+    (only spawns and `start` write it)."""
+    if agents:
+        manager.retrack(agents)
 
 
 async def down(target: SwarmTarget, spec: SwarmSpec | None = None, *,

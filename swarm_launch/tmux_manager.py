@@ -1274,3 +1274,14 @@ class TmuxSwarmManager:
             store.update_json(os.path.join(self.data_dir, store.SESSIONS_FILE), update)
         except (StoreError, OSError) as exc:  # a full disk must not stop a stop midway
             log.warning("%s", exc)
+
+    def retrack(self, agents: Mapping[str, str]) -> None:
+        """Make this session's entry list `agents` (id -> pane id) if it does not: a run
+        killed after tmux created them, before it recorded them, left the swarm out of
+        swarm_sessions.json. A read when the entry is right (`up`'s no-op path)."""
+        document = store.read_json(os.path.join(self.data_dir, store.SESSIONS_FILE))
+        sessions = document.get("sessions") if isinstance(document, dict) else None
+        entry = sessions.get(f"{self.socket_label()}#{self.session_name}") \
+            if isinstance(sessions, dict) else None
+        if not isinstance(entry, dict) or entry.get("agents") != dict(agents):
+            self._track(lambda _: dict(agents))

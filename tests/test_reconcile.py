@@ -912,3 +912,20 @@ def test_an_interrupted_up_records_the_agents_it_replaced(
     status = json.loads(invoke("-L", str(server.socket_name), "status", "--name", NAME,
                                "--json").out)
     assert [(a["id"], a["sync"]) for a in status["agents"]] == [("db", "in-sync")]
+
+
+@pytest.mark.parametrize("lost", ["sessions", "sessions and state"])
+def test_the_next_up_tracks_a_session_a_killed_run_left_untracked(
+    server: Server, spec: pathlib.Path, isolated_environment: pathlib.Path, lost: str
+) -> None:
+    """`up` killed once tmux had created the agents, before it recorded them: the no-op
+    `up` after it rewrote state.json, and `swarm_sessions.json` still lacked the swarm."""
+    path = write(spec, TWO)
+    up(server, path)
+    sessions = isolated_environment / "swarm_sessions.json"
+    sessions.write_text('{"sessions": {}}')
+    if "state" in lost:  # and the records: `up` takes its locked path
+        (isolated_environment / NAME / "state.json").unlink()
+    assert "0 created, 0 replaced, 0 removed, 2 unchanged" in up(server, path)
+    [entry] = json.loads(sessions.read_text())["sessions"].values()
+    assert (entry["cluster_id"], entry["agents"]) == (NAME, agents_of(server))
