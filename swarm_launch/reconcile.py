@@ -389,12 +389,13 @@ def _no_restart_to_come(policy: RestartPolicy, pane: PaneState, now: float) -> b
 
 
 def _records_current(spec: SwarmSpec, current: Plan) -> bool:
-    """state.json names this spec and exactly the panes tmux shows (a run killed after
-    applying leaves an older state.json of the same spec behind). (The prompts their
-    restarts send, which a prompt_file's text changes unseen by the spec's hash, are the
-    planner's: a stale one is an update.)"""
+    """state.json names this spec (its hash and file) and exactly the panes tmux shows (a
+    run killed after applying leaves an older state.json of the same spec behind). (The
+    prompts their restarts send, which a prompt_file's text changes unseen by the spec's
+    hash, are the planner's: a stale one is an update.)"""
     state = records.load_state(spec.name)
-    if not state or state.get("spec_hash") != spec.spec_hash:
+    if not state or state.get("spec_hash") != spec.spec_hash \
+            or state.get("spec_path") != spec.path:
         return False
     recorded = {agent: entry.get("pane_id") if isinstance(entry, dict) else None
                 for agent, entry in state["agents"].items()}

@@ -240,6 +240,14 @@ def other_swarms_of(spec_path: str, name: str) -> list[str]:
     return found
 
 
+def applied_from_another_file(name: str, spec_path: str) -> str | None:
+    """The spec file swarm `name` was last applied from, when it is not `spec_path` and
+    agents were recorded: two files giving one `name:` are one swarm, which each replaces."""
+    state = load_state(name)
+    other = state.get("spec_path")
+    return other if other and other != spec_path and state.get("agents") else None
+
+
 def known_swarms() -> list[str]:
     """Names of swarms with a record directory in AI_SWARM_DIR. A directory whose name no
     swarm can have (a copy such as `Old.bak`) is skipped, with a warning."""

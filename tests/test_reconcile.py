@@ -929,3 +929,20 @@ def test_the_next_up_tracks_a_session_a_killed_run_left_untracked(
     assert "0 created, 0 replaced, 0 removed, 2 unchanged" in up(server, path)
     [entry] = json.loads(sessions.read_text())["sessions"].values()
     assert (entry["cluster_id"], entry["agents"]) == (NAME, agents_of(server))
+
+
+def test_a_second_spec_file_of_the_same_name_says_it_replaces_the_first(
+    server: Server, tmp_path: pathlib.Path
+) -> None:
+    """Two files giving one `name:` are one swarm: `up` of the second pruned the first's
+    agents, saying only `- remove a1 not in the spec`."""
+    sock = str(server.socket_name)
+    first = write(tmp_path / "a.yaml", "a1: {command: sleep 600}\n")
+    second = write(tmp_path / "b.yaml", "b1: {command: sleep 600}\n")
+    up(server, first)
+    note = f"note: swarm '{NAME}' was last applied from {first}; applying {second} replaces it"
+    assert note in invoke("-L", sock, "plan", second).err
+    applied = invoke("-L", sock, "up", second)
+    assert applied.code == 0 and note in applied.err
+    assert "- remove  a1" in applied.out
+    assert "note:" not in invoke("-L", sock, "up", second).err

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
-from swarm_launch import reconcile, render
+from swarm_launch import reconcile, records, render
 from swarm_launch.cli import Globals
 from swarm_launch.commands._common import load, run_async
+from swarm_launch.model import SwarmSpec
 from swarm_launch.plan import Plan
 
 EXIT_CHANGES_PENDING = 2
@@ -16,6 +17,7 @@ def run(globals_: Globals, *, spec: str, as_json: bool, detailed_exitcode: bool,
         no_prune: bool, replace: tuple[str, ...] = ()) -> int:
     swarm, target = load(globals_, spec)
     manager = reconcile.manager_for(target)
+    note_another_file(swarm)
 
     async def planned() -> Plan:
         await reconcile.refuse_if_running_elsewhere(manager, swarm.name)  # as `up` would
@@ -39,3 +41,12 @@ def show(result: Plan, title: str) -> None:
     for action in result.actions:
         click.echo(render.action_line(action, width=width))
     click.echo(result.summary(pending=True))
+
+
+def note_another_file(swarm: SwarmSpec) -> None:
+    """Another spec file with the same `name:` applied last: this one replaces its swarm
+    (its agents not here are removed), which the plan's lines alone do not say."""
+    other = records.applied_from_another_file(swarm.name, swarm.path)
+    if other:
+        click.echo(f"note: swarm {swarm.name!r} was last applied from {other}; applying "
+                   f"{swarm.path} replaces it", err=True)

@@ -30,6 +30,7 @@ def run(globals_: Globals, *, spec: str, no_prune: bool, dry_run: bool, as_json:
     if watch:
         return _watch(globals_, spec, prune=not no_prune, replace=replace)
     swarm, target = load(globals_, spec)
+    plan_command.note_another_file(swarm)
     report = None if as_json else _printer(swarm)
     try:
         applied = _signals.run_terminable(lambda: reconcile.up(
