@@ -52,6 +52,9 @@ class Action:
 @dataclass(frozen=True)
 class Plan:
     actions: tuple[Action, ...]
+    # The session exists, and nothing in it is ours (no placeholder, no agent): someone
+    # else made it under our session's name, and `up` adds the agents to it.
+    foreign_session: bool = False
 
     @property
     def changes(self) -> tuple[Action, ...]:
@@ -121,7 +124,8 @@ def plan(
     others = [_forced(a) if a.agent_id in replace else a for a in others]
     replaces = [a for a in others if a.kind is Kind.REPLACE]
     rest = [a for a in others if a.kind is not Kind.REPLACE]
-    return Plan((*removals, *replaces, *rest))
+    foreign = bool(pane_list) and not any(p.cluster == cluster for p in pane_list)
+    return Plan((*removals, *replaces, *rest), foreign_session=foreign)
 
 
 def _prompt_update(action: Action, recorded: str | None) -> Action:

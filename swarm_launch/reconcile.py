@@ -43,6 +43,7 @@ class Applied:
     exited: dict[str, int | None] = field(default_factory=dict)  # agent -> exit code
     # `down` on a server without the swarm: where it still runs, and its agent count there
     elsewhere: tuple[records.RecordedServer, int] | None = None
+    kept_session: bool = False  # `down` left the session: it holds windows of others
 
     @property
     def failed(self) -> int:
@@ -228,6 +229,7 @@ async def down(target: SwarmTarget, spec: SwarmSpec | None = None, *,
             await _apply(manager, removal, applied, report,
                          stops=records.recorded_stops(records.load_state(target.name)))
             await manager.shutdown(graceful=True)
+            applied.kept_session = bool(await manager.observe())
         except TmuxSwarmError:  # some pane is left: recorded as a failed run, then raised
             records.append_run(target, command="down", spec_hash=None, started=started,
                                outcomes=applied.outcomes, ok=False)

@@ -210,7 +210,6 @@ def new_session_line(session: str, cluster: str, *, start_dir: str | None,
         [*create, "--", *map(quote, placeholder)],
         ["set-option", "-p", "-t", first, "remain-on-exit", "on"],
         ["set-option", "-p", "-t", first, OPT_CLUSTER, quote(cluster)],
-        ["set-option", "-t", session_target(session), "history-limit", str(HISTORY_LIMIT)],
         *session_settings(session, hidden),
         ["if-shell", "-F", "-t", first, quote("#{window_index}"), quote(move)],
         ["display-message", "-p", quote(SESSION_OK)],
@@ -227,11 +226,13 @@ SHADOWED_HOOKS = ("after-new-window",)
 def session_settings(session: str, hidden: Iterable[str] = ()) -> list[list[str]]:
     """Our session's own values for the user's global settings that break a swarm:
     the hooks above, `destroy-unattached` (it would destroy our detached session as
-    soon as it is made), and `hidden`, variables removed from its new processes' env
-    (see `secret_names`). Set again before each batch of agents: the session may have
-    been made by an earlier version, or by the user."""
+    soon as it is made), `history-limit` (read as each pane is made: `capture` needs the
+    scrollback), and `hidden`, variables removed from its new processes' env (see
+    `secret_names`). Set again before each batch of agents: the session may have been
+    made by an earlier version, or by the user."""
     target = session_target(session)
     return [["set-option", "-t", target, "destroy-unattached", "off"],
+            ["set-option", "-t", target, "history-limit", str(HISTORY_LIMIT)],
             *(["set-hook", "-t", target, hook, quote("")] for hook in SHADOWED_HOOKS),
             *(["set-environment", "-t", target, "-r", quote(name)] for name in hidden)]
 

@@ -946,3 +946,24 @@ def test_a_second_spec_file_of_the_same_name_says_it_replaces_the_first(
     assert applied.code == 0 and note in applied.err
     assert "- remove  a1" in applied.out
     assert "note:" not in invoke("-L", sock, "up", second).err
+
+
+def test_a_session_the_user_made_under_our_name_is_adopted_with_our_settings(
+    server: Server, spec: pathlib.Path
+) -> None:
+    """Agents in a `swarm-NAME` the user made got its history-limit (0: `capture` saw one
+    screen), and nothing said the session was not ours, nor why `down` left it."""
+    sock = str(server.socket_name)
+    server.cmd("new-session", "-d", "-s", f"swarm-{NAME}", "sleep 600")
+    server.cmd("set-option", "-t", f"swarm-{NAME}", "history-limit", "0")
+    path = write(spec, "a: {command: sleep 600}\n")
+    note = f"note: session swarm-{NAME} exists and was not made by swarm-launch"
+    assert note in invoke("-L", sock, "plan", path).err
+    applied = invoke("-L", sock, "up", path)
+    assert applied.code == 0 and note in applied.err
+    limit = server.cmd("display", "-p", "-t", agents_of(server)["a"], "#{history_limit}")
+    assert limit.stdout == ["100000"]
+    assert note not in invoke("-L", sock, "up", path).err  # ours now
+    down = invoke("-L", sock, "down", path)
+    assert down.code == 0 and f"session swarm-{NAME} kept" in down.err
+    assert server.has_session(f"swarm-{NAME}")

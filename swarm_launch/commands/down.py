@@ -33,6 +33,9 @@ def run(globals_: Globals, *, spec: str | None, name: str | None) -> int:
                    "stops it")
         return 1
     click.echo(f"{removed} removed; swarm {target.name} is down")
+    if applied.kept_session:
+        click.echo(f"note: session {target.session} kept: it holds windows that are not "
+                   "the swarm's", err=True)
     failed = [f"{a.agent_id} ({error})" for a, error in applied.outcomes if error]
     if failed:
         click.echo(f"error: failed to stop: {'; '.join(failed)}", err=True)

@@ -26,6 +26,7 @@ def run(globals_: Globals, *, spec: str, as_json: bool, detailed_exitcode: bool,
                                             stopping=reconcile.swarm_busy(swarm.name))
 
     result = run_async(planned)
+    note_foreign_session(result, target.session)
     if as_json:
         render.echo_json(render.plan_document(swarm.name, target.session, result))
     else:
@@ -50,3 +51,12 @@ def note_another_file(swarm: SwarmSpec) -> None:
     if other:
         click.echo(f"note: swarm {swarm.name!r} was last applied from {other}; applying "
                    f"{swarm.path} replaces it", err=True)
+
+
+def note_foreign_session(result: Plan, session: str) -> None:
+    """A session of our name that swarm-launch did not make: its settings are the user's
+    (we set ours before each batch) and `down` will leave it for its other windows."""
+    if result.foreign_session:
+        click.echo(f"note: session {session} exists and was not made by swarm-launch: the "
+                   "agents are added to it, and `down` leaves it for its other windows",
+                   err=True)

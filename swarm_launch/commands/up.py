@@ -38,6 +38,7 @@ def run(globals_: Globals, *, spec: str, no_prune: bool, dry_run: bool, as_json:
             report=report, replace=replace))
     except _signals.Terminated as exc:
         return _signals.report(exc)
+    plan_command.note_foreign_session(applied.plan, target.session)
     if as_json:
         render.echo_json(_document(swarm.name, target.session, applied,
                                    reconcile.manager_for(target).log_path))
