@@ -8,6 +8,7 @@ rename), a refused directory when someone else could tamper with it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import math
@@ -131,9 +132,10 @@ def check_private_dir(path: str) -> None:
 def atomic_write_text(path: str, text: str, *, durable: bool = True) -> None:
     """Replace `path` with `text` so a reader sees the old or the new file, never a mix;
     `durable`: on disk before returning (fsync of the file and of its directory)."""
-    directory = os.path.dirname(path)
-    # As tempfile.mkstemp does, without importing it (~3 ms: shutil, random, bz2, lzma).
-    tmp = os.path.join(directory, f".tmp-{os.urandom(6).hex()}{os.path.basename(path)}")
+    directory, name = os.path.split(path)
+    # As tempfile.mkstemp does, without importing it (~3 ms: shutil, random, bz2, lzma);
+    # with our pid, so a temp file a killed writer left behind can be told and removed.
+    tmp = os.path.join(directory, f"{_TMP_PREFIX}{os.getpid()}-{os.urandom(6).hex()}-{name}")
     fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -147,8 +149,34 @@ def atomic_write_text(path: str, text: str, *, durable: bool = True) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    _remove_orphan_temps(directory, name)
     if durable:
         _fsync_dir(directory)
+
+
+_TMP_PREFIX = ".tmp-"
+
+
+def _remove_orphan_temps(directory: str, name: str) -> None:
+    """Remove the temp files of `name` whose writer died before its rename (kill -9)."""
+    suffix = f"-{name}"
+    with contextlib.suppress(OSError):
+        for entry in os.listdir(directory):
+            if entry.startswith(_TMP_PREFIX) and entry.endswith(suffix):
+                pid = entry[len(_TMP_PREFIX):].partition("-")[0]
+                if pid.isdigit() and not _alive(int(pid)):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(directory, entry))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: alive
+    return True
 
 
 def atomic_write_json(path: str, document: Any, *, durable: bool = True) -> None:
@@ -159,9 +187,16 @@ def atomic_write_json(path: str, document: Any, *, durable: bool = True) -> None
         raise _write_error(path, exc) from exc
 
 
+# What to do about a record that cannot be written, by errno; anything else: fix the path.
+_REMEDIES = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space",
+             errno.EROFS: "make it writable", errno.EACCES: "make it writable",
+             errno.EPERM: "make it writable"}
+
+
 def _write_error(path: str, exc: OSError) -> StoreError:
-    return StoreError(f"cannot write {path}: {exc.strerror or exc}; free some space and run "
-                      "again (tmux holds the truth: the next `up` rewrites the records)")
+    remedy = _REMEDIES.get(exc.errno or 0, "fix that path")
+    return StoreError(f"cannot write {path}: {exc.strerror or exc}; {remedy} and run again "
+                      "(tmux holds the truth: the next `up` rewrites the records)")
 
 
 _warned: set[str] = set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import pathlib
@@ -284,3 +285,30 @@ def test_a_negative_lock_timeout_waits_for_as_long_as_it_takes(
     started = time.monotonic()
     with store.locked(directory):
         assert time.monotonic() - started >= 0.4
+
+
+@pytest.mark.parametrize(("code", "remedy"), [
+    (errno.ENOSPC, "free some space"), (errno.EROFS, "make it writable"),
+    (errno.EISDIR, "fix that path"), (errno.ENOENT, "fix that path")])
+def test_a_record_that_cannot_be_written_says_what_to_do_about_it(
+        tmp_path: pathlib.Path, code: int, remedy: str) -> None:
+    """Only a full disk is 'free some space' (a directory in the way said so too)."""
+    error = store._write_error(str(tmp_path / "state.json"), OSError(code, os.strerror(code)))
+    assert f"; {remedy} and run again" in str(error)
+
+
+def test_a_temp_file_a_killed_writer_left_is_removed_by_the_next_write(
+        tmp_path: pathlib.Path) -> None:
+    """kill -9 between create and rename left `.tmp-…state.json` files forever."""
+    tmp_path = tmp_path / "records"
+    tmp_path.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = tmp_path / f".tmp-{dead.pid}-0a0b0c0d0e0f-state.json"
+    busy = tmp_path / f".tmp-{os.getpid()}-0a0b0c0d0e0f-state.json"  # a writer at work
+    other = tmp_path / f".tmp-{dead.pid}-0a0b0c0d0e0f-runs.json"  # another file's
+    for path in (orphan, busy, other):
+        path.write_text("{")
+    store.atomic_write_json(str(tmp_path / "state.json"), {"ok": True})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [busy.name, other.name, "state.json"])
