@@ -572,6 +572,27 @@ def test_a_cached_spec_is_read_without_yaml_or_jsonschema(tmp_path: pathlib.Path
     assert run() == "['a', 'b'] []"
 
 
+@pytest.mark.parametrize("in_the_way", ["file", "open_dir"])
+def test_a_cache_that_cannot_be_had_costs_the_command_nothing(
+        tmp_path: pathlib.Path, isolated_environment: pathlib.Path, in_the_way: str) -> None:
+    """A file where the cache directory goes, or one open to others: the spec is read the
+    long way (it blocked every up: 'exists and is not a directory')."""
+    from tests.helpers import invoke
+
+    isolated_environment.mkdir(mode=0o700)
+    cache = isolated_environment / ".valid-specs"
+    if in_the_way == "file":
+        cache.write_text("")
+    else:
+        cache.mkdir(mode=0o777)
+        cache.chmod(0o777)
+    path = spec_file(tmp_path, "version: 1\nname: c\nagents:\n  a: {command: sleep 1}\n")
+    result = invoke("-L", f"none-{os.getpid()}", "plan", path)
+    assert (result.code, result.err) == (0, ""), result.err
+    assert "1 to create" in result.out
+    assert in_the_way == "file" or not os.listdir(cache)  # not written into, either
+
+
 def test_an_issue_found_in_cached_data_is_located_as_in_the_file(tmp_path: pathlib.Path) -> None:
     """Semantic checks depend on the environment: a variable unset since the file was
     remembered is an error at its line and column, as without the cache."""

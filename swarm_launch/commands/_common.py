@@ -11,7 +11,7 @@ import click
 
 from swarm_launch import records, store
 from swarm_launch.cli import Globals
-from swarm_launch.exceptions import UserError
+from swarm_launch.exceptions import StoreError, UserError
 from swarm_launch.model import ID_PATTERN, SwarmSpec
 from swarm_launch.observed import PaneState
 from swarm_launch.records import SwarmTarget
@@ -24,6 +24,17 @@ T = TypeVar("T")
 VALID_SPECS_DIR = ".valid-specs"
 
 
+def _spec_cache() -> str | None:
+    """Where specs seen valid are remembered; None when that cannot be had (a file in
+    its place, a directory that is not ours alone): a cache that fails costs time, never
+    the command. AI_SWARM_DIR itself must be sound (`data_dir`)."""
+    cache = os.path.join(store.data_dir(), VALID_SPECS_DIR)
+    try:
+        return store.ensure_private_dir(cache)
+    except StoreError:
+        return None
+
+
 def load(globals_: Globals, spec_path: str, *,
          need_env: bool = True) -> tuple[SwarmSpec, SwarmTarget]:
     """Load and validate a spec; its tmux server is the spec's unless -L/-S say otherwise.
@@ -34,8 +45,7 @@ def load(globals_: Globals, spec_path: str, *,
     from swarm_launch.spec import load_spec
 
     spec = load_spec(spec_path, None if need_env else Unchecked(os.environ),
-                     valid_cache=store.ensure_private_dir(
-                         os.path.join(store.data_dir(), VALID_SPECS_DIR)))
+                     valid_cache=_spec_cache())
     socket_name, socket_path = spec.tmux.socket_name, spec.tmux.socket_path
     if globals_.socket_name or globals_.socket_path:
         socket_name, socket_path = globals_.socket_name, globals_.socket_path
