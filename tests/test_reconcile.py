@@ -17,7 +17,7 @@ from libtmux import Server
 from swarm_launch.sockets import server_listening, socket_of
 from swarm_launch.supervise import unpack_prompt
 from swarm_launch.tmux_manager import TmuxSwarmManager
-from tests.helpers import invoke, wait_until
+from tests.helpers import cli_process, invoke, wait_until
 
 pytestmark = pytest.mark.tmux
 
@@ -706,8 +706,7 @@ def test_an_interrupted_up_is_recorded_with_what_it_did(
     path = write(spec, f"db: {{command: 'while [ ! -f {go} ]; do sleep 0.05; done; "
                        "echo READY; sleep 600', ready: {pattern: READY, timeout_s: 60}}\n"
                        "app: {command: sleep 600, depends_on: [db]}\n")
-    command = [sys.executable, "-m", "swarm_launch", "-L", str(server.socket_name), "up", path]
-    running = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    running = cli_process("-L", str(server.socket_name), "up", path)
     try:
         wait_until(lambda: "db" in agents_of(server), timeout=20, message="db created")
         running.send_signal(2)  # SIGINT, as Ctrl-C
@@ -751,8 +750,7 @@ def policy_of(server: Server, agent: str = "t") -> tuple[str, str]:
 def stop_midway(server: Server, path: str, signum: int) -> subprocess.Popen[str]:
     """A `down` signalled once it holds the agent's restart policy aside (its agent,
     deaf to SIGTERM, keeps it waiting out the stop's timeout)."""
-    command = [sys.executable, "-m", "swarm_launch", "-L", str(server.socket_name), "down", path]
-    running = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    running = cli_process("-L", str(server.socket_name), "down", path)
     try:
         wait_until(lambda: policy_of(server)[1], timeout=20, message="policy held aside")
         running.send_signal(signum)
@@ -896,8 +894,7 @@ def test_an_interrupted_up_records_the_agents_it_replaced(
                 "echo READY; sleep 600', ready: {pattern: READY, timeout_s: 60}}\n"
                 "app: {command: sleep 600, depends_on: [db]}\n")
     old = agents_of(server)["db"]
-    command = [sys.executable, "-m", "swarm_launch", "-L", str(server.socket_name), "up", path]
-    running = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    running = cli_process("-L", str(server.socket_name), "up", path)
     try:
         wait_until(lambda: agents_of(server).get("db", old) != old, timeout=20,
                    message="db replaced")
@@ -967,3 +964,4 @@ def test_a_session_the_user_made_under_our_name_is_adopted_with_our_settings(
     down = invoke("-L", sock, "down", path)
     assert down.code == 0 and f"session swarm-{NAME} kept" in down.err
     assert server.has_session(f"swarm-{NAME}")
+

@@ -14,7 +14,7 @@ import pytest
 from libtmux import Server
 
 from swarm_launch import watch
-from tests.helpers import wait_until
+from tests.helpers import interruptible, wait_until
 
 pytestmark = pytest.mark.tmux
 
@@ -49,7 +49,7 @@ def test_watch_applies_edits_and_survives_an_invalid_one(
     spec, head = tmp_path / "w.yaml", HEAD
     spec.write_text(head + "  a: {command: sleep 600}\n")
     out = (tmp_path / "out.txt").open("w")
-    watcher = subprocess.Popen(watch_command(server, spec), stdout=out, stderr=subprocess.STDOUT)
+    watcher = interruptible(watch_command(server, spec), stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: "watching" in (tmp_path / "out.txt").read_text(), timeout=20)
         assert agents(server) == {"a"}
@@ -99,8 +99,8 @@ def test_watch_replaces_once_and_refuses_an_unknown_name(
 
     log = tmp_path / "out.txt"
     with log.open("w") as out:
-        watcher = subprocess.Popen([*command, "--replace", "a"], stdout=out,
-                                   stderr=subprocess.STDOUT)
+        watcher = interruptible([*command, "--replace", "a"], stdout=out,
+                                stderr=subprocess.STDOUT)
         try:
             wait_until(lambda: "watching" in log.read_text(), timeout=20)
             replaced = panes(server)
@@ -124,8 +124,8 @@ def test_ctrl_c_during_an_apply_ends_the_watch_at_once(
     spec.write_text(head + stubborn)
     log = tmp_path / "out.txt"
     with log.open("w") as out:
-        watcher = subprocess.Popen(watch_command(server, spec), stdout=out,
-                                   stderr=subprocess.STDOUT)
+        watcher = interruptible(watch_command(server, spec), stdout=out,
+                                stderr=subprocess.STDOUT)
         try:
             wait_until(lambda: "watching" in log.read_text(), timeout=20)
             spec.write_text(head)  # removing b now waits for it to stop
@@ -151,8 +151,8 @@ def test_a_save_during_the_first_apply_is_applied_next(
           "  app: {command: sleep 600, depends_on: [db]}\n")
     spec.write_text(HEAD + db + "  x: {command: sleep 601}\n")
     with log.open("w") as out:
-        watcher = subprocess.Popen(watch_command(server, spec), stdout=out,
-                                   stderr=subprocess.STDOUT)
+        watcher = interruptible(watch_command(server, spec), stdout=out,
+                                stderr=subprocess.STDOUT)
         try:
             wait_until(lambda: "db" in agents(server), timeout=20, message="db started")
             first = panes(server)["x"]
