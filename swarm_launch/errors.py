@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -22,7 +23,33 @@ EXIT_INTERRUPTED = 130
 ERROR_LOG = "swarm-launch-errors.log"
 
 
+class _Warnings(logging.Handler):
+    """Our modules' warnings as `warning: ...` lines on stderr, as errors are `error: ...`,
+    each said once per run (a record that cannot be written is tried more than once)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.said: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if text not in self.said:
+            self.said.add(text)
+            click.echo(f"warning: {text}", err=True)
+
+
+def _say_warnings() -> _Warnings:
+    """Route swarm_launch's warnings through one fresh `_Warnings` for this run."""
+    logger = logging.getLogger("swarm_launch")
+    for handler in [h for h in logger.handlers if isinstance(h, _Warnings)]:
+        logger.removeHandler(handler)
+    handler = _Warnings()
+    logger.addHandler(handler)
+    return handler
+
+
 def run_with_exit_codes(body: Callable[[], object], *, usage_code: int = EXIT_USAGE) -> int:
+    _say_warnings()
     try:
         result = body()
     except SpecError as exc:

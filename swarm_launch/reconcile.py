@@ -8,16 +8,17 @@ re-observe (another run may have done the work) and apply.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
 
 from swarm_launch import records, store
 from swarm_launch.desired import DesiredAgent, expand
-from swarm_launch.exceptions import TmuxSwarmError, UserError
+from swarm_launch.exceptions import StoreError, TmuxSwarmError, UserError
 from swarm_launch.model import RestartPolicy, StopSettings, SwarmSpec
 from swarm_launch.observed import PaneState, owned_by
 from swarm_launch.plan import Action, Kind, Plan, plan, replacements
@@ -44,6 +45,8 @@ class Applied:
     # `down` on a server without the swarm: where it still runs, and its agent count there
     elsewhere: tuple[records.RecordedServer, int] | None = None
     kept_session: bool = False  # `down` left the session: it holds windows of others
+    # The records could not be written (a full disk): the run fails, once it is told
+    record_error: str | None = None
 
     @property
     def failed(self) -> int:
@@ -241,10 +244,11 @@ async def down(target: SwarmTarget, spec: SwarmSpec | None = None, *,
         if not panes and not records.is_recorded(target.name):
             return applied  # nothing ran, nothing to record: no phantom swarm in `ls`
         applied.elsewhere = None if ours else await running_elsewhere(manager, target.name)
-        if applied.elsewhere is None:  # else the records keep naming where it runs
-            records.write_state(target, spec_hash=None, desired={}, panes=())
-        records.append_run(target, command="down", spec_hash=None, started=started,
-                           outcomes=applied.outcomes, ok=applied.ok)
+        with _recording(applied):
+            if applied.elsewhere is None:  # else the records keep naming where it runs
+                records.write_state(target, spec_hash=None, desired={}, panes=())
+            records.append_run(target, command="down", spec_hash=None, started=started,
+                               outcomes=applied.outcomes, ok=applied.ok)
     return applied
 
 
@@ -430,8 +434,19 @@ async def _record_state_interrupted(manager: TmuxSwarmManager, target: SwarmTarg
 def _record(target: SwarmTarget, spec: SwarmSpec, command: str, started: float, *,
             applied: Applied, desired: dict[str, DesiredAgent],
             panes: Iterable[PaneState] | None) -> None:
-    if panes is not None:
-        ours = owned_by(panes, spec.name).values()
-        records.write_state(target, spec_hash=spec.spec_hash, desired=desired, panes=ours)
-    records.append_run(target, command=command, spec_hash=spec.spec_hash, started=started,
-                       outcomes=applied.outcomes, ok=applied.ok)
+    with _recording(applied):
+        if panes is not None:
+            ours = owned_by(panes, spec.name).values()
+            records.write_state(target, spec_hash=spec.spec_hash, desired=desired, panes=ours)
+        records.append_run(target, command=command, spec_hash=spec.spec_hash,
+                           started=started, outcomes=applied.outcomes, ok=applied.ok)
+
+
+@contextlib.contextmanager
+def _recording(applied: Applied) -> Iterator[None]:
+    """Records that cannot be written fail the run, after what it did to the swarm is
+    told (tmux holds the truth: the next `up` writes them again)."""
+    try:
+        yield
+    except StoreError as exc:
+        applied.record_error = str(exc)

@@ -965,3 +965,23 @@ def test_a_session_the_user_made_under_our_name_is_adopted_with_our_settings(
     assert down.code == 0 and f"session swarm-{NAME} kept" in down.err
     assert server.has_session(f"swarm-{NAME}")
 
+
+def test_records_that_cannot_be_written_fail_the_run_after_it_is_told(
+    server: Server, spec: pathlib.Path, isolated_environment: pathlib.Path
+) -> None:
+    """`down` stopped everything, then failed on state.json: the summary was never printed,
+    and the swarm_sessions.json warning came twice, bare."""
+    path = write(spec, "a: {command: sleep 600}\n")
+    up(server, path)
+    for record in (isolated_environment / NAME / "state.json",
+                   isolated_environment / "swarm_sessions.json"):
+        record.unlink()
+        record.mkdir()  # in the way of every write
+    result = invoke("-L", str(server.socket_name), "down", path)
+    assert result.code == 1
+    assert result.out.endswith(f"1 removed; swarm {NAME} is down\n")
+    assert not agents_of_or_none(server)
+    errors = result.err.splitlines()
+    assert [line.split(":")[0] for line in errors if "cannot write" in line] == [
+        "warning", "error"]  # the sessions file once, then the state that fails the run
+    assert errors[-1].startswith(f"error: cannot write {isolated_environment / NAME}")

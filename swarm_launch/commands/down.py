@@ -39,5 +39,6 @@ def run(globals_: Globals, *, spec: str | None, name: str | None) -> int:
     failed = [f"{a.agent_id} ({error})" for a, error in applied.outcomes if error]
     if failed:
         click.echo(f"error: failed to stop: {'; '.join(failed)}", err=True)
-        return 1
-    return 0
+    if applied.record_error:
+        click.echo(f"error: {applied.record_error}", err=True)
+    return 1 if failed or applied.record_error else 0

@@ -83,7 +83,9 @@ def _verdict(applied: reconcile.Applied, log_path: Callable[[str], str]) -> int:
         why = applied.why_not_ready.get(agent_id)
         _with_output(log_path, agent_id, f"error: {agent_id} did not become ready"
                      + (f" ({why})" if why else ""))
-    return 0 if applied.ok else 1
+    if applied.record_error:
+        click.echo(f"error: {applied.record_error}", err=True)
+    return 0 if applied.ok and not applied.record_error else 1
 
 
 def _with_output(log_path: Callable[[str], str], agent_id: str, message: str) -> None:
@@ -122,6 +124,7 @@ def _document(name: str, session: str, applied: reconcile.Applied,
     document["exited"] = applied.exited
     document["not_ready"] = applied.not_ready
     document["prompt_errors"] = applied.prompt_errors
+    document["record_error"] = applied.record_error
     # What the text output prints on stderr for them: the end of their output.
     document["last_output"] = {agent_id: _last_lines(log_path, agent_id)
                                for agent_id in [*applied.exited, *applied.not_ready]}
