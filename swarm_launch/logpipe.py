@@ -26,7 +26,7 @@ import time
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs this process ~3 ms
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
     from types import FrameType
 
     from swarm_launch.model import LogSettings
@@ -442,11 +442,16 @@ def _note_failure(binary: str, problem: str) -> None:
 
 
 def pipe_command(log_path: str, settings: LogSettings, *, agent_id: str,
-                 pane_id_format: str = "#{pane_id}", writer: list[str] | None = None) -> str:
+                 pane_id_format: str = "#{pane_id}", writer: list[str] | None = None,
+                 unset: Iterable[str] = ()) -> str:
     """The shell command to give `pipe-pane -O`: tmux format-expands it, then runs it with sh.
 
     Every `#` is doubled except in `pane_id_format`, which tmux expands to the pane id.
     `writer` (from `writer_argv`, looked up once per batch by callers that have many).
+    `unset`: variables the writer must not inherit. tmux starts it with the environment of
+    the server *process* (the session's `set-environment -r` does not apply to pipe-pane),
+    so a server started from a shell that exported keys would hand it every one of them;
+    the shell that execs the writer drops them first, at no cost of a process.
     """
     import shlex
 
@@ -456,7 +461,15 @@ def pipe_command(log_path: str, settings: LogSettings, *, agent_id: str,
     quoted = " ".join(shlex.quote(word).replace("#", "##") for word in words)
     # LC_ALL=C: it writes bytes, and Perl warns on stderr about a locale (LANG) that is not
     # installed, and starts ~0.2 ms faster without one.
-    return f"LC_ALL=C exec {quoted} {shlex.quote(pane_id_format)}"
+    return f"{shell_unset(unset)}LC_ALL=C exec {quoted} {shlex.quote(pane_id_format)}"
+
+
+def shell_unset(names: Iterable[str]) -> str:
+    """`unset A B; ` for sh, or "". Only names sh can hold: on any other `unset` fails,
+    and a failing special builtin ends the shell (dash); sh passes such names on to no
+    program anyway."""
+    valid = sorted({name for name in names if name.isascii() and name.isidentifier()})
+    return f"unset {' '.join(valid)}; " if valid else ""
 
 
 if __name__ == "__main__":

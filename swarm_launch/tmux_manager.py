@@ -59,7 +59,7 @@ from swarm_launch.observed import (
     owned_by,
     parse_panes,
 )
-from swarm_launch.sockets import no_socket_file, socket_of
+from swarm_launch.sockets import no_socket_file, server_listening, socket_of
 from swarm_launch.tmux_script import (
     LISTING_FORMAT,
     PLACEHOLDER_SCRIPT,
@@ -324,6 +324,18 @@ def _close_pipes(proc: asyncio.subprocess.Process) -> None:
     transport = getattr(proc, "_transport", None)
     if isinstance(transport, asyncio.SubprocessTransport):
         transport.close()
+
+
+def _process_secret_names(pid: str) -> list[str]:
+    """`secret_names` of process `pid`'s environment (Linux's /proc); where that cannot be
+    read, of ours: a server started from a shell like ours holds what it exported."""
+    try:
+        with open(f"/proc/{int(pid)}/environ", "rb") as handle:
+            entries = handle.read().split(b"\0")
+    except (OSError, ValueError):
+        return secret_names(os.environ)
+    return secret_names({os.fsdecode(entry.partition(b"=")[0]): "" for entry in entries
+                         if entry})
 
 
 def _run_tmux_sync(argv: Sequence[str], *, timeout_s: float) -> TmuxResult:
@@ -718,12 +730,15 @@ class TmuxSwarmManager:
         agents = {a: p.pane_id for a, p in owned_by(panes, self.cluster_id).items()}
         await asyncio.to_thread(self._track, lambda _: agents)
 
-    def _session_line(self, hidden: Sequence[str] = ()) -> str:
+    def _session_line(self, hidden: Sequence[str] = (), unset: Iterable[str] = ()) -> str:
         if self.base_dir and not os.path.isdir(self.base_dir):
             # tmux would silently start the session in another directory.
             raise SessionCreationError(f"cannot create session {self.session_name}: "
                                        f"base_dir {self.base_dir} is not a directory")
-        placeholder = ("/bin/sh", "-c", PLACEHOLDER_SCRIPT, self.cluster_id)
+        # new-session starts the placeholder before the session's `set-environment -r`
+        # lines run: it drops the names itself (`hidden`, and the server's `unset`).
+        script = logpipe.shell_unset([*hidden, *unset]) + PLACEHOLDER_SCRIPT
+        placeholder = ("/bin/sh", "-c", script, self.cluster_id)
         return new_session_line(self.session_name, self.cluster_id,
                                 start_dir=self.base_dir, placeholder=placeholder,
                                 hidden=hidden)
@@ -773,7 +788,8 @@ class TmuxSwarmManager:
         created: list[AgentPane] = []
         session_error = ""
         if launching:
-            script = self._spawn_script(launching, panes, writer)
+            script = self._spawn_script(launching, panes, writer,
+                                        await self._server_secret_names())
             created, refused, session_error = await _to_the_end(
                 self._run_spawn_script(launching, script, creating_session=not panes))
             failures.update(refused)
@@ -855,19 +871,28 @@ class TmuxSwarmManager:
                 failures[launch.agent_id] = problem
         return failures
 
-    def _spawn_script(self, launches: Sequence[AgentLaunch],
-                      panes: Sequence[PaneState], writer: list[str]) -> str:
+    async def _server_secret_names(self) -> list[str]:
+        """The secret-looking names in the tmux server process's own environment, which
+        every `pipe-pane` child (a log writer) inherits: the session's environment does
+        not apply to it. None in a server we are about to start (`server_environment`)."""
+        if not server_listening(self.socket_label()):
+            return []
+        result = await self._tmux("display-message", "-p", "#{pid}")
+        return _process_secret_names(result.out.strip()) if result.rc == 0 else []
+
+    def _spawn_script(self, launches: Sequence[AgentLaunch], panes: Sequence[PaneState],
+                      writer: list[str], server_secrets: Sequence[str] = ()) -> str:
         # Free indexes above every window (the placeholder is 0 in a new session).
         first = max((p.window_index for p in panes), default=0) + 1
         hidden = secret_names(os.environ)
         lines = [line(*session_settings(self.session_name, hidden)) if panes
-                 else self._session_line(hidden)]
+                 else self._session_line(hidden, server_secrets)]
         now = time.time()
         hook = supervise.hook_command(find_tmux(), path=os.environ.get("PATH"))
         for offset, launch in enumerate(launches):
             log_path = self.log_path(launch.agent_id)
             log_command = logpipe.pipe_command(log_path, launch.logs, agent_id=launch.agent_id,
-                                               writer=writer)
+                                               writer=writer, unset=server_secrets)
             plan = WindowPlan(launch, first + offset, log_command, now,
                               log_path=log_path, hook_command=hook)
             lines.append(window_line(self.session_name, self.cluster_id, plan))

@@ -569,3 +569,13 @@ def test_a_log_that_cannot_be_rotated_is_a_failure_not_a_busy_loop(
     assert STAMP.sub(b"T", content).startswith(
         b"--- swarm-launch: agent a log writing failed from T to T (Is a directory); ")
     assert content.endswith(after)
+
+
+def test_the_pipe_command_unsets_only_names_sh_can_hold() -> None:
+    """A name sh cannot hold would make `unset` fail, and that ends dash: no log at all."""
+    assert logpipe.shell_unset(["GH_TOKEN", "MY-KEY", "A_KEY", "GH_TOKEN"]) == \
+        "unset A_KEY GH_TOKEN; "
+    assert logpipe.shell_unset(["MY-KEY"]) == ""
+    command = logpipe.pipe_command("/x/a.log", LogSettings(), agent_id="a", writer=["w"],
+                                   unset=["MY-KEY", "A_KEY"])
+    assert command.startswith("unset A_KEY; LC_ALL=C exec w /x/a.log ")

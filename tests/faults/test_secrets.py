@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import secrets
+import signal
+import subprocess
 import threading
 
 import pytest
@@ -13,10 +16,12 @@ from tests.faults._support import (
     agent_ids,
     assert_converged,
     record_figures,
+    session_panes,
     socket_name,
+    tmux,
     write_spec,
 )
-from tests.helpers import invoke
+from tests.helpers import invoke, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.tmux]
 
@@ -98,3 +103,62 @@ def test_secret_values_leak_nowhere(
                 assert token.encode() not in data, os.path.join(root, name)
     record_figures("secrets", {"argv_samples": samples[0], "files_scanned": files,
                                "outputs_checked": len(outputs), "agents": 30})
+
+
+def _holders(tokens: list[bytes]) -> dict[int, str]:
+    """Every process whose environment holds one of `tokens`: pid -> its command line."""
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            environ = pathlib.Path(f"/proc/{pid}/environ").read_bytes()
+            cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if any(token in environ for token in tokens):
+            found[int(pid)] = cmdline.replace(b"\0", b" ").decode(errors="replace")
+    return found
+
+
+def _writers(swarm_dir: pathlib.Path, agent: str) -> set[int]:
+    """The pids of the log writers of `agent` (their argv names its log)."""
+    log = f"{swarm_dir / NAME / 'logs' / agent}.log ".encode()
+    pids = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            if log in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" "):
+                pids.add(int(pid))
+    return pids
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc/PID/environ")
+def test_keys_of_a_server_started_with_them_reach_no_writer_nor_the_placeholder(
+    tmp_path: pathlib.Path, isolated_environment: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user started the server from a shell that exported keys: pipe-pane runs each
+    log writer with the server process's own environment, and new-session starts the
+    placeholder before the session drops the names; a restart runs pipe-pane again."""
+    sock = socket_name()
+    server_keys = {"OPENAI_API_KEY": "sk-srv-" + secrets.token_hex(8),
+                   "GH_TOKEN": "gh-srv-" + secrets.token_hex(8)}
+    subprocess.run(["tmux", "-L", sock, "new-session", "-d", "-s", "mine", "sleep", "600"],
+                   check=True, env={**os.environ, **server_keys})
+    user_processes = {int(tmux(sock, "display-message", "-p", "#{pid}").stdout),
+                      int(tmux(sock, "display-message", "-p", "-t", "=mine:",
+                               "#{pane_pid}").stdout)}
+    for name, value in server_keys.items():
+        monkeypatch.setenv(name, value.replace("-srv-", "-sh-"))
+    path = write_spec(tmp_path / "swarm.yaml", f"version: 1\nname: {NAME}\nagents:\n"
+                      "  a:\n    command: sleep 600\n"
+                      "  b:\n    command: sleep 600\n    restart: always\n"
+                      "    env:\n      OPENAI_API_KEY: ${OPENAI_API_KEY}\n")
+    result = invoke("-L", sock, "up", path)
+    assert result.code == 0, result
+    tokens = [value.encode() for value in server_keys.values()]
+    first = wait_until(lambda: _writers(isolated_environment, "b"), message="b's writer")
+    assert _writers(isolated_environment, "a")
+    assert set(_holders(tokens)) == user_processes, _holders(tokens)
+    agent_b = next(pane["pid"] for pane in session_panes(sock, NAME) if pane["agent"] == "b")
+    os.kill(int(agent_b), signal.SIGKILL)
+    wait_until(lambda: _writers(isolated_environment, "b") - first, timeout=20,
+               message="the restart's writer")
+    assert set(_holders(tokens)) == user_processes, _holders(tokens)
