@@ -126,8 +126,14 @@ static void make_dirs(const char *directory) {
     mkdir(directory, 0700);
 }
 
+#ifndef O_NOFOLLOW
+#define O_NOFOLLOW 0
+#endif
+
+/* Never through a symlink: one in AI_SWARM_DIR would send the agent's output to its
+ * target, wherever that is and whoever may read it there (ELOOP: a failure). */
 static int open_append(const char *file) {
-    return open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666); /* umask 077 */
+    return open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 }
 
 static void close_log(void) {
@@ -159,7 +165,7 @@ static int open_log(void) {
 static int ends_with_newline(void) {
     if (size == 0)
         return 1;
-    int reader = open(path, O_RDONLY | O_CLOEXEC);
+    int reader = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (reader < 0)
         return 1;
     char last;

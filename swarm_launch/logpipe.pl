@@ -38,8 +38,13 @@ sub parse_args {
     return ($log, %options);
 }
 
+# Never through a symlink: one in AI_SWARM_DIR would send the agent's output to its
+# target, wherever that is and whoever may read it there. A check, not O_NOFOLLOW: Fcntl,
+# the only portable source of its value, would double this writer's start-up. The text
+# is strerror(ELOOP), what the other writers report.
 sub open_append {
     my ($file) = @_;
+    die "Too many levels of symbolic links\n" if -l $file;
     open(my $handle, '>>:raw', $file) or die "$!\n";  # umask 077
     return $handle;
 }
@@ -61,7 +66,7 @@ sub close_log {
 }
 
 sub ends_with_newline {
-    return 1 if $size == 0;
+    return 1 if $size == 0 || -l $path;
     open(my $reader, '<:raw', $path) or return 1;
     seek($reader, $size - 1, 0);
     read($reader, my $last, 1);

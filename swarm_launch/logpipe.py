@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from swarm_launch.model import LogSettings
 
 READ_SIZE = 64 * 1024
+_APPEND_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
 USAGE = "usage: python -m swarm_launch.logpipe LOG_PATH --max-bytes N --keep K --agent ID --pane %N"
 
 
@@ -73,13 +74,15 @@ class LogWriter:
 
     @staticmethod
     def _open(path: str) -> int:
-        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # Never through a symlink: one in AI_SWARM_DIR would send the agent's output to
+        # its target, wherever that is and whoever may read it there (ELOOP: a failure).
+        return os.open(path, _APPEND_FLAGS, 0o600)
 
     def ends_with_newline(self) -> bool:
         if self.size == 0:
             return True
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         except OSError:
             return True  # as logpipe.pl
         try:

@@ -418,8 +418,13 @@ def test_sigterm_writes_what_is_already_in_the_pipe_then_exits(
 
 
 def start_writer(writer: list[str], log: pathlib.Path, *, max_bytes: int = 50 * 1024 * 1024,
-                 keep: int = 3) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([*writer, str(log), "--max-bytes", str(max_bytes), "--keep",
+                 keep: int = 3, file_size_limit: int | None = None) -> subprocess.Popen[bytes]:
+    """The writer, reading our pipe. `file_size_limit` (a multiple of 512): no write may
+    make a file larger (EFBIG, as a full disk fails it; SIGXFSZ ignored, across the exec,
+    so it does not kill). The shell execs the writer: `process.pid` is the writer's."""
+    limit = [] if file_size_limit is None else [
+        "/bin/sh", "-c", f"ulimit -f {file_size_limit // 512}; trap '' XFSZ; exec \"$@\"", "sh"]
+    return subprocess.Popen([*limit, *writer, str(log), "--max-bytes", str(max_bytes), "--keep",
                              str(keep), "--agent", "a", "--pane", "%1"],
                             stdin=subprocess.PIPE, bufsize=0)
 
@@ -475,13 +480,13 @@ def stop(process: subprocess.Popen[bytes]) -> int:
     return process.wait(timeout=10)
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
 def test_a_full_disk_drops_and_counts_output_then_notes_the_loss(
         writer: list[str], tmp_path: pathlib.Path) -> None:
-    """Both writers write exactly these bytes (time stamps aside)."""
+    """Every writer writes exactly these bytes (time stamps aside)."""
     log = tmp_path / "a.log"
-    log.symlink_to("/dev/full")  # every write fails with ENOSPC, for root too
-    process = start_writer(writer, log)
+    log.write_bytes(b"x" * 4095 + b"\n")
+    # At its size limit: every write to the log fails (EFBIG), for root too.
+    process = start_writer(writer, log, file_size_limit=4096)
     try:
         lost = numbered(30_000)  # ~250 KB, four pipe buffers: it reads on while writes fail
         feed(process, lost)
@@ -502,7 +507,7 @@ def test_a_full_disk_drops_and_counts_output_then_notes_the_loss(
     content = log.read_bytes()
     assert STAMP.sub(b"T", content) == (
         b"partial\n--- swarm-launch: agent a log writing failed from T to T "
-        b"(No space left on device); %d bytes lost ---\n" % len(lost) + after)
+        b"(File too large); %d bytes lost ---\n" % len(lost) + after)
     since, until = STAMP.findall(content)
     assert since <= until
     first_entry = (tmp_path / "a.log.idx").read_text().splitlines()[0]
@@ -579,3 +584,34 @@ def test_the_pipe_command_unsets_only_names_sh_can_hold() -> None:
     command = logpipe.pipe_command("/x/a.log", LogSettings(), agent_id="a", writer=["w"],
                                    unset=["MY-KEY", "A_KEY"])
     assert command.startswith("unset A_KEY; LC_ALL=C exec w /x/a.log ")
+
+
+@pytest.mark.parametrize("linked", ["a.log", "a.log.idx"])
+def test_a_symlink_in_place_of_a_log_file_is_refused_and_the_loss_noted(
+        writer: list[str], tmp_path: pathlib.Path, linked: str) -> None:
+    """A symlink in the logs directory must not send the agent's output to its target
+    (another file, maybe readable by others; or a new one, when it dangles)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "kept").write_bytes(b"not yours\n")
+    (tmp_path / linked).symlink_to(outside / "kept")
+    (tmp_path / "dangling.log").symlink_to(outside / "new")
+    run_logpipe(writer, tmp_path / "dangling.log", b"dropped\n")
+    log = tmp_path / "a.log"
+    process = start_writer(writer, log)
+    try:
+        feed(process, b"dropped\n")
+        idle_at = wait_idle(process)
+        (tmp_path / linked).unlink()
+        wait_for_a_retry(idle_at)
+        feed(process, b"after\n")
+        wait_until(lambda: ends_with(log, b"after\n"), message="the log to resume")
+        assert stop(process) == 0
+    finally:
+        process.kill()
+        stop(process)
+    assert sorted(p.name for p in outside.iterdir()) == ["kept"]
+    assert (outside / "kept").read_bytes() == b"not yours\n"
+    assert STAMP.sub(b"T", log.read_bytes()).endswith(
+        b"--- swarm-launch: agent a log writing failed from T to T "
+        b"(Too many levels of symbolic links); 8 bytes lost ---\nafter\n")
