@@ -133,7 +133,14 @@ static void make_dirs(const char *directory) {
 /* Never through a symlink: one in AI_SWARM_DIR would send the agent's output to its
  * target, wherever that is and whoever may read it there (ELOOP: a failure). */
 static int open_append(const char *file) {
-    return open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int handle = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    /* One made readable by others (a chmod, an older version) is the owner's to tighten
+     * (never another user's file, root or not): else its rotated copies keep the mode. */
+    struct stat info;
+    if (handle >= 0 && fstat(handle, &info) == 0 && (info.st_mode & 07777) != 0600 &&
+        info.st_uid == geteuid())
+        fchmod(handle, 0600);
+    return handle;
 }
 
 static void close_log(void) {

@@ -46,6 +46,10 @@ sub open_append {
     my ($file) = @_;
     die "Too many levels of symbolic links\n" if -l $file;
     open(my $handle, '>>:raw', $file) or die "$!\n";  # umask 077
+    # One made readable by others (a chmod, an older version) is the owner's to tighten
+    # (never another user's file, root or not): else its rotated copies keep the mode.
+    my ($mode, $owner) = (stat $handle)[2, 4];
+    chmod 0600, $handle if ($mode & 07777) != 0600 && $owner == $>;
     return $handle;
 }
 

@@ -76,7 +76,13 @@ class LogWriter:
     def _open(path: str) -> int:
         # Never through a symlink: one in AI_SWARM_DIR would send the agent's output to
         # its target, wherever that is and whoever may read it there (ELOOP: a failure).
-        return os.open(path, _APPEND_FLAGS, 0o600)
+        fd = os.open(path, _APPEND_FLAGS, 0o600)
+        # One made readable by others (a chmod, an older version) is the owner's to tighten
+        # (never another user's file, root or not): else its rotated copies keep the mode.
+        info = os.fstat(fd)
+        if info.st_mode & 0o7777 != 0o600 and info.st_uid == os.geteuid():
+            _quietly(os.fchmod, fd, 0o600)
+        return fd
 
     def ends_with_newline(self) -> bool:
         if self.size == 0:

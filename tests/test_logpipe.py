@@ -615,3 +615,15 @@ def test_a_symlink_in_place_of_a_log_file_is_refused_and_the_loss_noted(
     assert STAMP.sub(b"T", log.read_bytes()).endswith(
         b"--- swarm-launch: agent a log writing failed from T to T "
         b"(Too many levels of symbolic links); 8 bytes lost ---\nafter\n")
+
+
+def test_a_log_made_readable_by_others_is_0600_again_and_so_are_its_rotations(
+        writer: list[str], tmp_path: pathlib.Path) -> None:
+    log = tmp_path / "logs" / "a.log"
+    run_logpipe(writer, log, b"first\n")
+    for path in log.parent.iterdir():
+        path.chmod(0o644)
+    run_logpipe(writer, log, numbered(600), max_bytes=4096, keep=2)  # one rotation
+    modes = {path.name: path.stat().st_mode & 0o777 for path in log.parent.iterdir()}
+    assert sorted(modes) == ["a.log", "a.log.1", "a.log.1.idx", "a.log.idx"]
+    assert modes == dict.fromkeys(modes, 0o600)
