@@ -42,6 +42,26 @@ def rotated_paths(path: str) -> list[str]:
     return [*(f"{path}.{n}" for n in sorted(numbers, reverse=True)), *current]
 
 
+def not_a_log(path: str) -> str | None:
+    """What is wrong when one of the log's files is no file a writer writes (a directory,
+    a symlink, which the writers refuse, a device); None when all are files or absent."""
+    import stat
+
+    for file in rotated_paths(path):
+        try:
+            mode = os.lstat(file).st_mode
+        except FileNotFoundError:
+            continue  # rotated past `keep` meanwhile
+        if stat.S_ISREG(mode):
+            continue
+        kind = ("a directory" if stat.S_ISDIR(mode) else
+                "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file")
+        lost = ("its writer cannot open it: the agent's output is being dropped" if file == path
+                else "swarm-launch reads no log but its own files")
+        return f"{file} is {kind}, not a log: {lost}; remove it (or move it aside)"
+    return None
+
+
 @contextlib.contextmanager
 def segments(path: str, *, since_epoch: float | None = None,
              end: int | None = None) -> Iterator[list[Segment]]:

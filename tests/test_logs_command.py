@@ -299,3 +299,19 @@ def test_follow_shows_an_agent_gone_from_the_spec_from_now_only(
     assert result.code == 0
     assert sorted(result.out.splitlines()) == ["planner | live", "planner | old",
                                                "removed | still talking"]
+
+
+@pytest.mark.parametrize("name", ["planner.log", "planner.log.1"])
+def test_a_directory_or_symlink_in_place_of_a_log_is_an_error_naming_it(
+    spec: str, logs_dir: pathlib.Path, tmp_path: pathlib.Path, name: str
+) -> None:
+    """The writer cannot open such a log (or refuses it): `logs` must say so, not crash
+    (a directory: IsADirectoryError, exit 3) nor print a symlink's target."""
+    (tmp_path / "elsewhere").write_bytes(b"someone else's file\n")
+    (logs_dir / "coder-0.log").symlink_to(tmp_path / "elsewhere")
+    (logs_dir / name).mkdir()
+    for agent, path in (("planner", logs_dir / name), ("coder-0", logs_dir / "coder-0.log")):
+        result = invoke("logs", spec, agent)
+        assert result.code == 1, result
+        assert result.err.startswith(f"error: {path} is a "), result.err
+        assert "someone else" not in result.out

@@ -42,6 +42,10 @@ def run(globals_: Globals, *, spec: str, agents: Sequence[str], follow: bool,
     selected = select_agents(swarm, agents, logged=_logged(logs_dir))
     since_epoch = None if since is None else parse_since(since, now=time.time())
     paths = {agent: os.path.join(logs_dir, f"{agent}.log") for agent in selected}
+    for path in paths.values():
+        problem = logfiles.not_a_log(path)
+        if problem:
+            raise UserError(problem)
     # Followers first: what they start after is exactly where the printed history ends.
     followers = {agent: logfiles.LogFollower(path) for agent, path in paths.items()} if follow \
         else {}
