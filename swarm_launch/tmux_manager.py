@@ -789,7 +789,7 @@ class TmuxSwarmManager:
         session_error = ""
         if launching:
             script = self._spawn_script(launching, panes, writer,
-                                        await self._server_secret_names())
+                                        await self._server_secret_names(panes))
             created, refused, session_error = await _to_the_end(
                 self._run_spawn_script(launching, script, creating_session=not panes))
             failures.update(refused)
@@ -871,10 +871,16 @@ class TmuxSwarmManager:
                 failures[launch.agent_id] = problem
         return failures
 
-    async def _server_secret_names(self) -> list[str]:
+    async def _server_secret_names(self, panes: Sequence[PaneState]) -> list[str]:
         """The secret-looking names in the tmux server process's own environment, which
         every `pipe-pane` child (a log writer) inherits: the session's environment does
-        not apply to it. None in a server we are about to start (`server_environment`)."""
+        not apply to it. None in a server we are about to start (`server_environment`).
+        The server is the parent of each pane's process: one of the session's names it
+        without another tmux call (a spawn costs one look and one script)."""
+        for pane in panes:
+            entry = None if pane.dead or not pane.pid else _proc_entry(pane.pid)
+            if entry is not None:
+                return _process_secret_names(str(entry[0]))
         if not server_listening(self.socket_label()):
             return []
         result = await self._tmux("display-message", "-p", "#{pid}")

@@ -162,3 +162,9 @@ def test_keys_of_a_server_started_with_them_reach_no_writer_nor_the_placeholder(
     wait_until(lambda: _writers(isolated_environment, "b") - first, timeout=20,
                message="the restart's writer")
     assert set(_holders(tokens)) == user_processes, _holders(tokens)
+    # An agent added to the running swarm: the server is found as its panes' parent.
+    with open(path, "a") as spec:
+        spec.write("  c:\n    command: sleep 600\n")
+    assert invoke("-L", sock, "up", path).code == 0
+    wait_until(lambda: _writers(isolated_environment, "c"), message="c's writer")
+    assert set(_holders(tokens)) == user_processes, _holders(tokens)
