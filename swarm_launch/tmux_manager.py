@@ -890,7 +890,8 @@ class TmuxSwarmManager:
                       writer: list[str], server_secrets: Sequence[str] = ()) -> str:
         # Free indexes above every window (the placeholder is 0 in a new session).
         first = max((p.window_index for p in panes), default=0) + 1
-        hidden = secret_names(os.environ)
+        # Ours and the server's: a key only the server has would reach every agent too.
+        hidden = sorted({*secret_names(os.environ), *server_secrets})
         lines = [line(*session_settings(self.session_name, hidden)) if panes
                  else self._session_line(hidden, server_secrets)]
         now = time.time()

@@ -136,12 +136,15 @@ def test_keys_of_a_server_started_with_them_reach_no_writer_nor_the_placeholder(
 ) -> None:
     """The user started the server from a shell that exported keys: pipe-pane runs each
     log writer with the server process's own environment, and new-session starts the
-    placeholder before the session drops the names; a restart runs pipe-pane again."""
+    placeholder before the session drops the names; a restart runs pipe-pane again. A key
+    only the server has (not exported where `up` runs) reaches no agent either."""
     sock = socket_name()
     server_keys = {"OPENAI_API_KEY": "sk-srv-" + secrets.token_hex(8),
                    "GH_TOKEN": "gh-srv-" + secrets.token_hex(8)}
+    server_only = {"ANTHROPIC_API_KEY": "sk-ant-srv-" + secrets.token_hex(8)}
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     subprocess.run(["tmux", "-L", sock, "new-session", "-d", "-s", "mine", "sleep", "600"],
-                   check=True, env={**os.environ, **server_keys})
+                   check=True, env={**os.environ, **server_keys, **server_only})
     user_processes = {int(tmux(sock, "display-message", "-p", "#{pid}").stdout),
                       int(tmux(sock, "display-message", "-p", "-t", "=mine:",
                                "#{pane_pid}").stdout)}
@@ -153,7 +156,7 @@ def test_keys_of_a_server_started_with_them_reach_no_writer_nor_the_placeholder(
                       "    env:\n      OPENAI_API_KEY: ${OPENAI_API_KEY}\n")
     result = invoke("-L", sock, "up", path)
     assert result.code == 0, result
-    tokens = [value.encode() for value in server_keys.values()]
+    tokens = [value.encode() for value in [*server_keys.values(), *server_only.values()]]
     first = wait_until(lambda: _writers(isolated_environment, "b"), message="b's writer")
     assert _writers(isolated_environment, "a")
     assert set(_holders(tokens)) == user_processes, _holders(tokens)
