@@ -599,6 +599,20 @@ def _overridden(stop: StopSettings, signal: str | None, timeout_s: float | None
                         stop.timeout_s if timeout_s is None else timeout_s)
 
 
+def _not_a_log_file(path: str) -> str | None:
+    """Why the writer could not append to `path` (a directory, a symlink), if so: one
+    lstat (`logfiles.not_a_log` also looks at the rotated files, which `logs` reads)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None  # absent: the writer creates it
+    if stat.S_ISREG(mode):
+        return None
+    kind = "a directory" if stat.S_ISDIR(mode) else \
+        "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+    return f"its log {path} is {kind}: remove it (or move it aside)"
+
+
 def _unreaped(pane: PaneState) -> bool:
     return pane.dead and pane.exit_status is None and pane.exit_signal is None
 
@@ -865,6 +879,10 @@ class TmuxSwarmManager:
         failures.update({launch.agent_id: f"workdir {launch.workdir} is not a directory"
                          for launch in launches
                          if launch.workdir and not os.path.isdir(launch.workdir)})
+        # Its writer would refuse it, and the agent would run with its output dropped.
+        failures.update({launch.agent_id: problem for launch in launches
+                         if launch.agent_id not in failures
+                         and (problem := _not_a_log_file(self.log_path(launch.agent_id)))})
         for launch in launches:
             problem = None if launch.agent_id in failures else _unrunnable(launch)
             if problem:

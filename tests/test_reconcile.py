@@ -985,3 +985,18 @@ def test_records_that_cannot_be_written_fail_the_run_after_it_is_told(
     assert [line.split(":")[0] for line in errors if "cannot write" in line] == [
         "warning", "error"]  # the sessions file once, then the state that fails the run
     assert errors[-1].startswith(f"error: cannot write {isolated_environment / NAME}")
+
+
+def test_an_agent_whose_log_is_a_directory_is_refused_not_run_unlogged(
+    server: Server, spec: pathlib.Path, isolated_environment: pathlib.Path
+) -> None:
+    """Its writer refuses a directory or symlink: `up` said created, and the agent ran
+    with all its output dropped."""
+    logs = isolated_environment / NAME / "logs"
+    logs.mkdir(parents=True)
+    (logs / "a.log").mkdir()
+    path = write(spec, "a: {command: sleep 600}\nb: {command: sleep 600}\n")
+    result = invoke("-L", str(server.socket_name), "up", path)
+    assert result.code == 1
+    assert f"a (its log {logs / 'a.log'} is a directory: remove it" in result.err
+    assert set(agents_of(server)) == {"b"}
