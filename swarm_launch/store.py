@@ -373,18 +373,25 @@ def locked(directory: str, *, timeout_s: float | None = None,
         if not wait_for_lock(fd, timeout_s):
             raise LockTimeoutError(
                 f"another swarm-launch run holds the lock of {what} "
-                f"({_describe_holder(lock_path)}) and did not finish within "
+                f"({describe_holder(lock_path)}) and did not finish within "
                 f"{timeout_s:g}s; wait for it, or stop it and run again")
-        # Only to name the holder to a waiter: a full disk must not stop a `down`.
-        with contextlib.suppress(StoreError, OSError):
-            _write_holder(lock_path)
-        try:
+        with holding(lock_path):
             yield
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(lock_path + ".holder")
     finally:
         os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def holding(lock_path: str) -> Iterator[None]:
+    """While the lock at `lock_path` is ours, a note beside it names us to a waiter that
+    gives up (`describe_holder`). Only a hint: a full disk must not stop a `down`."""
+    with contextlib.suppress(StoreError, OSError):
+        _write_holder(lock_path)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock_path + ".holder")
 
 
 def _write_holder(lock_path: str) -> None:
@@ -393,7 +400,7 @@ def _write_holder(lock_path: str) -> None:
     atomic_write_json(lock_path + ".holder", holder, durable=False)
 
 
-def _describe_holder(lock_path: str) -> str:
+def describe_holder(lock_path: str) -> str:
     holder = read_json(lock_path + ".holder")
     if not isinstance(holder, dict) or not isinstance(holder.get("started"), int | float):
         return "holder unknown"

@@ -856,10 +856,11 @@ class TmuxSwarmManager:
             while not store.try_lock(fd):
                 if time.monotonic() > deadline:
                     raise TmuxSwarmError(
-                        f"another {what} did not finish "
+                        f"another {what} ({store.describe_holder(lock_path)}) did not finish "
                         f"within {wait:g}s") from None
                 await asyncio.sleep(_POLL_S)
-            yield
+            with store.holding(lock_path):
+                yield
         finally:
             os.close(fd)  # releases the lock
 

@@ -211,7 +211,7 @@ def test_a_damaged_holder_note_reads_as_unknown(
     lock_path = os.path.join(directory, store.LOCK_FILE)
     with open(lock_path + ".holder", "w") as handle:
         handle.write(note)
-    assert store._describe_holder(lock_path) == "holder unknown"
+    assert store.describe_holder(lock_path) == "holder unknown"
 
 
 def test_a_second_hold_of_a_lock_waits_even_in_the_same_thread(

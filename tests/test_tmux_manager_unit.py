@@ -329,3 +329,24 @@ def test_an_unknown_agent_message_names_the_first_agents_of_a_long_list() -> Non
     assert tmux_manager._some(["b", "a"]) == "b, a"
     names = [f"w-{i}" for i in range(500)]
     assert tmux_manager._some(names) == ", ".join(names[:12]) + ", ... (500 in all)"
+
+
+def test_a_turn_that_never_comes_names_who_holds_it(
+    isolated_environment: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'another send to a did not finish within 0.2s' said nothing of who: as the swarm
+    lock does, it names the holder's pid and host."""
+    monkeypatch.setenv("SWARM_LAUNCH_LOCK_TIMEOUT", "0.2")
+    manager = tmux_manager.TmuxSwarmManager("turns")
+
+    async def scenario() -> str:
+        async with manager._turn("send-a.lock", "send to a"):
+            try:
+                async with manager._turn("send-a.lock", "send to a"):
+                    return "entered twice"
+            except TmuxSwarmError as exc:
+                return str(exc)
+
+    message = asyncio.run(scenario())
+    assert message.startswith(f"another send to a (pid {os.getpid()} on ")
+    assert message.endswith("did not finish within 0.2s")
