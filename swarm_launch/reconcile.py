@@ -196,7 +196,7 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
             records.append_run(target, command="up", spec_hash=spec.spec_hash,
                                started=started, outcomes=applied.outcomes, ok=False,
                                interrupted=True)
-            await _record_state_interrupted(manager, target, spec, desired)
+            await _record_state_interrupted(manager, target, spec, desired, applied)
             raise
         finally:
             await startup.close()
@@ -418,7 +418,8 @@ INTERRUPTED_OBSERVE_S = 2.0  # how long an interrupted `up` may look at tmux to 
 
 
 async def _record_state_interrupted(manager: TmuxSwarmManager, target: SwarmTarget,
-                                    spec: SwarmSpec, desired: dict[str, DesiredAgent]) -> None:
+                                    spec: SwarmSpec, desired: dict[str, DesiredAgent],
+                                    applied: Applied) -> None:
     """An interrupted `up` records what runs, as tmux says now: the agents it replaced
     read `drifted` to `status --name` otherwise, and a new swarm had no state.json at all.
     Briefly: Ctrl-C must end the run, not wait on a tmux that does not answer."""
@@ -426,9 +427,9 @@ async def _record_state_interrupted(manager: TmuxSwarmManager, target: SwarmTarg
         panes = await asyncio.wait_for(manager.observe(), INTERRUPTED_OBSERVE_S)
     except (asyncio.TimeoutError, TmuxSwarmError):
         return
-    ours = owned_by(panes, spec.name).values()
+    ours = owned_by(panes, spec.name)
     if ours or records.is_recorded(spec.name):
-        records.write_state(target, spec_hash=spec.spec_hash, desired=desired, panes=ours)
+        _write_state(target, spec, desired, applied, ours)
 
 
 def _record(target: SwarmTarget, spec: SwarmSpec, command: str, started: float, *,
@@ -436,8 +437,7 @@ def _record(target: SwarmTarget, spec: SwarmSpec, command: str, started: float, 
             panes: Iterable[PaneState] | None) -> None:
     with _recording(applied):
         if panes is not None:
-            ours = owned_by(panes, spec.name).values()
-            records.write_state(target, spec_hash=spec.spec_hash, desired=desired, panes=ours)
+            _write_state(target, spec, desired, applied, owned_by(panes, spec.name))
         records.append_run(target, command=command, spec_hash=spec.spec_hash,
                            started=started, outcomes=applied.outcomes, ok=applied.ok)
 
@@ -450,3 +450,30 @@ def _recording(applied: Applied) -> Iterator[None]:
         yield
     except StoreError as exc:
         applied.record_error = str(exc)
+
+
+def _write_state(target: SwarmTarget, spec: SwarmSpec, desired: dict[str, DesiredAgent],
+                 applied: Applied, ours: Mapping[str, PaneState]) -> None:
+    """state.json as the panes are: the spec's data only for the agents whose panes took
+    it, and the spec's hash only once every change of the plan was made."""
+    done = {(a.kind, a.agent_id) for a, error in applied.outcomes if error is None}
+    complete = all((a.kind, a.agent_id) in done for a in applied.plan.changes)
+    records.write_state(target, spec_hash=spec.spec_hash if complete else None,
+                        desired=desired, panes=ours.values(),
+                        applied=_settled(applied, ours))
+
+
+def _settled(applied: Applied, ours: Mapping[str, PaneState]) -> set[str]:
+    """The agents whose pane runs what the spec says: kept (nothing was due), updated in
+    place, or a pane of the spec's config this run made (one it planned on is older)."""
+    updated = {a.agent_id for a, error in applied.outcomes
+               if a.kind is Kind.UPDATE and error is None}
+    settled = set()
+    for action in applied.plan.actions:
+        pane, want = ours.get(action.agent_id), action.desired
+        made = (action.kind in (Kind.CREATE, Kind.REPLACE) and pane is not None
+                and want is not None and pane.config_hash == want.config_hash
+                and (action.observed is None or action.observed.pane_id != pane.pane_id))
+        if action.kind is Kind.KEEP or action.agent_id in updated or made:
+            settled.add(action.agent_id)
+    return settled

@@ -10,7 +10,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,15 +170,25 @@ def recorded_stops(state: Mapping[str, Any]) -> dict[str, StopSettings]:
 
 
 def write_state(target: SwarmTarget, *, spec_hash: str | None,
-                desired: Mapping[str, DesiredAgent], panes: Iterable[PaneState]) -> None:
+                desired: Mapping[str, DesiredAgent], panes: Iterable[PaneState],
+                applied: Container[str] | None = None) -> None:
     """Record what runs now: for each of our panes its agent, hashes, pane id and how
-    to stop it (an agent kept by --no-prune keeps what was recorded for it)."""
+    to stop it (an agent kept by --no-prune keeps what was recorded for it).
+
+    `applied`: the agents whose panes run what `desired` says (None: all). Another agent
+    (a run interrupted or failed before it replaced or updated it) keeps its previous
+    entry while its pane is the one recorded, and gets none if not: its pane's prompt and
+    stop are unknown here, and an entry of the spec's would hide the change still due."""
     previous = load_state(target.name).get("agents", {})
     agents: dict[str, Any] = {}
     for pane in panes:
         want = desired.get(pane.agent_id)
         before = previous.get(pane.agent_id)
         before = before if isinstance(before, dict) else {}
+        if applied is not None and pane.agent_id not in applied:
+            if before.get("pane_id") == pane.pane_id:
+                agents[pane.agent_id] = before
+            continue
         agents[pane.agent_id] = {
             "pane_id": pane.pane_id,
             "config_hash": pane.config_hash,

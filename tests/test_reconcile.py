@@ -1000,3 +1000,37 @@ def test_an_agent_whose_log_is_a_directory_is_refused_not_run_unlogged(
     assert result.code == 1
     assert f"a (its log {logs / 'a.log'} is a directory: remove it" in result.err
     assert set(agents_of(server)) == {"b"}
+
+
+def test_an_interrupted_up_records_only_what_it_applied(
+    server: Server, spec: pathlib.Path, isolated_environment: pathlib.Path
+) -> None:
+    """SIGTERM while `up` waits out b's stop: state.json took the new spec's prompt digest
+    for a, whose pane still kept the old prompt, so `plan` said `a in sync` and no `up`
+    ever rewrote it (its restarts sent the old prompt for good); b's reason lost its field."""
+    sock = str(server.socket_name)
+    termed = spec.parent / "termed"
+    path = write(spec, "a: {command: cat, restart: always, prompt: PROMPT-V1}\n"
+                       f"b: {{command: 'trap \"touch {termed}\" TERM; echo v1; "
+                       "while :; do sleep 0.2; done', stop: {timeout_s: 8}}\n")
+    up(server, path)
+    state_file = isolated_environment / NAME / "state.json"
+    before = json.loads(state_file.read_text())["agents"]
+    spec.write_text(spec.read_text().replace("PROMPT-V1", "PROMPT-V2").replace("echo v1",
+                                                                               "echo v2"))
+    running = cli_process("-L", sock, "up", path)
+    try:
+        wait_until(termed.exists, timeout=20, message="b's stop under way")
+        running.send_signal(15)
+        running.communicate(timeout=20)
+    finally:
+        if running.poll() is None:
+            running.kill()
+    assert running.returncode == 143
+    assert json.loads(state_file.read_text())["agents"] == before
+    planned = invoke("-L", sock, "plan", path).out
+    assert "~ update  a   prompt changed" in planned
+    assert "~ replace b   spec changed: command" in planned
+    up(server, path)
+    kept = server.cmd("show-options", "-pv", "-t", agents_of(server)["a"], "@swarm_prompt")
+    assert unpack_prompt("".join(kept.stdout)) == ("PROMPT-V2", None)

@@ -1,0 +1,28 @@
+"""state.json as records.write_state writes it, without tmux."""
+
+from __future__ import annotations
+
+from swarm_launch import records
+from swarm_launch.records import SwarmTarget
+from tests.test_plan import CLUSTER, agent, desired, hash_of, pane
+
+
+def test_agents_a_run_did_not_apply_keep_their_entry_or_get_none() -> None:
+    """An `up` interrupted or failed before it reached an agent recorded the spec's prompt
+    digest and stop for its old pane, so nothing said the change was still due."""
+    target = SwarmTarget(CLUSTER)
+    old = desired(agent("a"), agent("b"))
+    records.write_state(target, spec_hash="old", desired=old,
+                        panes=[pane("a", hash_of(agent("a")), number=1),
+                               pane("b", hash_of(agent("b")), number=2)])
+    before = records.load_state(CLUSTER)["agents"]
+    new = desired(agent("a", command="cat -u"), agent("b", command="cat -u"),
+                  agent("c"))
+    now = [pane("a", hash_of(agent("a")), number=1),  # the pane recorded: its entry kept
+           pane("b", hash_of(agent("b")), number=7),  # a pane the records do not know
+           pane("c", hash_of(agent("c")), number=8)]  # made by this run: the spec's data
+    records.write_state(target, spec_hash=None, desired=new, panes=now, applied={"c"})
+    agents = records.load_state(CLUSTER)["agents"]
+    assert agents["a"] == before["a"]
+    assert "b" not in agents
+    assert agents["c"]["field_hashes"] == dict(new["c"].field_hashes)
