@@ -59,7 +59,7 @@ from swarm_launch.observed import (
     owned_by,
     parse_panes,
 )
-from swarm_launch.sockets import no_socket_file, server_listening, socket_of
+from swarm_launch.sockets import no_socket_file, same_socket, server_listening, socket_of
 from swarm_launch.tmux_script import (
     LISTING_FORMAT,
     PLACEHOLDER_SCRIPT,
@@ -968,10 +968,14 @@ class TmuxSwarmManager:
 
     def _stop_settings(self, panes: Sequence[PaneState]) -> dict[str, StopSettings]:
         """How each pane's agent is stopped, by pane id: as `up` recorded it when it started
-        the agent in that pane (a pane id tmux gave another agent since is not it), else
-        the defaults. The records, not a pane option: one more option per agent would cost
-        every `up` of 500 agents ~0.07 s (see `tmux_script.send_tags`)."""
+        the agent in that pane (a pane id tmux gave another agent since is not it) on this
+        server (pane ids start at %0 on every server), else the defaults. The records, not
+        a pane option: one more option per agent would cost every `up` of 500 agents
+        ~0.07 s (see `tmux_script.send_tags`)."""
         state = records.load_state(self.cluster_id)
+        server = records.recorded_server(self.cluster_id, state)
+        if server is None or not same_socket(server.socket, self.socket_label()):
+            state = {}
         stops = records.recorded_stops(state)
         started = {agent: entry.get("pane_id") for agent, entry in state.get("agents", {}).items()}
         return {pane.pane_id: stops[pane.agent_id] if pane.agent_id in stops

@@ -519,3 +519,21 @@ def test_up_refuses_an_env_variable_that_is_not_utf8_and_creates_nothing(
     assert result.code == 1, result.err
     assert "${RAW} holds the byte 0xff, which tmux cannot pass" in result.err
     assert not server.has_session("swarm-raw")
+
+
+def test_stop_settings_recorded_on_another_server_are_not_this_ones(
+        server: Server, tmp_path: pathlib.Path) -> None:
+    """Pane ids start at %0 on every server: an API agent of the same id in the same pane
+    id on another server was stopped with the spec's INT (and its timeout) recorded there."""
+    up_signal_recorders(server, tmp_path, "a")
+    recorded = run(TmuxSwarmManager("rec", socket_name=server.socket_name).observe())
+    other = TmuxSwarmManager("rec", socket_name=f"{server.socket_name}-other")
+    try:
+        run(other.spawn_agent("a", (*PY, "-c", SIGNAL_RECORDER, str(tmp_path / "api"))))
+        wait_ready(tmp_path / "api")
+        mine = {p.agent_id: p.pane_id for p in run(other.observe()) if p.agent_id}
+        assert mine == {p.agent_id: p.pane_id for p in recorded if p.agent_id}
+        run(other.kill_agent("a"))
+        assert (tmp_path / "api").read_text() == "SIGTERM"  # the default, not rec's INT
+    finally:
+        Server(socket_name=f"{server.socket_name}-other").kill()
