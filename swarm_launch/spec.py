@@ -122,13 +122,18 @@ def _context(path: str, env: Mapping[str, str], root: Any, raw: bytes,
                                spec_dir=_spec_dir(path), check_workdirs=check_workdirs)
 
 
+# The names a shell gives a stream (`/dev/stdin < spec`, `<(cat spec)`, a pipe).
+_STREAM_NAME = re.compile(r"/dev/(stdin|fd/\d+)|/proc/(self|thread-self|\d+)(/task/\d+)?/fd/\d+")
+
+
 def _spec_dir(path: str) -> str:
     """What relative paths in the spec are relative to: the file's directory, or for a
     spec read from a stream (`up <(cat spec)`, `up /dev/stdin < spec`, a pipe) the
-    current directory: /dev or /proc/self/fd is nobody's project. A redirected file is
-    named /dev/stdin, and stats as the file: the path says it is a stream."""
+    current directory: /dev/fd or /proc/self/fd is nobody's project. A redirected file is
+    named /dev/stdin, and stats as the file: its name says it is a stream. A regular file
+    anywhere else (/dev/shm too) is a project's."""
     absolute = os.path.abspath(path)
-    if absolute.startswith(("/dev/", "/proc/")):
+    if _STREAM_NAME.fullmatch(absolute):
         return os.getcwd()
     try:
         regular = stat.S_ISREG(os.stat(absolute).st_mode)

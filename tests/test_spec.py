@@ -6,8 +6,10 @@ import hashlib
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -681,3 +683,35 @@ def test_relative_paths_of_a_spec_from_a_stream_are_relative_to_the_current_dire
         os.close(read_end)
     assert piped.workdir == os.getcwd()
 
+
+
+def test_a_regular_spec_file_under_dev_is_relative_to_its_directory(
+    tmp_path: pathlib.Path
+) -> None:
+    """/dev/shm/x/s.yaml is a file like any other: its workdir `.` was the current
+    directory, because the path began with /dev/."""
+    if not os.path.isdir("/dev/shm") or not os.access("/dev/shm", os.W_OK):
+        pytest.skip("no writable /dev/shm")
+    shm = tempfile.mkdtemp(dir="/dev/shm")
+    try:
+        path = spec_file(pathlib.Path(shm), MINIMAL)
+        assert load_spec(path, {}).agents["a"].workdir == shm
+    finally:
+        shutil.rmtree(shm)
+
+
+def test_a_spec_redirected_to_dev_stdin_is_relative_to_the_current_directory(
+    tmp_path: pathlib.Path
+) -> None:
+    """A redirected file is named /dev/stdin and stats as a regular file: the path alone
+    says it is a stream, whose paths are the current directory's, not the file's."""
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "cwd").mkdir()
+    path = spec_file(tmp_path / "specs", MINIMAL)
+    code = ("from swarm_launch.spec import load_spec\n"
+            "print(load_spec('/dev/stdin', {}).agents['a'].workdir)")
+    with open(path, "rb") as redirected:
+        done = subprocess.run([sys.executable, "-c", code], stdin=redirected,
+                              cwd=tmp_path / "cwd", capture_output=True, text=True,
+                              check=True, timeout=60)
+    assert done.stdout.strip() == str(tmp_path / "cwd")
