@@ -69,13 +69,15 @@ def _strict_validator(jsonschema: Any) -> Any:
     """Draft 2020-12 where an integer is an int: JSON Schema counts 2.0 as one, but a
     float count reaches `range`, the log writer's argv and tmux options, which refuse it.
     And a number is finite: YAML's .nan passes every minimum and maximum (comparisons
-    with NaN are false), and an agent backing off for .inf seconds never restarts."""
+    with NaN are false), and an agent backing off for .inf seconds never restarts. An int
+    always is (and too large for a float: its maximum says so, located)."""
     base = jsonschema.Draft202012Validator
     checker = base.TYPE_CHECKER.redefine_many({
         "integer": lambda _checker, value: isinstance(value, int) and not isinstance(value, bool),
         "number": lambda _checker, value: (isinstance(value, (int, float))
                                            and not isinstance(value, bool)
-                                           and math.isfinite(value)),
+                                           and (isinstance(value, int)
+                                                or math.isfinite(value))),
     })
     return jsonschema.validators.extend(base, type_checker=checker,
                                         validators={"pattern": _pattern_to_the_end})

@@ -136,3 +136,19 @@ def test_an_empty_socket_option_is_a_usage_error(tmp_path: pathlib.Path, option:
     result = invoke(option, "", "validate", write(tmp_path, "s.yaml", VALID))
     assert result.code == 2
     assert "needs a socket" in result.err
+
+
+@pytest.mark.parametrize(("field", "where"), [
+    ("replicas: 1{zeros}", "4:31: $.agents.a.replicas"),
+    ("stop: {{timeout_s: 1{zeros}}}", "4:39: $.agents.a.stop.timeout_s"),
+])
+def test_a_huge_integer_is_a_located_error_not_a_crash(
+    tmp_path: pathlib.Path, field: str, where: str
+) -> None:
+    """An int too large for a float crashed the number check (OverflowError, exit 3)."""
+    big = "1" + "0" * 400
+    path = write(tmp_path, "s.yaml",
+                 VALID.replace("cat}", f"cat, {field.format(zeros='0' * 400)}}}"))
+    result = invoke("validate", path)
+    assert result.code == 1, result.err
+    assert f"{path}:{where}: {big} is greater than the maximum of" in result.err
