@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import math
 import os
 import signal as signals
 import stat
@@ -593,8 +594,9 @@ def _overridden(stop: StopSettings, signal: str | None, timeout_s: float | None
     """`stop` with what the caller gave instead, checked before anything is stopped."""
     if signal is not None:
         signal_number(signal)
-    if timeout_s is not None and timeout_s < 0:
-        raise ValueError(f"timeout_s must be 0 or more, not {timeout_s!r}")
+    # NaN compares false with everything: it passed `< 0` and then waited as 0 would.
+    if timeout_s is not None and not (timeout_s >= 0 and math.isfinite(timeout_s)):
+        raise ValueError(f"timeout_s must be a finite number, 0 or more, not {timeout_s!r}")
     return StopSettings(stop.signal if signal is None else signal,
                         stop.timeout_s if timeout_s is None else timeout_s)
 

@@ -537,3 +537,15 @@ def test_stop_settings_recorded_on_another_server_are_not_this_ones(
         assert (tmp_path / "api").read_text() == "SIGTERM"  # the default, not rec's INT
     finally:
         Server(socket_name=f"{server.socket_name}-other").kill()
+
+
+@pytest.mark.parametrize("timeout_s", [float("nan"), float("inf"), -1.0])
+def test_a_stop_timeout_not_a_finite_number_is_refused_before_anything_stops(
+        manager: TmuxSwarmManager, timeout_s: float) -> None:
+    """NaN passed the `< 0` check (every comparison with it is false) and waited as 0."""
+    run(manager.spawn_agent("a", "sleep 60"))
+    with pytest.raises(ValueError, match="timeout_s must be a finite number"):
+        run(manager.kill_agent("a", timeout_s=timeout_s))
+    with pytest.raises(ValueError, match="timeout_s must be a finite number"):
+        run(manager.shutdown(timeout_s=timeout_s))
+    assert statuses(manager) == {"a": "running"}
