@@ -6,6 +6,7 @@ the schema, one here, and one in the loader; nothing else needs to move.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -125,3 +126,13 @@ def message_text(text: str) -> str:
     (not meant as one more, empty, submission)."""
     text = text.replace("\r\n", "\n")
     return text[:-1] if text.endswith("\n") else text
+
+
+# The names a shell gives a stream (`up /dev/stdin < spec`, `up <(cat spec)`): a spec read
+# from one has no directory of its own, and one such name read twice is two specs.
+_STREAM_NAME = re.compile(r"/dev/(stdin|fd/\d+)|/proc/(self|thread-self|\d+)(/task/\d+)?/fd/\d+")
+
+
+def stream_name(path: str) -> bool:
+    """Whether the absolute `path` is a stream's name rather than a file's."""
+    return _STREAM_NAME.fullmatch(path) is not None

@@ -16,7 +16,7 @@ from typing import Any
 
 from swarm_launch import store
 from swarm_launch.desired import DesiredAgent
-from swarm_launch.model import ID_PATTERN, StopSettings
+from swarm_launch.model import ID_PATTERN, StopSettings, stream_name
 from swarm_launch.observed import PaneState
 from swarm_launch.plan import Action
 from swarm_launch.sockets import same_socket, socket_of
@@ -242,6 +242,8 @@ def append_run(target: SwarmTarget, *, command: str, spec_hash: str | None, star
 def other_swarms_of(spec_path: str, name: str) -> list[str]:
     """Swarms of another name last applied from this same spec file and recorded with
     agents: what renaming a swarm in its spec leaves running."""
+    if stream_name(spec_path):  # `up /dev/stdin` twice: two specs, one name
+        return []
     found = []
     for other in known_swarms():
         state = load_state(other) if other != name else {}
@@ -252,10 +254,13 @@ def other_swarms_of(spec_path: str, name: str) -> list[str]:
 
 def applied_from_another_file(name: str, spec_path: str) -> str | None:
     """The spec file swarm `name` was last applied from, when it is not `spec_path` and
-    agents were recorded: two files giving one `name:` are one swarm, which each replaces."""
+    agents were recorded: two files giving one `name:` are one swarm, which each replaces.
+    A stream (`/dev/stdin`, `/dev/fd/63`) names no file: its spec may be the same."""
     state = load_state(name)
     other = state.get("spec_path")
-    return other if other and other != spec_path and state.get("agents") else None
+    if not isinstance(other, str) or stream_name(other) or stream_name(spec_path):
+        return None
+    return other if other != spec_path and state.get("agents") else None
 
 
 def known_swarms() -> list[str]:

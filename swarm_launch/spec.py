@@ -32,6 +32,7 @@ from swarm_launch.model import (
     StopSettings,
     SwarmSpec,
     TmuxSettings,
+    stream_name,
 )
 
 if TYPE_CHECKING:
@@ -122,10 +123,6 @@ def _context(path: str, env: Mapping[str, str], root: Any, raw: bytes,
                                spec_dir=_spec_dir(path), check_workdirs=check_workdirs)
 
 
-# The names a shell gives a stream (`/dev/stdin < spec`, `<(cat spec)`, a pipe).
-_STREAM_NAME = re.compile(r"/dev/(stdin|fd/\d+)|/proc/(self|thread-self|\d+)(/task/\d+)?/fd/\d+")
-
-
 def _spec_dir(path: str) -> str:
     """What relative paths in the spec are relative to: the file's directory, or for a
     spec read from a stream (`up <(cat spec)`, `up /dev/stdin < spec`, a pipe) the
@@ -133,7 +130,7 @@ def _spec_dir(path: str) -> str:
     named /dev/stdin, and stats as the file: its name says it is a stream. A regular file
     anywhere else (/dev/shm too) is a project's."""
     absolute = os.path.abspath(path)
-    if _STREAM_NAME.fullmatch(absolute):
+    if stream_name(absolute):
         return os.getcwd()
     try:
         regular = stat.S_ISREG(os.stat(absolute).st_mode)

@@ -26,3 +26,19 @@ def test_agents_a_run_did_not_apply_keep_their_entry_or_get_none() -> None:
     assert agents["a"] == before["a"]
     assert "b" not in agents
     assert agents["c"]["field_hashes"] == dict(new["c"].field_hashes)
+
+
+def test_a_spec_read_from_a_stream_is_not_another_file() -> None:
+    """`up <(cat s.yaml)` then `plan /dev/stdin < s.yaml`, all `keep`, said the swarm was
+    last applied from /dev/fd/63 and that applying /dev/stdin replaced it."""
+    agents = desired(agent("a"))
+    panes = [pane("a", hash_of(agent("a")))]
+    records.write_state(SwarmTarget(CLUSTER, spec_path="/dev/fd/63"), spec_hash="h",
+                        desired=agents, panes=panes)
+    assert records.applied_from_another_file(CLUSTER, "/dev/stdin") is None
+    assert records.applied_from_another_file(CLUSTER, "/w/s.yaml") is None
+    assert records.other_swarms_of("/dev/fd/63", "renamed") == []
+    records.write_state(SwarmTarget(CLUSTER, spec_path="/w/a.yaml"), spec_hash="h",
+                        desired=agents, panes=panes)
+    assert records.applied_from_another_file(CLUSTER, "/w/b.yaml") == "/w/a.yaml"
+    assert records.applied_from_another_file(CLUSTER, "/dev/stdin") is None
