@@ -28,7 +28,7 @@ class AgentRow:
 
 def rows(wanted: Mapping[str, str], panes: Iterable[PaneState], *, cluster: str,
          now: float, reset_after: Mapping[str, float] | None = None,
-         orphans: Collection[str] | None = None) -> list[AgentRow]:
+         orphans: Collection[str] | None = None, stopping: bool = False) -> list[AgentRow]:
     """One row per wanted agent (id -> config hash), in order, then the others: orphans
     (`orphans`: only those, the others `unknown`; None: all of them, as with a spec).
     After an agent's row, its duplicates: older panes tagged with its id, which `up`
@@ -36,11 +36,14 @@ def rows(wanted: Mapping[str, str], panes: Iterable[PaneState], *, cluster: str,
 
     An agent running its restart policy's reset_after_s (the pane's policy, else
     `reset_after`: agent -> seconds) since its latest start shows 0 restarts, the count
-    its next crash will start from."""
+    its next crash will start from.
+
+    `stopping`: another run holds the swarm's lock, so a policy held aside may be its stop
+    under way (`plan.plan`'s `stopping`), not one left disarmed."""
     pane_list = list(panes)
     observed, resets = owned_by(pane_list, cluster), reset_after or {}
     result = [_row(agent_id, observed.get(agent_id), now, resets.get(agent_id),
-                   _sync(observed.get(agent_id), config_hash))
+                   _sync(observed.get(agent_id), config_hash, stopping))
               for agent_id, config_hash in wanted.items()]
     result += [_row(p.agent_id, p, now, None,
                     "orphan" if orphans is None or a in orphans else "unknown")
@@ -85,12 +88,25 @@ def _row(agent_id: str, pane: PaneState | None, now: float, reset_after_s: float
 UNKNOWN_HASH = "?"
 
 
-def _sync(pane: PaneState | None, config_hash: str) -> str:
+def _sync(pane: PaneState | None, config_hash: str, stopping: bool) -> str:
     if pane is None:
         return "missing"
     if config_hash == UNKNOWN_HASH:
         return "unknown"
-    return "in-sync" if pane.config_hash == config_hash else "drifted"
+    if pane.config_hash != config_hash or (left_disarmed(pane) and not stopping):
+        return "drifted"  # `up` replaces it, or (disarmed) gives its policy back in place
+    return "in-sync"
+
+
+def left_disarmed(pane: PaneState) -> bool:
+    """A running agent whose restart policy a stop holds aside: a stop killed before it gave
+    it back (as `plan` sees it: `~ update`, DISARMED_REASON), or one under way."""
+    return pane.policy_held and not pane.supervised and not pane.dead
+
+
+def disarmed(panes: Iterable[PaneState], cluster: str) -> list[str]:
+    """The agents `left_disarmed`, by id."""
+    return sorted(a for a, pane in owned_by(panes, cluster).items() if left_disarmed(pane))
 
 
 def duration(seconds: float | None) -> str:

@@ -1034,3 +1034,24 @@ def test_an_interrupted_up_records_only_what_it_applied(
     up(server, path)
     kept = server.cmd("show-options", "-pv", "-t", agents_of(server)["a"], "@swarm_prompt")
     assert unpack_prompt("".join(kept.stdout)) == ("PROMPT-V2", None)
+
+
+def test_status_says_drifted_for_a_policy_a_killed_stop_left_disarmed(
+    server: Server, spec: pathlib.Path
+) -> None:
+    """`down` killed (-9) mid-stop: `plan` said `~ update` (exit 2 with
+    --detailed-exitcode) while `status` said the agent was running in-sync."""
+    sock = str(server.socket_name)
+    path = write(spec, DEAF_TO_TERM)
+    up(server, path)
+    assert stop_midway(server, path, 9).returncode == -9
+    status = json.loads(invoke("-L", sock, "status", path, "--json").out)
+    assert [(a["id"], a["status"], a["sync"]) for a in status["agents"]] == [
+        ("t", "running", "drifted")]
+    by_name = json.loads(invoke("-L", sock, "status", "--name", NAME, "--json").out)
+    assert [a["sync"] for a in by_name["agents"]] == ["drifted"]
+    text = invoke("-L", sock, "status", path).out
+    assert "note: t: its restart policy was left disarmed by an interrupted stop" in text
+    up(server, path)
+    status = json.loads(invoke("-L", sock, "status", path, "--json").out)
+    assert [a["sync"] for a in status["agents"]] == ["in-sync"]

@@ -36,13 +36,16 @@ def run(globals_: Globals, *, spec: str | None, name: str | None, as_json: bool)
     if swarm is None:
         require_known(target, panes, manager.socket_label())
     now = time.time()
+    stopping = reconcile.swarm_busy(target.name)
     rows = status_view.rows(wanted, panes, cluster=target.name, now=now, reset_after=resets,
-                            orphans=orphans)
+                            orphans=orphans, stopping=stopping)
     if as_json:
         render.echo_json({"name": target.name, "session": target.session,
                           "agents": [r.document() for r in rows]})
     else:
         _table(rows, now)
+        if not stopping:
+            _note_disarmed(status_view.disarmed(panes, target.name))
         if not panes:
             click.echo(_not_running(manager, target, from_spec=swarm is not None))
     return 0
@@ -63,6 +66,13 @@ def _table(rows: list[status_view.AgentRow], now: float) -> None:
         click.echo(click.style(line, fg=colour) if colour else line)
     if not rows:
         click.echo("no agents")
+
+
+def _note_disarmed(agents: list[str]) -> None:
+    """Why a running agent of its spec's config reads `drifted`: `plan` shows the same."""
+    for agent in agents:
+        click.echo(f"note: {agent}: its restart policy was left disarmed by an interrupted "
+                   "stop; `up` gives it back in place (no restart)")
 
 
 def _restarts(row: status_view.AgentRow, now: float) -> str:
