@@ -298,7 +298,7 @@ async def run_tmux(argv: Sequence[str], *, stdin: bytes | None = None,
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         _close_pipes(proc)
-        await proc.wait()
+        await _reaped(proc)
         if isinstance(exc, asyncio.TimeoutError):
             raise TmuxTimeoutError(
                 f"tmux did not answer within {timeout_s:g}s ({_describe(argv)}); "
@@ -315,6 +315,23 @@ async def _within(work: Coroutine[Any, Any, T], timeout_s: float) -> T:
         async with asyncio.timeout(timeout_s):
             return await work
     return await asyncio.wait_for(work, timeout_s)
+
+
+KILLED_CLIENT_WAIT_S = 2.0  # how long a killed client's exit is waited for
+
+
+async def _reaped(proc: asyncio.subprocess.Process) -> None:
+    """Wait, briefly, for a killed client's exit to reach asyncio. Not `await proc.wait()`:
+    asyncio's wait ends only once it has connected and closed every pipe of the client,
+    and asyncio.run's final sweep, cancelling every task, may cancel its own task that
+    connects them (CPython gh-125502, fixed after 3.12): that wait never ended, and the run
+    hung in its clean-up. A wait given up leaves the client to asyncio's child watcher,
+    which reaps it (SIGKILL cannot be ignored); cancelled, this returns at once."""
+    waiting = asyncio.ensure_future(proc.wait())
+    try:
+        await asyncio.wait([waiting], timeout=KILLED_CLIENT_WAIT_S)
+    finally:
+        waiting.cancel()  # a wait given up must not outlive the run: nothing to await
 
 
 def _close_pipes(proc: asyncio.subprocess.Process) -> None:
@@ -1003,7 +1020,7 @@ class TmuxSwarmManager:
             await _terminate(live, dead, signal_number(signal) if graceful else None,
                              timeout_s)
         except asyncio.CancelledError:  # Ctrl-C, a wait_for: the stop is called off
-            await asyncio.shield(self._called_off(disarming, supervised))
+            await _to_the_end(self._called_off(disarming, supervised))
             raise
         script = kill_panes_script(p.pane_id for p in targets)
         result = await self._tmux("source-file", "-", stdin=script.encode())

@@ -59,8 +59,13 @@ def run_terminable(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 def _cancel(task: asyncio.Task[Any], signum: int, received: list[int]) -> None:
+    """The first signal cancels the run; later ones are ignored while its clean-up runs
+    (a stop called off gives back the restart policies it held aside, in tmux calls that
+    time out): cancelled again, the clean-up was cut short, the policies left held aside,
+    and a tmux call cut short as asyncio started it made the run wait forever."""
     received.append(signum)
-    task.cancel()
+    if len(received) == 1:
+        task.cancel()
 
 
 def report(exc: Terminated) -> int:

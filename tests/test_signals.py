@@ -1,0 +1,137 @@
+"""SIGTERM and SIGHUP (and the swarm lock's wait) under `up` and `down`, against real tmux."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pathlib
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from libtmux import Server
+
+from swarm_launch import tmux_manager
+from tests.helpers import cli_process, invoke, wait_until
+from tests.test_reconcile import NAME, agents_of, policy_of, write
+
+pytestmark = pytest.mark.tmux
+
+# Its stop (SIGINT, 30 s) outlasts any test: a `down` waits on it until it is signalled.
+DEAF_TO_INT = ("t: {command: \"trap 'echo got INT' INT; while :; do sleep 0.2; done\", "
+               "restart: always, stop: {signal: INT, timeout_s: 30}}\n")
+
+
+def up(server: Server, path: str) -> None:
+    result = invoke("-L", str(server.socket_name), "up", path)
+    assert result.code == 0, result.err
+
+
+@pytest.fixture
+def spec(tmp_path: pathlib.Path) -> pathlib.Path:
+    return tmp_path / "swarm.yaml"
+
+
+def children(pid: int, name: str = "tmux") -> list[int]:
+    """The processes whose name starts with `name` that `pid` runs now (a tmux client
+    calls itself `tmux: client`)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rpartition(")")[2].split()
+            with open(f"/proc/{entry}/comm") as handle:
+                command = handle.read().strip()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and command.startswith(name):
+            found.append(int(entry))
+    return found
+
+
+def happens_within(seconds: float, condition: Callable[[], bool]) -> bool:
+    """Whether `condition` comes true within `seconds`: for what must not happen, which
+    only a deadline can tell."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def sigterm_pending(pid: int) -> bool:
+    """SIGTERM sent to `pid` and not yet taken by its handler."""
+    with open(f"/proc/{pid}/status") as handle:
+        masks = [int(line.split()[1], 16) for line in handle
+                 if line.startswith(("SigPnd:", "ShdPnd:"))]
+    return any(mask & (1 << (signal.SIGTERM - 1)) for mask in masks)
+
+
+def test_a_second_sigterm_does_not_cut_the_called_off_stop_short(
+    server: Server, spec: pathlib.Path, isolated_environment: pathlib.Path
+) -> None:
+    """A second SIGTERM while the first one's clean-up gave the policy back cancelled that
+    too: the agent was left without its restart policy, or (cancelled as asyncio started
+    the tmux call) `down` never ended. Now it is ignored: 143, the policy given back. The
+    tmux server is stopped meanwhile, so the clean-up is still under way when it lands."""
+    path = write(spec, DEAF_TO_INT)
+    up(server, path)
+    tmux_pid = int(server.cmd("display", "-p", "#{pid}").stdout[0])
+    running = cli_process("-L", str(server.socket_name), "down", path)
+    try:
+        wait_until(lambda: policy_of(server)[1], timeout=20, message="policy held aside")
+        os.kill(tmux_pid, signal.SIGSTOP)
+        try:
+            running.send_signal(signal.SIGTERM)
+            wait_until(lambda: children(running.pid), timeout=10,
+                       message="the clean-up's tmux call, waiting on the stopped server")
+            running.send_signal(signal.SIGTERM)
+            wait_until(lambda: not sigterm_pending(running.pid), timeout=10,
+                       message="the second SIGTERM taken")
+            # Cancelled again, the run ended now, its clean-up cut short (and recorded).
+            assert not happens_within(1.0, lambda: running.poll() is not None
+                                      or (isolated_environment / NAME / "runs.jsonl")
+                                      .read_text().count("\n") > 1)
+        finally:
+            os.kill(tmux_pid, signal.SIGCONT)
+        _, err = running.communicate(timeout=20)
+    finally:
+        if running.poll() is None:
+            running.kill()
+    assert running.returncode == 143, err
+    policy, held = policy_of(server)
+    assert policy.startswith("always") and held == ""
+    runs = (isolated_environment / NAME / "runs.jsonl").read_text().splitlines()
+    assert json.loads(runs[-1])["interrupted"] is True
+    assert set(agents_of(server)) == {"t"}
+
+
+def test_a_cancelled_tmux_call_does_not_wait_forever_for_its_killed_client(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncio's wait for a process never ends once its pipe-connecting task was cancelled
+    (CPython gh-125502, as asyncio.run's final sweep does): a tmux call cancelled then
+    waited for its killed client forever. Its wait is bounded now."""
+    async def never(self: Any) -> int:
+        await asyncio.Event().wait()
+        return 0
+
+    monkeypatch.setattr(asyncio.subprocess.Process, "wait", never)
+    monkeypatch.setattr(tmux_manager, "KILLED_CLIENT_WAIT_S", 0.2, raising=False)
+
+    async def cancelled_call() -> float:
+        call = asyncio.ensure_future(tmux_manager.run_tmux(["sleep", "60"], timeout_s=60))
+        deadline = time.monotonic() + 10
+        while not children(os.getpid(), "sleep") and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # until the client runs; then the caller gives up
+        call.cancel()
+        started = time.monotonic()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(call, 10)
+        return time.monotonic() - started
+
+    assert asyncio.run(cancelled_call()) < 5
