@@ -170,7 +170,7 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
         _retrack(manager, {a.agent_id: a.observed.pane_id for a in first.actions
                            if a.observed is not None})
         return Applied(first)
-    with store.locked(records.swarm_dir(spec.name), what=f"swarm {spec.name!r}"):
+    async with store.locked_async(records.swarm_dir(spec.name), what=f"swarm {spec.name!r}"):
         state = records.load_state(spec.name)  # read once under the lock, used thrice
         await refuse_if_running_elsewhere(manager, spec.name, state)
         current = await compute_plan(manager, spec, prune=prune, desired=desired,
@@ -222,7 +222,7 @@ async def down(target: SwarmTarget, spec: SwarmSpec | None = None, *,
     started = time.time()
     manager = manager_for(target)
     desired = expand(spec) if spec else {}
-    with store.locked(records.swarm_dir(target.name), what=f"swarm {target.name!r}"):
+    async with store.locked_async(records.swarm_dir(target.name), what=f"swarm {target.name!r}"):
         panes = await manager.observe()
         ours = sorted(owned_by(panes, target.name).values(), key=lambda p: p.agent_id)
         removal = Plan(tuple(Action(Kind.REMOVE, p.agent_id, "down", observed=p,

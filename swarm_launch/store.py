@@ -16,7 +16,7 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from swarm_launch.exceptions import LockTimeoutError, StoreError
@@ -352,6 +352,22 @@ def wait_for_lock(fd: int, timeout_s: float) -> bool:
     return True
 
 
+async def wait_for_lock_async(fd: int, timeout_s: float) -> bool:
+    """`wait_for_lock` for a coroutine: it pauses in `asyncio.sleep`, so the event loop
+    runs meanwhile, and a SIGTERM, SIGHUP or Ctrl-C ends the wait at once."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout_s if timeout_s >= 0 else float("inf")
+    pause = 0.005
+    while not try_lock(fd):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        await asyncio.sleep(min(pause, left))
+        pause = min(pause * 2, 0.05)
+    return True
+
+
 @contextlib.contextmanager
 def locked(directory: str, *, timeout_s: float | None = None,
            what: str = "this swarm") -> Iterator[None]:
@@ -361,24 +377,49 @@ def locked(directory: str, *, timeout_s: float | None = None,
     flock, not the filelock package: this is all we used of it, and importing it cost
     10 ms of every `up` (it pulls in decimal, pathlib and secrets).
     """
-    if timeout_s is None:
-        timeout_s = lock_timeout_s()
-    lock_path = os.path.join(directory, LOCK_FILE)
-    try:
-        fd = open_lock(lock_path)
-    except OSError as exc:  # not a file we can lock (a directory), unreadable
-        raise StoreError(f"cannot lock {lock_path}: {exc.strerror or exc}; "
-                         "remove it if it is not a file") from None
+    timeout_s = lock_timeout_s() if timeout_s is None else timeout_s
+    fd, lock_path = _open_lock_in(directory)
     try:
         if not wait_for_lock(fd, timeout_s):
-            raise LockTimeoutError(
-                f"another swarm-launch run holds the lock of {what} "
-                f"({describe_holder(lock_path)}) and did not finish within "
-                f"{timeout_s:g}s; wait for it, or stop it and run again")
+            raise _not_freed(what, lock_path, timeout_s)
         with holding(lock_path):
             yield
     finally:
         os.close(fd)  # releases the lock
+
+
+@contextlib.asynccontextmanager
+async def locked_async(directory: str, *, timeout_s: float | None = None,
+                       what: str = "this swarm") -> AsyncIterator[None]:
+    """`locked` for a coroutine (`up`, `down`): its wait lets the event loop run, so a
+    SIGTERM or SIGHUP ends it at once, as Ctrl-C does; a blocking wait held them off
+    until the lock was free, forever without a timeout."""
+    timeout_s = lock_timeout_s() if timeout_s is None else timeout_s
+    fd, lock_path = _open_lock_in(directory)
+    try:
+        if not await wait_for_lock_async(fd, timeout_s):
+            raise _not_freed(what, lock_path, timeout_s)
+        with holding(lock_path):
+            yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _open_lock_in(directory: str) -> tuple[int, str]:
+    """The lock file of `directory`, opened to be locked, and its path."""
+    lock_path = os.path.join(directory, LOCK_FILE)
+    try:
+        return open_lock(lock_path), lock_path
+    except OSError as exc:  # not a file we can lock (a directory), unreadable
+        raise StoreError(f"cannot lock {lock_path}: {exc.strerror or exc}; "
+                         "remove it if it is not a file") from None
+
+
+def _not_freed(what: str, lock_path: str, timeout_s: float) -> LockTimeoutError:
+    return LockTimeoutError(
+        f"another swarm-launch run holds the lock of {what} "
+        f"({describe_holder(lock_path)}) and did not finish within "
+        f"{timeout_s:g}s; wait for it, or stop it and run again")
 
 
 @contextlib.contextmanager

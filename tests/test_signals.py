@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pathlib
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 from libtmux import Server
 
-from swarm_launch import tmux_manager
+from swarm_launch import store, tmux_manager
 from tests.helpers import cli_process, invoke, wait_until
 from tests.test_reconcile import NAME, agents_of, policy_of, write
 
@@ -135,3 +136,44 @@ def test_a_cancelled_tmux_call_does_not_wait_forever_for_its_killed_client(
         return time.monotonic() - started
 
     assert asyncio.run(cancelled_call()) < 5
+
+
+def has_open(pid: int, path: pathlib.Path) -> bool:
+    """Whether process `pid` has `path` open (a file it opens and closes meanwhile: no)."""
+    fds = f"/proc/{pid}/fd"
+    for fd in os.listdir(fds):
+        with contextlib.suppress(OSError):
+            if os.readlink(os.path.join(fds, fd)) == str(path):
+                return True
+    return False
+
+
+@pytest.mark.parametrize(("command", "signum"), [("up", signal.SIGTERM),
+                                                 ("down", signal.SIGHUP),
+                                                 ("up", signal.SIGINT)])
+def test_a_signal_ends_the_wait_for_the_swarm_lock_at_once(
+    server: Server, spec: pathlib.Path, isolated_environment: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch, command: str, signum: int
+) -> None:
+    """`up` or `down` waiting for another run's lock held off SIGTERM, SIGHUP and Ctrl-C
+    until that run was done (a blocking wait: the loop never ran their handlers), forever
+    with no lock timeout. Now the wait ends at once, nothing done (nor recorded)."""
+    path = write(spec, "a: {command: sleep 600}\nb: {command: sleep 600}\n")
+    up(server, path)
+    panes = agents_of(server)
+    write(spec, "a: {command: sleep 601}\n")  # an `up` would replace a and remove b
+    runs = (isolated_environment / NAME / "runs.jsonl").read_text()
+    monkeypatch.setenv("SWARM_LAUNCH_LOCK_TIMEOUT", "-1")
+    with store.locked(str(isolated_environment / NAME)):  # another run, holding it
+        running = cli_process("-L", str(server.socket_name), command, path)
+        try:
+            wait_until(lambda: has_open(running.pid, isolated_environment / NAME / "lock"),
+                       timeout=20, message=f"{command} waiting for the lock")
+            running.send_signal(signum)
+            _, err = running.communicate(timeout=10)
+        finally:
+            if running.poll() is None:
+                running.kill()
+    assert running.returncode == 128 + signum and "interrupted" in err
+    assert agents_of(server) == panes
+    assert (isolated_environment / NAME / "runs.jsonl").read_text() == runs
