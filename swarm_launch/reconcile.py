@@ -104,6 +104,14 @@ def swarm_busy(name: str) -> bool:
     return store.held_by_another(os.path.join(store.data_dir(), name))
 
 
+def down_under_way(name: str) -> bool:
+    """A `down`, or a run we cannot tell, holds the swarm's lock: it may remove what a
+    look without the lock found. Not an `up`: it leaves the swarm running, and a no-op
+    `up` must not wait for one (`up --wait` waits for readiness under the lock)."""
+    holder = store.lock_holder(os.path.join(store.data_dir(), name))
+    return holder is not None and holder != "up"
+
+
 async def running_elsewhere(manager: TmuxSwarmManager, name: str,
                             state: Mapping[str, Any] | None = None,
                             ) -> tuple[records.RecordedServer, int] | None:
@@ -162,15 +170,16 @@ async def up(spec: SwarmSpec, target: SwarmTarget, *, prune: bool, wait: bool = 
     manager = manager_for(target)
     desired = expand(spec)
     first = await compute_plan(manager, spec, prune=prune, desired=desired, replace=replace)
-    # Not while another run holds the lock: a `down` under way would remove what we found.
+    # Not while a `down` holds the lock: it would remove what we found.
     if first.in_sync and not wait and not _prompts_owed(first) \
-            and _records_current(spec, first) and not swarm_busy(spec.name):
+            and _records_current(spec, first) and not down_under_way(spec.name):
         _record(target, spec, "up", started, applied=Applied(first), desired=desired,
                 panes=None)
         _retrack(manager, {a.agent_id: a.observed.pane_id for a in first.actions
                            if a.observed is not None})
         return Applied(first)
-    async with store.locked_async(records.swarm_dir(spec.name), what=f"swarm {spec.name!r}"):
+    async with store.locked_async(records.swarm_dir(spec.name), what=f"swarm {spec.name!r}",
+                                  command="up"):
         state = records.load_state(spec.name)  # read once under the lock, used thrice
         await refuse_if_running_elsewhere(manager, spec.name, state)
         current = await compute_plan(manager, spec, prune=prune, desired=desired,
@@ -222,7 +231,8 @@ async def down(target: SwarmTarget, spec: SwarmSpec | None = None, *,
     started = time.time()
     manager = manager_for(target)
     desired = expand(spec) if spec else {}
-    async with store.locked_async(records.swarm_dir(target.name), what=f"swarm {target.name!r}"):
+    async with store.locked_async(records.swarm_dir(target.name),
+                                  what=f"swarm {target.name!r}", command="down"):
         panes = await manager.observe()
         ours = sorted(owned_by(panes, target.name).values(), key=lambda p: p.agent_id)
         removal = Plan(tuple(Action(Kind.REMOVE, p.agent_id, "down", observed=p,

@@ -390,16 +390,18 @@ def locked(directory: str, *, timeout_s: float | None = None,
 
 @contextlib.asynccontextmanager
 async def locked_async(directory: str, *, timeout_s: float | None = None,
-                       what: str = "this swarm") -> AsyncIterator[None]:
+                       what: str = "this swarm", command: str | None = None,
+                       ) -> AsyncIterator[None]:
     """`locked` for a coroutine (`up`, `down`): its wait lets the event loop run, so a
     SIGTERM or SIGHUP ends it at once, as Ctrl-C does; a blocking wait held them off
-    until the lock was free, forever without a timeout."""
+    until the lock was free, forever without a timeout. `command` (`up`, `down`) names
+    the run in its holder note, for `lock_holder`."""
     timeout_s = lock_timeout_s() if timeout_s is None else timeout_s
     fd, lock_path = _open_lock_in(directory)
     try:
         if not await wait_for_lock_async(fd, timeout_s):
             raise _not_freed(what, lock_path, timeout_s)
-        with holding(lock_path):
+        with holding(lock_path, command):
             yield
     finally:
         os.close(fd)  # releases the lock
@@ -423,11 +425,12 @@ def _not_freed(what: str, lock_path: str, timeout_s: float) -> LockTimeoutError:
 
 
 @contextlib.contextmanager
-def holding(lock_path: str) -> Iterator[None]:
-    """While the lock at `lock_path` is ours, a note beside it names us to a waiter that
-    gives up (`describe_holder`). Only a hint: a full disk must not stop a `down`."""
+def holding(lock_path: str, command: str | None = None) -> Iterator[None]:
+    """While the lock at `lock_path` is ours, a note beside it names us (and `command`) to
+    a waiter that gives up (`describe_holder`) and to `lock_holder`. Only a hint: a full
+    disk must not stop a `down`."""
     with contextlib.suppress(StoreError, OSError):
-        _write_holder(lock_path)
+        _write_holder(lock_path, command)
     try:
         yield
     finally:
@@ -435,8 +438,11 @@ def holding(lock_path: str) -> Iterator[None]:
             os.unlink(lock_path + ".holder")
 
 
-def _write_holder(lock_path: str) -> None:
-    holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+def _write_holder(lock_path: str, command: str | None = None) -> None:
+    holder: dict[str, object] = {"pid": os.getpid(), "host": socket.gethostname(),
+                                 "started": time.time()}
+    if command:
+        holder["command"] = command
     # Not durable: a hint for this lock's lifetime, which a machine crash ends anyway.
     atomic_write_json(lock_path + ".holder", holder, durable=False)
 
@@ -446,7 +452,23 @@ def describe_holder(lock_path: str) -> str:
     if not isinstance(holder, dict) or not isinstance(holder.get("started"), int | float):
         return "holder unknown"
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder["started"]))
-    return f"pid {holder.get('pid')} on {holder.get('host')}, since {started}"
+    command = f"{holder['command']}, " if isinstance(holder.get("command"), str) else ""
+    return f"{command}pid {holder.get('pid')} on {holder.get('host')}, since {started}"
+
+
+def lock_holder(directory: str) -> str | None:
+    """Which run holds `directory`/lock now: None when none does; else the command its
+    note names (`up`, `down`), or "" when no note can be trusted (not written yet, or
+    left by a run that died, its lock now another's). Costs the lock's try alone when
+    the lock is free."""
+    if not held_by_another(directory):
+        return None
+    holder = read_json(os.path.join(directory, LOCK_FILE) + ".holder")
+    if not isinstance(holder, dict) or not isinstance(holder.get("pid"), int) \
+            or holder.get("host") != socket.gethostname() or not _alive(holder["pid"]):
+        return ""
+    command = holder.get("command")
+    return command if isinstance(command, str) else ""
 
 
 def update_json(path: str, change: Callable[[Any | None], Any], *,

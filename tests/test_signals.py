@@ -8,6 +8,8 @@ import json
 import os
 import pathlib
 import signal
+import socket
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -177,3 +179,50 @@ def test_a_signal_ends_the_wait_for_the_swarm_lock_at_once(
     assert running.returncode == 128 + signum and "interrupted" in err
     assert agents_of(server) == panes
     assert (isolated_environment / NAME / "runs.jsonl").read_text() == runs
+
+
+def test_a_no_op_up_does_not_wait_for_an_up_waiting_for_readiness(
+    server: Server, spec: pathlib.Path, isolated_environment: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock probe sent every `up` down the locked path while any run held the lock:
+    a no-op `up` waited out an `up --wait` waiting for readiness (or failed with the
+    lock's timeout). Only a `down`, or a holder it cannot tell, sends it there."""
+    path = write(spec, "w: {command: 'echo starting; sleep 1000', "
+                       "ready: {pattern: NEVER, timeout_s: 30}}\n")
+    up(server, path)
+    up(server, path)  # its records now current: the next `up` is a no-op
+    waiting = cli_process("-L", str(server.socket_name), "up", path, "--wait")
+    try:
+        holder = isolated_environment / NAME / "lock.holder"
+        wait_until(holder.exists, timeout=20, message="up --wait holding the lock")
+        monkeypatch.setenv("SWARM_LAUNCH_LOCK_TIMEOUT", "2")
+        result = invoke("-L", str(server.socket_name), "up", path)
+    finally:
+        waiting.kill()
+        waiting.communicate()
+    assert result.code == 0, result.err
+    assert "0 created, 0 replaced, 0 removed, 1 unchanged" in result.out
+
+
+def test_the_lock_holder_is_named_by_its_command_while_it_lives(tmp_path: pathlib.Path) -> None:
+    """`up`'s no-op path reads the holder's command: a note of a run that died (its pid
+    gone, the lock now another's) or none at all tells nothing."""
+    directory = str(tmp_path)
+    assert store.lock_holder(directory) is None
+
+    async def holding(command: str) -> str | None:
+        async with store.locked_async(directory, command=command):
+            return store.lock_holder(directory)
+
+    assert asyncio.run(holding("down")) == "down"
+    assert asyncio.run(holding("up")) == "up"
+    assert store.lock_holder(directory) is None
+    gone = subprocess.Popen(["true"])  # a pid that no longer runs
+    gone.wait()
+    with store.locked(directory):
+        assert store.lock_holder(directory) == ""  # a note without a command
+        note = {"pid": gone.pid, "command": "up", "host": socket.gethostname(),
+                "started": time.time()}
+        (tmp_path / "lock.holder").write_text(json.dumps(note))
+        assert store.lock_holder(directory) == ""
