@@ -10,6 +10,7 @@ import pathlib
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 from libtmux import Server
 
 from swarm_launch import store, tmux_manager
-from tests.helpers import cli_process, invoke, wait_until
+from tests.helpers import cli_process, interruptible, invoke, wait_until
 from tests.test_reconcile import NAME, agents_of, policy_of, write
 
 pytestmark = pytest.mark.tmux
@@ -226,3 +227,63 @@ def test_the_lock_holder_is_named_by_its_command_while_it_lives(tmp_path: pathli
                 "started": time.time()}
         (tmp_path / "lock.holder").write_text(json.dumps(note))
         assert store.lock_holder(directory) == ""
+
+
+def watching(server: Server, path: str, out: pathlib.Path) -> subprocess.Popen[bytes]:
+    """`up PATH --watch`, its output in `out`, once it watches (its first apply done)."""
+    with out.open("w") as handle:
+        watcher = interruptible([sys.executable, "-m", "swarm_launch", "-L",
+                                 str(server.socket_name), "up", path, "--watch"],
+                                stdout=handle, stderr=subprocess.STDOUT)
+    wait_until(lambda: "watching" in out.read_text() or watcher.poll() is not None,
+               timeout=20, message="the watch under way")
+    return watcher
+
+
+def ended(watcher: subprocess.Popen[bytes], signum: int) -> int:
+    watcher.send_signal(signum)
+    try:
+        return watcher.wait(timeout=20)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+
+
+def test_sigterm_during_a_watch_apply_calls_the_apply_off_and_ends_the_watch(
+    server: Server, spec: pathlib.Path, isolated_environment: pathlib.Path,
+    tmp_path: pathlib.Path
+) -> None:
+    """SIGTERM killed `up --watch` outright during an apply: the agent it was replacing
+    ran on with its restart policy held aside, and the apply had no line in runs.jsonl.
+    Now it is called off as by Ctrl-C, and the watch ends: 143."""
+    path = write(spec, DEAF_TO_INT)
+    up(server, path)
+    pane = agents_of(server)["t"]
+    out = tmp_path / "out.txt"
+    watcher = watching(server, path, out)
+    write(spec, DEAF_TO_INT.replace("timeout_s: 30}", "timeout_s: 30}, env: {E: '1'}"))
+    try:
+        wait_until(lambda: policy_of(server)[1], timeout=20, message="policy held aside")
+    finally:
+        code = ended(watcher, signal.SIGTERM)
+    assert code == 143, out.read_text()
+    assert "stopped watching; the swarm keeps running" in out.read_text()
+    policy, held = policy_of(server)
+    assert policy.startswith("always") and held == ""
+    assert agents_of(server) == {"t": pane}
+    runs = (isolated_environment / NAME / "runs.jsonl").read_text().splitlines()
+    assert json.loads(runs[-1])["interrupted"] is True
+
+
+def test_sighup_between_watch_applies_ends_the_watch(
+    server: Server, spec: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """SIGHUP (its terminal closed) killed the watch without a word; it ends it as
+    Ctrl-C does, with 129."""
+    path = write(spec, "a: {command: sleep 600}\n")
+    out = tmp_path / "out.txt"
+    code = ended(watching(server, path, out), signal.SIGHUP)
+    assert code == 129, out.read_text()
+    assert "stopped watching; the swarm keeps running" in out.read_text()
+    assert set(agents_of(server)) == {"a"}

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import click
@@ -132,7 +132,8 @@ def _document(name: str, session: str, applied: reconcile.Applied,
 
 
 def _watch(globals_: Globals, spec: str, *, prune: bool, replace: tuple[str, ...]) -> int:
-    """Apply now, then after every change of the spec; Ctrl-C leaves the swarm running.
+    """Apply now, then after every change of the spec; Ctrl-C leaves the swarm running
+    (exit 0: it is how a watch ends), as SIGTERM and SIGHUP do (exit 128 + the signal).
 
     `--replace` counts for the first apply only: a spec edit must not replace them again."""
     from swarm_launch import watch
@@ -166,36 +167,44 @@ def _watch(globals_: Globals, spec: str, *, prune: bool, replace: tuple[str, ...
             click.echo(f"error: {exc}", err=True)
             return
         except asyncio.CancelledError:
-            return  # Ctrl-C: the watch ends at once
+            return  # Ctrl-C, SIGTERM, SIGHUP: the watch ends at once
         finally:
             stop.done()
         forced.clear()
         click.echo(f"{time.strftime('%H:%M:%S')} {applied.summary()}", color=None)
         _verdict(applied, reconcile.manager_for(target).log_path)
 
-    signal.signal(signal.SIGINT, stop.interrupt)
     try:
-        before = watch.signature(spec)  # a save during the first apply is applied next
-        apply()
-        if not stop.requested:
-            click.echo(f"watching {spec} for changes "
-                       "(Ctrl-C to stop watching; the swarm keeps running)")
-            # A reader gone (`up --watch | tee f`, tee ended) ends the watch, between applies
-            watch.watch(spec, apply, seen=before,
-                        should_stop=lambda: stop.requested or output.reader_gone(),
-                        on_gone=lambda: click.echo(
-                            f"{spec} is gone; the swarm keeps running as it is; watching "
-                            "for the file to come back", err=True))
+        with stop.handling():
+            before = watch.signature(spec)  # a save during the first apply is applied next
+            apply()
+            if not stop.requested:
+                click.echo(f"watching {spec} for changes "
+                           "(Ctrl-C to stop watching; the swarm keeps running)")
+                # A reader gone (`up --watch | tee f`, tee ended) ends the watch, between
+                # applies
+                watch.watch(spec, apply, seen=before,
+                            should_stop=lambda: stop.requested or output.reader_gone(),
+                            on_gone=lambda: click.echo(
+                                f"{spec} is gone; the swarm keeps running as it is; "
+                                "watching for the file to come back", err=True))
     except KeyboardInterrupt:
         pass
+    except _signals.Terminated as exc:
+        stop.signum = exc.signum
     click.echo("stopped watching; the swarm keeps running")
-    return 0
+    return _signals.report(_signals.Terminated(stop.signum)) if stop.signum else 0
+
+
+_WATCH_SIGNALS = (signal.SIGINT, *_signals.CANCELLING_SIGNALS)
 
 
 class _StopOnInterrupt:
-    """Ctrl-C under `up --watch`: between applies, it ends the watch at once; during an
-    apply, it cancels the apply (as asyncio.run would) and ends the watch when the apply
-    returns, cancelled or not. A second Ctrl-C raises at once.
+    """Ctrl-C, SIGTERM or SIGHUP under `up --watch`: between applies, it ends the watch at
+    once; during an apply, it cancels the apply (as asyncio.run would: a stop under way
+    gives back the policies it held aside, the run is recorded) and ends the watch when
+    the apply returns, cancelled or not. A second Ctrl-C raises at once; a second SIGTERM
+    or SIGHUP is ignored while the cancelled apply cleans up, as under `up`.
 
     Not an exception raised inside the event loop: one landing in the loop's own callbacks
     (a subprocess's exit) can leave a process never awaited, and asyncio.run's clean-up
@@ -204,6 +213,7 @@ class _StopOnInterrupt:
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum = 0  # the SIGTERM or SIGHUP that ended the watch, if one did
         self._running: tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = None
 
     async def cancellable(self, work: Coroutine[Any, Any, T]) -> T:
@@ -217,10 +227,28 @@ class _StopOnInterrupt:
     def done(self) -> None:
         self._running = None
 
+    @contextlib.contextmanager
+    def handling(self) -> Iterator[None]:
+        """Ctrl-C, and SIGTERM and SIGHUP unless ignored (`nohup`), go to `interrupt`
+        while the watch runs."""
+        previous = {signum: signal.getsignal(signum) for signum in _WATCH_SIGNALS}
+        for signum, handler in previous.items():
+            if signum == signal.SIGINT or handler == signal.SIG_DFL:
+                signal.signal(signum, self.interrupt)
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
     def interrupt(self, signum: int, frame: object) -> None:
+        terminated = signum != signal.SIGINT
+        if self.requested and terminated:
+            return
         if self.requested or self._running is None:
-            raise KeyboardInterrupt
+            raise _signals.Terminated(signum) if terminated else KeyboardInterrupt
         self.requested = True
+        self.signum = signum if terminated else 0
         loop, task = self._running
         with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to cancel
             loop.call_soon_threadsafe(task.cancel)  # only queues it, and wakes the loop
