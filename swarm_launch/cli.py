@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import gc
 
     gc.set_threshold(100_000, 50, 50)
-    output.guard_stdout()
+    output.guard_output()
     exit_now(run(sys.argv[1:] if argv is None else argv))
 
 

@@ -1,20 +1,24 @@
-"""Standard output that outlives its reader.
+"""Standard output and error that outlive their reader.
 
 `swarm-launch up swarm.yaml | head -1`: the reader leaves after one line, and Python
 raises BrokenPipeError at the next write, in the middle of the command (click then
 exits 1). A command's exit code must say what it did, not whether anyone read all it
 printed: so once the reader is gone, writes to stdout are dropped, the command runs to
 its end with its own exit code, and the loops that run only to print (`logs -f`,
-`up --watch`) ask `reader_gone()` and stop, as a Unix filter ends on SIGPIPE.
+`up --watch`) ask `reader_gone()` and stop, as a Unix filter ends on SIGPIPE. So are
+writes to stderr (`down swarm.yaml 2>&1 | head -1`: a note after the reader left made
+the completed `down` exit 1); its reader gone ends no loop: stdout may still be read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sys
+from typing import TextIO
 
-_replaced: list[object] = []  # the stream replaced: collected, it would close fd 1
+_replaced: list[object] = []  # the streams replaced: collected, they would close fd 1, 2
 
 
 class ReaderGone(Exception):
@@ -22,17 +26,17 @@ class ReaderGone(Exception):
 
 
 def reader_gone() -> bool:
-    return _DropWhenGone.reader_gone
+    """Nobody reads stdout any more."""
+    return any(raw.reader_gone for raw in _stdout)
 
 
 class _DropWhenGone(io.RawIOBase):
-    """fd 1, whose writes after EPIPE are dropped (reported as written)."""
-
-    reader_gone = False  # one stdout per process: its state is the class's
+    """A file descriptor whose writes after EPIPE are dropped (reported as written)."""
 
     def __init__(self, fd: int) -> None:
         super().__init__()
         self._fd = fd
+        self.reader_gone = False
 
     def writable(self) -> bool:
         return True
@@ -44,26 +48,41 @@ class _DropWhenGone(io.RawIOBase):
         return os.isatty(self._fd)
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        if not _DropWhenGone.reader_gone:
+        if not self.reader_gone:
             try:
                 return os.write(self._fd, data)
             except BrokenPipeError:
-                _DropWhenGone.reader_gone = True
+                self.reader_gone = True
         return len(data)
 
 
-def guard_stdout() -> None:
-    """Give `sys.stdout` the behaviour above, keeping its encoding and buffering.
+_stdout: list[_DropWhenGone] = []  # stdout's, once guarded
 
-    Left as it is when it is not a file (a test's captured output)."""
-    stream = sys.stdout
+
+def guard_output() -> None:
+    """Give `sys.stdout` and `sys.stderr` the behaviour above, keeping their encoding and
+    buffering. Each is left as it is when it is not a file (a test's captured output)."""
+    stdout = _guarded(sys.stdout)
+    if stdout is not None:
+        sys.stdout, raw = stdout
+        _stdout.append(raw)
+    stderr = _guarded(sys.stderr)
+    if stderr is not None:
+        sys.stderr = stderr[0]
+
+
+def _guarded(stream: TextIO) -> tuple[TextIO, _DropWhenGone] | None:
+    """`stream` again, its writes after EPIPE dropped; None if it is not a file."""
     try:
         fd = stream.fileno()
     except (AttributeError, OSError, ValueError):
-        return
-    stream.flush()
+        return None
+    with contextlib.suppress(OSError, ValueError):  # its reader gone already
+        stream.flush()
     _replaced.append(stream)
-    sys.stdout = io.TextIOWrapper(
-        io.BufferedWriter(_DropWhenGone(fd)), encoding=stream.encoding,
-        errors=stream.errors, line_buffering=bool(stream.line_buffering),
-        write_through=getattr(stream, "write_through", False))
+    raw = _DropWhenGone(fd)
+    writer: io.RawIOBase = raw
+    return io.TextIOWrapper(
+        io.BufferedWriter(writer), encoding=stream.encoding, errors=stream.errors,
+        line_buffering=bool(stream.line_buffering),
+        write_through=getattr(stream, "write_through", False)), raw

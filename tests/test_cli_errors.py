@@ -86,13 +86,13 @@ def test_up_options_that_cannot_go_together_are_usage_errors(
     assert result.code == 2 and says in result.err
 
 
-def _console(*args: str, stdout: int = subprocess.PIPE,
+def _console(*args: str, stdout: int = subprocess.PIPE, stderr: int = subprocess.PIPE,
              unbuffered: bool = False) -> subprocess.Popen[bytes]:
     """The CLI as a process; `unbuffered`: every line written at once (PYTHONUNBUFFERED),
     so a reader gone is met in the middle of the command, not at its final flush."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1" if unbuffered else ""}
     return subprocess.Popen([sys.executable, "-m", "swarm_launch", *args], stdout=stdout,
-                            stderr=subprocess.PIPE, env=env)
+                            stderr=stderr, env=env)
 
 
 def test_the_exit_skipping_teardown_still_delivers_all_output_and_the_exit_code(
@@ -147,6 +147,27 @@ def test_up_whose_reader_goes_away_still_applies_and_records_everything(
     assert [(a["id"], a["status"], a["sync"]) for a in agents] == [
         (agent, "running", "in-sync") for agent in ("a-0", "a-1", "a-2", "b")]
     invoke("-L", str(server.socket_name), "down", str(spec))
+
+
+def test_a_reader_of_stderr_that_goes_away_changes_no_exit_code(
+    tmp_path: pathlib.Path, isolated_environment: pathlib.Path, server: libtmux.Server
+) -> None:
+    """`plan B.yaml 2>&1 | head -0`: its note on stderr met the reader gone, and the
+    plan, done, exited 1 (only stdout dropped its writes then)."""
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    for spec in (first, second):
+        spec.write_text("version: 1\nname: two\nagents:\n  a: {command: sleep 60}\n")
+    assert invoke("-L", str(server.socket_name), "up", str(first)).code == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        plan = _console("-L", str(server.socket_name), "plan", str(second),
+                        stdout=write_end, stderr=write_end)
+    finally:
+        os.close(write_end)
+    assert plan.wait(timeout=60) == 0
+    assert "was last applied from" in invoke("-L", str(server.socket_name), "plan",
+                                             str(second)).err  # the note it printed
 
 
 def _big_spec(directory: pathlib.Path) -> str:
