@@ -337,19 +337,25 @@ def held_by_another(directory: str) -> bool:
         os.close(fd)  # releases the lock if the try took it
 
 
-def wait_for_lock(fd: int, timeout_s: float) -> bool:
-    """Poll for the flock until `timeout_s` passes (negative: for as long as it takes;
-    flock itself cannot time out): every 5 ms at first, so a short wait ends fast, then
-    every 50 ms."""
+def _pauses(fd: int, timeout_s: float) -> Iterator[float]:
+    """The pauses between tries of the flock (flock itself cannot time out): 5 ms at
+    first, so a short wait ends fast, then 50 ms; ends once the lock is ours, or once
+    `timeout_s` has passed (negative: never)."""
     deadline = time.monotonic() + timeout_s if timeout_s >= 0 else float("inf")
     pause = 0.005
     while not try_lock(fd):
         left = deadline - time.monotonic()
         if left <= 0:
-            return False
-        time.sleep(min(pause, left))
+            return
+        yield min(pause, left)
         pause = min(pause * 2, 0.05)
-    return True
+
+
+def wait_for_lock(fd: int, timeout_s: float) -> bool:
+    """Whether the flock on `fd` was ours within `timeout_s` (see `_pauses`)."""
+    for pause in _pauses(fd, timeout_s):
+        time.sleep(pause)
+    return try_lock(fd)  # ours already (flock again is a no-op), or one last try
 
 
 async def wait_for_lock_async(fd: int, timeout_s: float) -> bool:
@@ -357,15 +363,9 @@ async def wait_for_lock_async(fd: int, timeout_s: float) -> bool:
     runs meanwhile, and a SIGTERM, SIGHUP or Ctrl-C ends the wait at once."""
     import asyncio
 
-    deadline = time.monotonic() + timeout_s if timeout_s >= 0 else float("inf")
-    pause = 0.005
-    while not try_lock(fd):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        await asyncio.sleep(min(pause, left))
-        pause = min(pause * 2, 0.05)
-    return True
+    for pause in _pauses(fd, timeout_s):
+        await asyncio.sleep(pause)
+    return try_lock(fd)
 
 
 @contextlib.contextmanager
