@@ -47,7 +47,8 @@ def run_terminable(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         try:
             return await make()
         finally:
-            for signum in handled:  # back to the default: a second one ends us at once
+            # The clean-up is over: back to the default, so a signal now ends us at once.
+            for signum in handled:
                 loop.remove_signal_handler(signum)
 
     try:
