@@ -45,21 +45,29 @@ def rotated_paths(path: str) -> list[str]:
 def not_a_log(path: str) -> str | None:
     """What is wrong when one of the log's files is no file a writer writes (a directory,
     a symlink, which the writers refuse, a device); None when all are files or absent."""
-    import stat
-
     for file in rotated_paths(path):
-        try:
-            mode = os.lstat(file).st_mode
-        except FileNotFoundError:
-            continue  # rotated past `keep` meanwhile
-        if stat.S_ISREG(mode):
+        kind = not_a_file(file)
+        if kind is None:
             continue
-        kind = ("a directory" if stat.S_ISDIR(mode) else
-                "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file")
         lost = ("its writer cannot open it: the agent's output is being dropped" if file == path
                 else "swarm-launch reads no log but its own files")
         return f"{file} is {kind}, not a log: {lost}; remove it (or move it aside)"
     return None
+
+
+def not_a_file(path: str) -> str | None:
+    """What `path` is when it is there but no regular file (`a directory`, `a symbolic
+    link`, ...): one lstat. None for a regular file, or none at all."""
+    import stat
+
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return ("a directory" if stat.S_ISDIR(mode) else
+            "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file")
 
 
 @contextlib.contextmanager

@@ -48,7 +48,7 @@ from swarm_launch.exceptions import (
     TmuxTimeoutError,
     UserError,
 )
-from swarm_launch.logfiles import QUIET_LINE_S, LogFollower, decode_line
+from swarm_launch.logfiles import QUIET_LINE_S, LogFollower, decode_line, not_a_file
 from swarm_launch.model import SendSettings, StopSettings
 from swarm_launch.observed import (
     LIST_PANES_FORMAT,
@@ -621,15 +621,8 @@ def _overridden(stop: StopSettings, signal: str | None, timeout_s: float | None
 def _not_a_log_file(path: str) -> str | None:
     """Why the writer could not append to `path` (a directory, a symlink), if so: one
     lstat (`logfiles.not_a_log` also looks at the rotated files, which `logs` reads)."""
-    try:
-        mode = os.lstat(path).st_mode
-    except OSError:
-        return None  # absent: the writer creates it
-    if stat.S_ISREG(mode):
-        return None
-    kind = "a directory" if stat.S_ISDIR(mode) else \
-        "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
-    return f"its log {path} is {kind}: remove it (or move it aside)"
+    kind = not_a_file(path)
+    return None if kind is None else f"its log {path} is {kind}: remove it (or move it aside)"
 
 
 def _unreaped(pane: PaneState) -> bool:
